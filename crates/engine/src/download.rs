@@ -1,0 +1,484 @@
+//! Receiving a manifest into a destination folder: planning, verified block writes,
+//! resume and the final rename.
+//!
+//! Every file is written into a temp file next to its destination, named by a hash
+//! of its path and block list (so names never overflow and a rerun finds the same
+//! temp file). Each block is checked against its hash and length before it touches
+//! the disk. When all blocks are in: fsync, restore mtime and mode, check the
+//! destination again, rename, fsync the directory. A rerun re-verifies what the
+//! temp file already holds and fetches only the rest.
+//!
+//! All paths are opened through a `cap_std` handle on the destination, so neither a
+//! hostile name nor a symlink can lead a write outside it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta, block_count, block_len};
+use peerbox_proto::RelPath;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::scan::hash_block;
+use crate::{EngineError, io};
+
+/// Prefix of temp files; a peer can never name a file like this (see `RelPath`).
+pub const TEMP_PREFIX: &str = ".peerbox-tmp-";
+
+/// One file of a download.
+#[derive(Debug)]
+pub struct PlannedFile {
+    /// Index of the entry in the manifest (what block requests name).
+    pub index: u32,
+    /// Where it goes under the destination.
+    pub path: RelPath,
+    /// Size and blocks.
+    pub meta: FileMeta,
+    /// Whether it still needs blocks.
+    pub status: FileStatus,
+}
+
+/// A file's state at planning time.
+#[derive(Debug)]
+pub enum FileStatus {
+    /// Already at its destination with identical content.
+    InPlace,
+    /// Being assembled in a temp file.
+    Pending(Arc<TempFile>),
+}
+
+/// A planned download: the destination handle and every file's state.
+#[derive(Debug)]
+pub struct Download {
+    root: Arc<Dir>,
+    root_path: PathBuf,
+    overwrite: bool,
+    /// Files, in manifest order.
+    pub files: Vec<PlannedFile>,
+    /// Entries left out, with the reason (collisions, unsafe names).
+    pub problems: Vec<String>,
+    /// Bytes already present and verified (in place or in temp files).
+    pub resumed_bytes: u64,
+}
+
+/// A temp file being filled with verified blocks.
+#[derive(Debug)]
+pub struct TempFile {
+    file: std::fs::File,
+    tmp: PathBuf,
+    meta: FileMeta,
+    have: Mutex<Vec<bool>>,
+}
+
+/// Why a block was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// Wrong length for its position.
+    #[error("block {index} has {got} bytes, expected {want}")]
+    WrongSize {
+        /// Block index.
+        index: u64,
+        /// Received length.
+        got: usize,
+        /// Expected length.
+        want: u32,
+    },
+    /// Content does not match the manifest hash.
+    #[error("block {0} does not match its hash")]
+    WrongHash(u64),
+    /// No such block.
+    #[error("block {0} is out of range")]
+    OutOfRange(u64),
+    /// Writing failed.
+    #[error("cannot write: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Download {
+    /// Plans receiving `entries` (already validated) into `dest`, creating it if
+    /// needed. Existing different files are refused unless `overwrite`; identical
+    /// ones count as done. Temp files from an earlier run are verified and reused.
+    pub fn prepare(dest: &Path, entries: &[(RelPath, Entry)], overwrite: bool) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(dest).map_err(|e| EngineError::io(dest, e))?;
+        let root = Dir::open_ambient_dir(dest, ambient_authority()).map_err(|e| EngineError::io(dest, e))?;
+        let mut problems = Vec::new();
+
+        // Names that collide on a case-insensitive filesystem are left out, both of
+        // them: neither may overwrite the other.
+        let mut keys: HashMap<String, usize> = HashMap::new();
+        for (path, _) in entries {
+            *keys.entry(path.collision_key()).or_default() += 1;
+        }
+        let files_at: HashSet<&str> = entries
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, EntryKind::File(_)))
+            .map(|(p, _)| p.as_str())
+            .collect();
+
+        let mut dirs = Vec::new();
+        let mut wanted = Vec::new();
+        for (index, (path, entry)) in entries.iter().enumerate() {
+            if keys[&path.collision_key()] > 1 {
+                problems.push(format!("{path}: skipped, another entry differs only in case"));
+                continue;
+            }
+            if let Some(a) = path.ancestors().find(|a| files_at.contains(a)) {
+                return Err(EngineError::BadManifest(format!("{path} is inside {a}, which is a file")));
+            }
+            match &entry.kind {
+                EntryKind::Dir => dirs.push(path.clone()),
+                EntryKind::File(meta) => wanted.push((index as u32, path.clone(), meta.clone())),
+            }
+        }
+
+        // Check every destination before writing anything.
+        let checks: Vec<Result<bool, EngineError>> = wanted
+            .par_iter()
+            .map(|(_, path, meta)| existing_matches(&root, dest, path, meta, overwrite))
+            .collect();
+        let mut in_place = Vec::with_capacity(wanted.len());
+        let mut conflicts = Vec::new();
+        for c in checks {
+            match c {
+                Ok(same) => in_place.push(same),
+                Err(EngineError::Exists(p)) => {
+                    conflicts.push(p);
+                    in_place.push(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(EngineError::WouldOverwrite(conflicts));
+        }
+        for d in &dirs {
+            ensure_dir(&root, dest, d.as_str())?;
+        }
+
+        let files: Vec<Result<PlannedFile, EngineError>> = wanted
+            .into_par_iter()
+            .zip(in_place)
+            .map(|((index, path, meta), same)| {
+                if same {
+                    return Ok(PlannedFile { index, path, meta, status: FileStatus::InPlace });
+                }
+                let tmp = open_temp(&root, dest, &path, &meta)?;
+                Ok(PlannedFile { index, path, meta, status: FileStatus::Pending(Arc::new(tmp)) })
+            })
+            .collect();
+        let files = files.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let resumed_bytes = files
+            .iter()
+            .map(|f| match &f.status {
+                FileStatus::InPlace => f.meta.size,
+                FileStatus::Pending(t) => t.verified_bytes(),
+            })
+            .sum();
+        Ok(Self { root: Arc::new(root), root_path: dest.to_owned(), overwrite, files, problems, resumed_bytes })
+    }
+
+    /// Total bytes of all files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.meta.size).sum()
+    }
+
+    /// Where `path` ends up on disk.
+    pub fn final_path(&self, path: &RelPath) -> PathBuf {
+        path.segments().fold(self.root_path.clone(), |p, s| p.join(s))
+    }
+
+    /// Moves a complete temp file into place: fsync, restore mtime and mode, check
+    /// the destination once more, rename, fsync the directory.
+    pub fn finish(&self, file: &PlannedFile) -> Result<PathBuf, EngineError> {
+        let FileStatus::Pending(tmp) = &file.status else { return Ok(self.final_path(&file.path)) };
+        let dest = self.final_path(&file.path);
+        if !tmp.is_complete() {
+            return Err(EngineError::Incomplete(dest));
+        }
+        tmp.file.sync_all().map_err(|e| EngineError::io(&dest, e))?;
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(file.meta.mtime_ns.max(0) as u64);
+        // Best effort: a filesystem without mtimes still gets the content.
+        let _ = tmp.file.set_modified(mtime);
+        set_executable(&tmp.file, file.meta.executable);
+        // The destination may have appeared while we downloaded.
+        if !self.overwrite && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)? {
+            if self.root.symlink_metadata(file.path.as_str()).is_ok() {
+                return Err(EngineError::WouldOverwrite(vec![dest]));
+            }
+        }
+        self.root
+            .rename(&tmp.tmp, &self.root, file.path.as_str())
+            .map_err(|e| EngineError::io(&dest, e))?;
+        sync_parent(&self.root, &file.path).map_err(|e| EngineError::io(&dest, e))?;
+        Ok(dest)
+    }
+}
+
+impl TempFile {
+    /// Verifies block `index` and writes it. Returns whether the file is now complete.
+    pub fn write_block(&self, index: u64, data: &[u8]) -> Result<bool, BlockError> {
+        let n = block_count(self.meta.size, self.meta.block_size);
+        if index >= n {
+            return Err(BlockError::OutOfRange(index));
+        }
+        let want = block_len(self.meta.size, self.meta.block_size, index);
+        if data.len() != want as usize {
+            return Err(BlockError::WrongSize { index, got: data.len(), want });
+        }
+        if hash_block(data) != self.meta.blocks[index as usize] {
+            return Err(BlockError::WrongHash(index));
+        }
+        io::write_all_at(&self.file, data, index * self.meta.block_size as u64)?;
+        let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        have[index as usize] = true;
+        Ok(have.iter().all(|h| *h))
+    }
+
+    /// Indices of blocks still missing.
+    pub fn missing(&self) -> Vec<u64> {
+        let have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        have.iter().enumerate().filter(|(_, h)| !**h).map(|(i, _)| i as u64).collect()
+    }
+
+    /// Whether every block is in.
+    pub fn is_complete(&self) -> bool {
+        self.have.lock().unwrap_or_else(|p| p.into_inner()).iter().all(|h| *h)
+    }
+
+    /// Bytes verified so far.
+    pub fn verified_bytes(&self) -> u64 {
+        let have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        have.iter()
+            .enumerate()
+            .filter(|(_, h)| **h)
+            .map(|(i, _)| block_len(self.meta.size, self.meta.block_size, i as u64) as u64)
+            .sum()
+    }
+}
+
+/// The temp file name for a file: a hash of its path and blocks, so it is short,
+/// stable across runs, and different when the content is.
+fn temp_name(path: &RelPath, meta: &FileMeta) -> String {
+    let mut h = Sha256::new();
+    h.update(path.as_str().as_bytes());
+    h.update([0]);
+    h.update(meta.size.to_be_bytes());
+    for b in &meta.blocks {
+        h.update(b);
+    }
+    format!("{TEMP_PREFIX}{}", hex::encode(&h.finalize()[..16]))
+}
+
+fn temp_rel(path: &RelPath, meta: &FileMeta) -> PathBuf {
+    let name = temp_name(path, meta);
+    match path.as_str().rsplit_once('/') {
+        Some((parent, _)) => Path::new(parent).join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+    if let Some(parent) = path.ancestors().last() {
+        ensure_dir(root, dest, parent)?;
+    }
+    let tmp = temp_rel(path, meta);
+    let shown = dest.join(&tmp);
+    let file = root
+        .open_with(&tmp, OpenOptions::new().read(true).write(true).create(true))
+        .map_err(|e| EngineError::io(&shown, e))?
+        .into_std();
+    let len = file.metadata().map_err(|e| EngineError::io(&shown, e))?.len();
+    let n = block_count(meta.size, meta.block_size) as usize;
+    let mut have = vec![false; n];
+    if len > 0 {
+        // Resume: keep every block that already verifies.
+        have = (0..n as u64)
+            .into_par_iter()
+            .map_init(Vec::new, |buf, i| {
+                let bl = block_len(meta.size, meta.block_size, i) as usize;
+                let off = i * meta.block_size as u64;
+                if off + bl as u64 > len {
+                    return false;
+                }
+                buf.resize(bl, 0);
+                io::read_exact_at(&file, buf, off).is_ok() && hash_block(buf) == meta.blocks[i as usize]
+            })
+            .collect();
+    }
+    if len != meta.size {
+        file.set_len(meta.size).map_err(|e| EngineError::io(&shown, e))?;
+    }
+    Ok(TempFile { file, tmp, meta: meta.clone(), have: Mutex::new(have) })
+}
+
+/// Whether the destination already holds exactly this content. `Err(Exists)` when
+/// something different is there and `overwrite` is off.
+fn existing_matches(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta, overwrite: bool) -> Result<bool, EngineError> {
+    let shown = path.segments().fold(dest.to_owned(), |p, s| p.join(s));
+    let m = match root.symlink_metadata(path.as_str()) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        // A parent that is a file, or a link out of the root: treat as occupied.
+        Err(_) => return if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) },
+    };
+    if m.is_dir() {
+        return Err(EngineError::Exists(shown));
+    }
+    if m.is_file() && m.len() == meta.size {
+        let f = root.open(path.as_str()).map_err(|e| EngineError::io(&shown, e))?.into_std();
+        let hashes = crate::scan::hash_file(&f, meta.size, &|_| {}).map_err(|e| EngineError::io(&shown, e))?;
+        if hashes == meta.blocks {
+            return Ok(true);
+        }
+    }
+    if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) }
+}
+
+fn ensure_dir(root: &Dir, dest: &Path, rel: &str) -> Result<(), EngineError> {
+    let shown = dest.join(rel);
+    match root.symlink_metadata(rel) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(EngineError::Exists(shown)),
+        Err(_) => root.create_dir_all(rel).map_err(|e| EngineError::io(&shown, e)),
+    }
+}
+
+fn sync_parent(root: &Dir, path: &RelPath) -> std::io::Result<()> {
+    // A directory handle from `open_dir` may be O_PATH, which cannot be synced;
+    // open it for reading instead.
+    let parent = path.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
+    root.open(parent)?.into_std().sync_all()
+}
+
+#[cfg(unix)]
+fn set_executable(file: &std::fs::File, executable: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = file.metadata() {
+        let mode = m.permissions().mode();
+        let want = if executable { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
+        if want != mode {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &std::fs::File, _: bool) {}
+
+/// Hashes of `data` split into blocks of `block_size`; a test and bench helper.
+pub fn block_hashes(data: &[u8], block_size: u32) -> Vec<BlockHash> {
+    data.chunks(block_size as usize).map(hash_block).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerbox_proto::manifest::{MIN_BLOCK_SIZE, block_size_for};
+
+    fn entry(path: &str, data: &[u8]) -> (RelPath, Entry) {
+        let bs = block_size_for(data.len() as u64);
+        let meta = FileMeta { size: data.len() as u64, mtime_ns: 1_000_000_000, executable: false, block_size: bs, blocks: block_hashes(data, bs) };
+        (RelPath::new(path).unwrap(), Entry { path: path.into(), kind: EntryKind::File(meta) })
+    }
+
+    fn blocks(data: &[u8]) -> Vec<&[u8]> {
+        data.chunks(block_size_for(data.len() as u64) as usize).collect()
+    }
+
+    fn pending(f: &PlannedFile) -> &TempFile {
+        match &f.status {
+            FileStatus::Pending(t) => t,
+            FileStatus::InPlace => panic!("in place"),
+        }
+    }
+
+    /// Sizes at the block edges, and a few blocks.
+    const INTERESTING: [usize; 6] = [0, 1, MIN_BLOCK_SIZE as usize - 1, MIN_BLOCK_SIZE as usize, MIN_BLOCK_SIZE as usize + 1, 3 * MIN_BLOCK_SIZE as usize + 5];
+
+    #[test]
+    fn files_of_interesting_sizes_arrive_whole() {
+        for size in INTERESTING {
+            let d = tempfile::tempdir().unwrap();
+            let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+            let dl = Download::prepare(d.path(), &[entry("f.bin", &data)], false).unwrap();
+            let t = pending(&dl.files[0]);
+            for (i, b) in blocks(&data).iter().enumerate().rev() {
+                t.write_block(i as u64, b).unwrap();
+            }
+            let out = dl.finish(&dl.files[0]).unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), data, "size {size}");
+            let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left, [std::ffi::OsString::from("f.bin")], "temp file left behind");
+        }
+    }
+
+    #[test]
+    fn bad_blocks_are_refused_and_not_written() {
+        let d = tempfile::tempdir().unwrap();
+        let data = vec![5u8; MIN_BLOCK_SIZE as usize + 10];
+        let dl = Download::prepare(d.path(), &[entry("f", &data)], false).unwrap();
+        let t = pending(&dl.files[0]);
+        assert!(matches!(t.write_block(1, &[5; 9]), Err(BlockError::WrongSize { .. })));
+        assert!(matches!(t.write_block(1, &[6; 10]), Err(BlockError::WrongHash(1))));
+        assert!(matches!(t.write_block(2, &[5; 10]), Err(BlockError::OutOfRange(2))));
+        assert_eq!(t.missing(), [0, 1]);
+        assert!(matches!(dl.finish(&dl.files[0]), Err(EngineError::Incomplete(_))));
+        assert!(!d.path().join("f").exists());
+    }
+
+    #[test]
+    fn a_rerun_keeps_verified_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..4 * MIN_BLOCK_SIZE as usize).map(|i| (i % 7) as u8).collect();
+        let e = [entry("f", &data)];
+        {
+            let dl = Download::prepare(d.path(), &e, false).unwrap();
+            let t = pending(&dl.files[0]);
+            t.write_block(0, blocks(&data)[0]).unwrap();
+            t.write_block(2, blocks(&data)[2]).unwrap();
+        }
+        let dl = Download::prepare(d.path(), &e, false).unwrap();
+        assert_eq!(dl.resumed_bytes, 2 * MIN_BLOCK_SIZE as u64);
+        assert_eq!(pending(&dl.files[0]).missing(), [1, 3]);
+    }
+
+    #[test]
+    fn existing_files_are_kept_unless_identical_or_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("same"), b"abc").unwrap();
+        std::fs::write(d.path().join("diff"), b"old").unwrap();
+        let dl = Download::prepare(d.path(), &[entry("same", b"abc")], false).unwrap();
+        assert!(matches!(dl.files[0].status, FileStatus::InPlace));
+        let err = Download::prepare(d.path(), &[entry("diff", b"new")], false).unwrap_err();
+        assert!(matches!(err, EngineError::WouldOverwrite(ref v) if v.len() == 1), "{err}");
+        assert_eq!(std::fs::read(d.path().join("diff")).unwrap(), b"old");
+        let dl = Download::prepare(d.path(), &[entry("diff", b"new")], true).unwrap();
+        pending(&dl.files[0]).write_block(0, b"new").unwrap();
+        dl.finish(&dl.files[0]).unwrap();
+        assert_eq!(std::fs::read(d.path().join("diff")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn case_collisions_are_left_out() {
+        let d = tempfile::tempdir().unwrap();
+        let dl = Download::prepare(d.path(), &[entry("Readme.md", b"a"), entry("README.md", b"b"), entry("ok", b"c")], false).unwrap();
+        assert_eq!(dl.files.len(), 1);
+        assert_eq!(dl.problems.len(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_directory_cannot_redirect_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let dest = d.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.join("l")).unwrap();
+        let r = Download::prepare(&dest, &[entry("l/.bashrc", b"evil")], false);
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+}

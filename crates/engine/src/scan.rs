@@ -1,0 +1,315 @@
+//! Turning local paths into manifest entries: walking the trees a user named and
+//! hashing every file's blocks on all cores.
+//!
+//! Files are read block by block with positional reads, so memory is bounded by
+//! `threads × block size` whatever the file sizes. A file that changes while it is
+//! hashed (its stat differs before and after) is hashed again.
+
+use std::fs::{File, Metadata};
+use std::path::{Path, PathBuf};
+
+use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta, block_count, block_len, block_size_for};
+use peerbox_proto::RelPath;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::EngineError;
+
+/// Cached hashes for files whose stamp is unchanged; implemented by the node over
+/// the store.
+pub trait HashCache: Sync {
+    /// Hashes recorded for `path` at exactly `stamp`, if any.
+    fn get(&self, path: &Path, stamp: Stamp) -> Option<Vec<BlockHash>>;
+}
+
+/// No cache: hash everything.
+pub struct NoCache;
+
+impl HashCache for NoCache {
+    fn get(&self, _: &Path, _: Stamp) -> Option<Vec<BlockHash>> {
+        None
+    }
+}
+
+/// What `stat` says about a file's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, unix nanoseconds.
+    pub mtime_ns: i64,
+    /// Inode, or 0.
+    pub inode: u64,
+}
+
+impl Stamp {
+    /// The stamp of `meta`.
+    pub fn of(meta: &Metadata) -> Self {
+        Self { size: meta.len(), mtime_ns: mtime_ns(meta), inode: inode(meta) }
+    }
+}
+
+/// One scanned entry: the manifest entry and, for files, where it lives and its stamp.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    /// The entry recipients will see.
+    pub entry: Entry,
+    /// Local file behind a file entry.
+    pub local: Option<PathBuf>,
+    /// Stamp when hashed.
+    pub stamp: Option<Stamp>,
+}
+
+/// Something skipped during a scan, for the user to see.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// The local path.
+    pub path: PathBuf,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// The outcome of scanning.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Entries in manifest order (parents before children, names sorted).
+    pub entries: Vec<Scanned>,
+    /// What was left out and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Scans `roots` (files or directories), each placed at the top of the share under
+/// its own name. Fails if a root is missing or two roots share a name.
+pub fn scan(roots: &[PathBuf], cache: &dyn HashCache, progress: &(dyn Fn(u64) + Sync)) -> Result<ScanResult, EngineError> {
+    let mut out = ScanResult::default();
+    let mut top = std::collections::HashSet::new();
+    for root in roots {
+        let meta = std::fs::metadata(root).map_err(|e| EngineError::io(root, e))?;
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| EngineError::BadName(root.clone()))?;
+        let rel = RelPath::from_local_segments([name]).map_err(|e| EngineError::Path(root.clone(), e))?;
+        if !top.insert(rel.collision_key()) {
+            return Err(EngineError::DuplicateName(name.to_owned()));
+        }
+        walk(root, &rel, &meta, &mut out)?;
+    }
+    hash_all(&mut out.entries, cache, progress)?;
+    Ok(out)
+}
+
+fn walk(local: &Path, rel: &RelPath, meta: &Metadata, out: &mut ScanResult) -> Result<(), EngineError> {
+    if meta.is_file() {
+        out.entries.push(Scanned {
+            entry: Entry { path: rel.as_str().to_owned(), kind: EntryKind::File(placeholder(meta)) },
+            local: Some(local.to_owned()),
+            stamp: Some(Stamp::of(meta)),
+        });
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        out.skipped.push(Skipped { path: local.to_owned(), reason: "not a regular file or folder".into() });
+        return Ok(());
+    }
+    out.entries.push(Scanned { entry: Entry { path: rel.as_str().to_owned(), kind: EntryKind::Dir }, local: None, stamp: None });
+    let mut children: Vec<_> = std::fs::read_dir(local)
+        .map_err(|e| EngineError::io(local, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| EngineError::io(local, e))?;
+    children.sort_by_key(|c| c.file_name());
+    let mut seen = std::collections::HashSet::new();
+    for child in children {
+        let path = child.path();
+        let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+            out.skipped.push(Skipped { path, reason: "name is not valid UTF-8".into() });
+            continue;
+        };
+        let child_rel = match RelPath::from_local_segments(rel.segments().chain([name.as_str()])) {
+            Ok(r) => r,
+            Err(e) => {
+                out.skipped.push(Skipped { path, reason: e.to_string() });
+                continue;
+            }
+        };
+        if !seen.insert(child_rel.collision_key()) {
+            out.skipped.push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
+            continue;
+        }
+        // Links inside a shared tree are not followed: they could point anywhere.
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| EngineError::io(&path, e))?;
+        if meta.file_type().is_symlink() {
+            out.skipped.push(Skipped { path, reason: "symbolic links inside a shared folder are not followed".into() });
+            continue;
+        }
+        walk(&path, &child_rel, &meta, out)?;
+    }
+    Ok(())
+}
+
+fn placeholder(meta: &Metadata) -> FileMeta {
+    let size = meta.len();
+    FileMeta {
+        size,
+        mtime_ns: mtime_ns(meta),
+        executable: executable(meta),
+        block_size: block_size_for(size),
+        blocks: Vec::new(),
+    }
+}
+
+/// Hashes every file entry's blocks, all files and all blocks in one parallel pool.
+fn hash_all(entries: &mut [Scanned], cache: &dyn HashCache, progress: &(dyn Fn(u64) + Sync)) -> Result<(), EngineError> {
+    // Files small enough to be one block are one work item; big files are split so
+    // a single large file still uses every core.
+    let jobs: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.entry.kind, EntryKind::File(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let results: Vec<(usize, Result<Vec<BlockHash>, EngineError>)> = jobs
+        .par_iter()
+        .map(|&i| {
+            let s = &entries[i];
+            let (Some(local), Some(stamp)) = (&s.local, s.stamp) else { return (i, Ok(Vec::new())) };
+            if let Some(h) = cache.get(local, stamp) {
+                if h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size)) {
+                    progress(stamp.size);
+                    return (i, Ok(h));
+                }
+            }
+            (i, hash_stable(local, stamp, progress))
+        })
+        .collect();
+    for (i, r) in results {
+        let hashes = r?;
+        if let EntryKind::File(f) = &mut entries[i].entry.kind {
+            f.blocks = hashes;
+        }
+    }
+    Ok(())
+}
+
+/// Hashes a file, again if it changed meanwhile; gives up after a few tries.
+fn hash_stable(path: &Path, stamp: Stamp, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<BlockHash>, EngineError> {
+    let mut expected = stamp;
+    for _ in 0..3 {
+        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let hashes = hash_file(&file, expected.size, progress).map_err(|e| EngineError::io(path, e))?;
+        let after = Stamp::of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        if after == expected {
+            return Ok(hashes);
+        }
+        expected = after;
+    }
+    Err(EngineError::KeepsChanging(path.to_owned()))
+}
+
+/// Hashes the blocks of an open file of `size` bytes, splitting large files across
+/// the pool. Reads positionally, one block buffer per worker.
+pub fn hash_file(file: &File, size: u64, progress: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<BlockHash>> {
+    let bs = block_size_for(size);
+    let n = block_count(size, bs);
+    (0..n)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, i| {
+            let len = block_len(size, bs, i) as usize;
+            buf.resize(len, 0);
+            crate::io::read_exact_at(file, buf, i * bs as u64)?;
+            progress(len as u64);
+            Ok(hash_block(buf))
+        })
+        .collect()
+}
+
+/// SHA-256 of one block.
+pub fn hash_block(data: &[u8]) -> BlockHash {
+    Sha256::digest(data).into()
+}
+
+#[cfg(unix)]
+fn mtime_ns(meta: &Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
+}
+
+#[cfg(not(unix))]
+fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(unix)]
+fn inode(meta: &Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+
+#[cfg(not(unix))]
+fn inode(_: &Metadata) -> u64 {
+    0
+}
+
+#[cfg(unix)]
+fn executable(meta: &Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o100 != 0
+}
+
+#[cfg(not(unix))]
+fn executable(_: &Metadata) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerbox_proto::manifest::MIN_BLOCK_SIZE;
+
+    fn names(r: &ScanResult) -> Vec<&str> {
+        r.entries.iter().map(|s| s.entry.path.as_str()).collect()
+    }
+
+    #[test]
+    fn trees_keep_their_shape_and_order() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("report");
+        std::fs::create_dir_all(root.join("sub/empty")).unwrap();
+        std::fs::write(root.join("b.txt"), b"bb").unwrap();
+        std::fs::write(root.join("sub/a.txt"), b"a").unwrap();
+        let single = d.path().join("one.bin");
+        std::fs::write(&single, vec![7u8; MIN_BLOCK_SIZE as usize + 1]).unwrap();
+        let r = scan(&[root, single], &NoCache, &|_| {}).unwrap();
+        assert_eq!(names(&r), ["report", "report/b.txt", "report/sub", "report/sub/a.txt", "report/sub/empty", "one.bin"]);
+        let EntryKind::File(f) = &r.entries[5].entry.kind else { panic!() };
+        assert_eq!(f.blocks.len(), 2);
+        assert_eq!(f.blocks[1], hash_block(&[7]));
+        assert!(r.entries.iter().all(|e| e.entry.validate().is_ok()));
+    }
+
+    #[test]
+    fn missing_roots_and_duplicate_names_fail() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(scan(&[d.path().join("nope")], &NoCache, &|_| {}), Err(EngineError::Io { .. })));
+        std::fs::create_dir_all(d.path().join("x/same")).unwrap();
+        std::fs::create_dir_all(d.path().join("y/same")).unwrap();
+        let r = scan(&[d.path().join("x/same"), d.path().join("y/same")], &NoCache, &|_| {});
+        assert!(matches!(r, Err(EngineError::DuplicateName(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_inside_a_tree_are_skipped_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("s");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        let r = scan(&[root], &NoCache, &|_| {}).unwrap();
+        assert_eq!(names(&r), ["s"]);
+        assert_eq!(r.skipped.len(), 1);
+    }
+}

@@ -1,0 +1,456 @@
+//! The block protocol, `/peerbox/blocks/1`: a sharer serving a file set and a
+//! downloader fetching its blocks with many requests in flight.
+//!
+//! One long-lived stream per session (not a stream per block: opening streams
+//! costs a round trip each, and `libp2p-stream` drops inbound streams under
+//! bursts). Each side drives its stream from a single task, so the read and write
+//! halves never wait on wakers registered from different tasks.
+//!
+//! The protocol never calls the engine: the sharer side asks a [`BlockSource`],
+//! which the node implements over its index and disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::FuturesOrdered;
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::PeerId;
+use peerbox_proto::blocks::{ClientMsg, MANIFEST_PART_BYTES, MissingReason, Refusal, ServerMsg, Tag, block_header};
+use peerbox_proto::manifest::{ContentHasher, Entry, EntryError, MAX_ENTRIES};
+use peerbox_proto::RelPath;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::frame::{ReadError, read_frame};
+
+/// Sessions a sharer serves at once; more are told `Busy`.
+pub const MAX_SESSIONS: usize = 64;
+/// Block reads a session runs ahead of the network. Bounds memory per session to
+/// this many blocks.
+pub const READ_AHEAD: usize = 4;
+/// Requests a session accepts before it stops reading more: the per-peer budget.
+pub const MAX_QUEUED: usize = 512;
+/// How long a new stream may take to say what it wants.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long either side waits for the other before giving up on a session.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the sharer side needs from the node.
+pub trait BlockSource: Send + Sync + 'static {
+    /// Checks `secret` for content `id` asked by `peer`. Blocking (may touch the index).
+    fn open(&self, peer: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal>;
+}
+
+/// An opened share.
+pub trait ShareReader: Send + Sync + 'static {
+    /// The manifest, in order.
+    fn entries(&self) -> &[Entry];
+    /// Reads one block. Blocking.
+    fn read_block(&self, file: u32, block: u32) -> Result<Bytes, MissingReason>;
+    /// Whether the link behind this session still holds (revocation, expiry).
+    fn still_valid(&self) -> bool {
+        true
+    }
+}
+
+/// Why a session ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The other side broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The connection failed.
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    /// The other side went quiet.
+    #[error("the other side stopped responding")]
+    Timeout,
+    /// The sharer refused the link.
+    #[error("{}", refusal_message(*.0))]
+    Refused(Refusal),
+    /// The manifest failed validation.
+    #[error("the sharer sent an invalid file list: {0}")]
+    BadEntry(#[from] EntryError),
+    /// The manifest is not what the link names.
+    #[error("the sharer sent different files than the link names (content id mismatch)")]
+    ContentMismatch,
+}
+
+fn refusal_message(r: Refusal) -> &'static str {
+    match r {
+        Refusal::Unknown => "the sharer does not recognise this link: it was revoked, or never valid",
+        Refusal::Expired => "this link has expired; ask the sender for a new one",
+        Refusal::Busy => "the sharer is serving too many downloads right now; try again later",
+    }
+}
+
+impl From<ReadError> for SessionError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Frame(f) => Self::Protocol(f.to_string()),
+            ReadError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
+/// Serves inbound block streams until `incoming` ends. Each session runs in its
+/// own task; at most [`MAX_SESSIONS`] at once.
+pub async fn serve(mut incoming: libp2p_stream::IncomingStreams, source: Arc<dyn BlockSource>) {
+    let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
+    while let Some((peer, stream)) = incoming.next().await {
+        let source = source.clone();
+        match sessions.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    if let Err(e) = serve_session(peer, stream, source).await {
+                        tracing::info!(%peer, "block session ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(OPEN_TIMEOUT, async {
+                        stream.write_all(&ServerMsg::Refused(Refusal::Busy).encode()).await?;
+                        stream.close().await
+                    })
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+/// Serves one session on `stream` (public so tests can run it over any pipe).
+pub async fn serve_session<S>(peer: PeerId, mut stream: S, source: Arc<dyn BlockSource>) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let first = tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut stream))
+        .await
+        .map_err(|_| SessionError::Timeout)??;
+    let Some((tag, payload)) = first else { return Ok(()) };
+    let (id, secret) = match ClientMsg::decode(tag, &payload) {
+        Ok(ClientMsg::Open { id, secret }) => (id, secret),
+        Ok(_) => return Err(SessionError::Protocol("expected Open first".into())),
+        Err(e) => return Err(SessionError::Protocol(e.to_string())),
+    };
+    let opened = {
+        let source = source.clone();
+        tokio::task::spawn_blocking(move || source.open(peer, id, secret))
+            .await
+            .map_err(|e| SessionError::Protocol(e.to_string()))?
+    };
+    let share = match opened {
+        Ok(s) => s,
+        Err(refusal) => {
+            stream.write_all(&ServerMsg::Refused(refusal).encode()).await?;
+            stream.close().await?;
+            return Ok(());
+        }
+    };
+    send_manifest(&mut stream, share.entries()).await?;
+    serve_blocks(peer, stream, share).await
+}
+
+async fn send_manifest<S: AsyncWrite + Unpin>(stream: &mut S, entries: &[Entry]) -> Result<(), SessionError> {
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        bytes += e.path.len() + 64 + 32 * match &e.kind {
+            peerbox_proto::EntryKind::File(f) => f.blocks.len(),
+            peerbox_proto::EntryKind::Dir => 0,
+        };
+        part.push(e.clone());
+        if bytes >= MANIFEST_PART_BYTES {
+            stream.write_all(&ServerMsg::ManifestPart(std::mem::take(&mut part)).encode()).await?;
+            bytes = 0;
+        }
+    }
+    if !part.is_empty() {
+        stream.write_all(&ServerMsg::ManifestPart(part).encode()).await?;
+    }
+    stream.write_all(&ServerMsg::ManifestEnd { entries: entries.len() as u64 }.encode()).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+type ReadResult = (u32, Result<Bytes, MissingReason>);
+
+async fn serve_blocks<S>(peer: PeerId, stream: S, share: Arc<dyn ShareReader>) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, mut wr) = futures::AsyncReadExt::split(stream);
+    let mut queue: VecDeque<(u32, u32, u32)> = VecDeque::new();
+    let mut reads: FuturesOrdered<tokio::task::JoinHandle<ReadResult>> = FuturesOrdered::new();
+    let mut client_done = false;
+    loop {
+        while reads.len() < READ_AHEAD {
+            let Some((req, file, block)) = queue.pop_front() else { break };
+            let share = share.clone();
+            reads.push_back(tokio::task::spawn_blocking(move || (req, share.read_block(file, block))));
+        }
+        if client_done && reads.is_empty() {
+            wr.close().await?;
+            return Ok(());
+        }
+        let can_read = !client_done && queue.len() < MAX_QUEUED;
+        tokio::select! {
+            Some(done) = reads.next(), if !reads.is_empty() => {
+                let (req, result) = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
+                match result {
+                    Ok(data) => {
+                        wr.write_all(&block_header(req, data.len())).await?;
+                        wr.write_all(&data).await?;
+                    }
+                    Err(reason) => wr.write_all(&ServerMsg::Missing { req, reason }.encode()).await?,
+                }
+                if reads.is_empty() && queue.is_empty() {
+                    wr.flush().await?;
+                }
+            }
+            frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut rd)), if can_read => {
+                let Ok(frame) = frame else { return Err(SessionError::Timeout) };
+                match frame? {
+                    None => client_done = true,
+                    Some((tag, payload)) => match ClientMsg::decode(tag, &payload) {
+                        Ok(ClientMsg::Get { req, file, block }) => {
+                            if !share.still_valid() {
+                                tracing::info!(%peer, "link revoked or expired mid-session; closing");
+                                wr.write_all(&ServerMsg::Refused(Refusal::Unknown).encode()).await?;
+                                wr.close().await?;
+                                return Ok(());
+                            }
+                            queue.push_back((req, file, block));
+                        }
+                        Ok(ClientMsg::Open { .. }) => return Err(SessionError::Protocol("second Open".into())),
+                        Err(e) => return Err(SessionError::Protocol(e.to_string())),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// A block to fetch: entry index and block index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockRequest {
+    /// Entry index in the manifest.
+    pub file: u32,
+    /// Block index in the file.
+    pub block: u32,
+}
+
+/// A session whose manifest has arrived and checked out.
+pub struct Opened<S> {
+    /// The stream, ready for block requests.
+    pub stream: S,
+    /// Validated entries in manifest order.
+    pub entries: Vec<(RelPath, Entry)>,
+}
+
+/// Opens share `id` with `secret`, receives the manifest, validates every entry
+/// and checks it hashes to `id`.
+pub async fn open_share<S>(mut stream: S, id: [u8; 32], secret: [u8; 32]) -> Result<Opened<S>, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(&ClientMsg::Open { id, secret }.encode()).await?;
+    stream.flush().await?;
+    let mut entries = Vec::new();
+    let mut hasher = ContentHasher::default();
+    loop {
+        let frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
+            .await
+            .map_err(|_| SessionError::Timeout)??;
+        let Some((tag, payload)) = frame else {
+            return Err(SessionError::Protocol("stream ended before the file list was complete".into()));
+        };
+        match ServerMsg::decode(tag, payload).map_err(|e| SessionError::Protocol(e.to_string()))? {
+            ServerMsg::ManifestPart(part) => {
+                if entries.len() + part.len() > MAX_ENTRIES {
+                    return Err(SessionError::Protocol(format!("more than {MAX_ENTRIES} entries")));
+                }
+                for e in part {
+                    let path = e.validate()?;
+                    hasher.update(&e);
+                    entries.push((path, e));
+                }
+            }
+            ServerMsg::ManifestEnd { entries: n } => {
+                if n != entries.len() as u64 {
+                    return Err(SessionError::Protocol("entry count does not match".into()));
+                }
+                if hasher.finish() != id {
+                    return Err(SessionError::ContentMismatch);
+                }
+                return Ok(Opened { stream, entries });
+            }
+            ServerMsg::Refused(r) => return Err(SessionError::Refused(r)),
+            other => return Err(SessionError::Protocol(format!("unexpected {:?} before the file list", tag_of(&other)))),
+        }
+    }
+}
+
+fn tag_of(m: &ServerMsg) -> Tag {
+    match m {
+        ServerMsg::ManifestPart(_) => Tag::ManifestPart,
+        ServerMsg::ManifestEnd { .. } => Tag::ManifestEnd,
+        ServerMsg::Refused(_) => Tag::Refused,
+        ServerMsg::Block { .. } => Tag::Block,
+        ServerMsg::Missing { .. } => Tag::Missing,
+    }
+}
+
+/// What came back for one request.
+pub type Fetched = (BlockRequest, Result<Bytes, MissingReason>);
+
+/// Fetches `requests` over an opened session with up to `window` in flight, sending
+/// each answer to `results` (unverified: the caller checks hashes). Returns when
+/// every request is answered, or on the first protocol or connection error.
+pub async fn fetch<S>(
+    mut stream: S,
+    requests: impl IntoIterator<Item = BlockRequest>,
+    window: usize,
+    results: mpsc::Sender<Fetched>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut requests = requests.into_iter();
+    let mut in_flight: HashMap<u32, BlockRequest> = HashMap::new();
+    let mut next_id: u32 = 0;
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        while in_flight.len() < window.max(1) {
+            let Some(r) = requests.next() else { break };
+            out.extend_from_slice(&ClientMsg::Get { req: next_id, file: r.file, block: r.block }.encode());
+            in_flight.insert(next_id, r);
+            next_id = next_id.wrapping_add(1);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+        }
+        if in_flight.is_empty() {
+            stream.close().await?;
+            return Ok(());
+        }
+        let frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
+            .await
+            .map_err(|_| SessionError::Timeout)??;
+        let Some((tag, payload)) = frame else {
+            return Err(SessionError::Protocol("the sharer closed the session early".into()));
+        };
+        let (req, result) = match ServerMsg::decode(tag, payload).map_err(|e| SessionError::Protocol(e.to_string()))? {
+            ServerMsg::Block { req, data } => (req, Ok(data)),
+            ServerMsg::Missing { req, reason } => (req, Err(reason)),
+            ServerMsg::Refused(r) => return Err(SessionError::Refused(r)),
+            other => return Err(SessionError::Protocol(format!("unexpected {:?} frame", tag_of(&other)))),
+        };
+        let Some(r) = in_flight.remove(&req) else {
+            return Err(SessionError::Protocol(format!("answer to request {req}, which was never asked")));
+        };
+        if results.send((r, result)).await.is_err() {
+            // The caller gave up; nothing more to do.
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerbox_proto::manifest::{EntryKind, FileMeta, block_size_for, content_id};
+    use sha2::Digest;
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    struct Mem {
+        entries: Vec<Entry>,
+        data: Vec<u8>,
+        secret: [u8; 32],
+    }
+
+    impl BlockSource for Mem {
+        fn open(&self, _: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal> {
+            if id != content_id(&self.entries) || secret != self.secret {
+                return Err(Refusal::Unknown);
+            }
+            Ok(Arc::new(MemReader(self.entries.clone(), self.data.clone())))
+        }
+    }
+
+    struct MemReader(Vec<Entry>, Vec<u8>);
+
+    impl ShareReader for MemReader {
+        fn entries(&self) -> &[Entry] {
+            &self.0
+        }
+        fn read_block(&self, file: u32, block: u32) -> Result<Bytes, MissingReason> {
+            if file != 0 {
+                return Err(MissingReason::OutOfRange);
+            }
+            let bs = block_size_for(self.1.len() as u64) as usize;
+            let start = block as usize * bs;
+            let end = (start + bs).min(self.1.len());
+            self.1.get(start..end).map(Bytes::copy_from_slice).ok_or(MissingReason::OutOfRange)
+        }
+    }
+
+    fn source(data: Vec<u8>) -> (Arc<Mem>, [u8; 32]) {
+        let bs = block_size_for(data.len() as u64);
+        let blocks = data.chunks(bs as usize).map(|c| sha2::Sha256::digest(c).into()).collect();
+        let entries = vec![Entry {
+            path: "f".into(),
+            kind: EntryKind::File(FileMeta { size: data.len() as u64, mtime_ns: 0, executable: false, block_size: bs, blocks }),
+        }];
+        let id = content_id(&entries);
+        (Arc::new(Mem { entries, data, secret: [1; 32] }), id)
+    }
+
+    #[tokio::test]
+    async fn a_session_over_a_pipe_delivers_every_block() {
+        let data: Vec<u8> = (0..(1 << 17) * 5 + 3).map(|i| (i % 253) as u8).collect();
+        let (src, id) = source(data.clone());
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(serve_session(PeerId::random(), b.compat(), src));
+        let opened = open_share(a.compat(), id, [1; 32]).await.unwrap();
+        assert_eq!(opened.entries.len(), 1);
+        let (tx, mut rx) = mpsc::channel(4);
+        let reqs: Vec<_> = (0..6).map(|block| BlockRequest { file: 0, block }).collect();
+        let client = tokio::spawn(fetch(opened.stream, reqs, 3, tx));
+        let mut got = vec![Vec::new(); 6];
+        while let Some((r, data)) = rx.recv().await {
+            got[r.block as usize] = data.unwrap().to_vec();
+        }
+        client.await.unwrap().unwrap();
+        server.await.unwrap().unwrap();
+        assert_eq!(got.concat(), data);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_refused_without_a_manifest() {
+        let (src, id) = source(vec![1, 2, 3]);
+        let (a, b) = tokio::io::duplex(4096);
+        let server = tokio::spawn(serve_session(PeerId::random(), b.compat(), src));
+        let err = open_share(a.compat(), id, [2; 32]).await.err().unwrap();
+        assert!(matches!(err, SessionError::Refused(Refusal::Unknown)), "{err}");
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn garbage_first_frame_ends_the_session() {
+        let (src, _) = source(vec![1]);
+        let (a, b) = tokio::io::duplex(4096);
+        let server = tokio::spawn(serve_session(PeerId::random(), b.compat(), src));
+        let mut a = a.compat();
+        a.write_all(&[0xff, 0xff, 0xff, 0xff, 1]).await.unwrap();
+        assert!(matches!(server.await.unwrap(), Err(SessionError::Protocol(_))));
+        let mut a = a;
+        a.write_all(&ClientMsg::Get { req: 0, file: 0, block: 0 }.encode()).await.ok();
+    }
+}

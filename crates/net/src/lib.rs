@@ -1,0 +1,22 @@
+//! Peerbox's network: one libp2p swarm per device and Peerbox's wire protocols.
+//!
+//! [`Network::start`] builds the swarm (TCP with TLS or Noise and yamux, QUIC,
+//! identify, ping, mDNS, connection and memory limits), starts listening, and
+//! spawns the loop that owns the swarm. The returned [`Network`] is a cheap handle:
+//! commands go to the loop through a bounded channel, each with its own reply.
+//! Streams for Peerbox's protocols are opened and accepted through
+//! `libp2p-stream`; [`blocks`] speaks `/peerbox/blocks/1` over them.
+//!
+//! Knows nothing of folders or files on disk: the node plugs a [`blocks::BlockSource`]
+//! into the server side.
+
+pub mod blocks;
+mod error;
+mod swarm;
+
+pub use error::NetError;
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
+pub use swarm::{Config, NetEvent, Network};
+
+/// Frame reading and writing shared by the protocols.
+pub mod frame;

@@ -1,0 +1,413 @@
+//! The SQLite index of one Peerbox home: what is shared (file sets with their block
+//! lists and the local files behind them), the links that open them (by secret
+//! hash, never the secret), and a cache of file hashes so sharing the same file
+//! twice does not read it twice.
+//!
+//! One [`Store`] per process, owned by the node. Writes that belong together run in
+//! one transaction, so a `kill -9` leaves either the old or the new state. The
+//! schema is versioned with `PRAGMA user_version` and migrated forward on open.
+
+mod error;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta};
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use error::StoreError;
+
+/// Result alias for store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The index, backed by one SQLite file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One entry of a share as the sharer keeps it: the manifest entry plus where the
+/// bytes are on this disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedEntry {
+    /// The entry as recipients see it.
+    pub entry: Entry,
+    /// The local file behind a file entry (`None` for directories).
+    pub local: Option<PathBuf>,
+}
+
+/// A file set that this device shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Content id: SHA-256 of the manifest.
+    pub content_id: [u8; 32],
+    /// A short label for lists ("trip.mp4 and 2 more").
+    pub label: String,
+    /// Entries in manifest order.
+    pub entries: Vec<SharedEntry>,
+}
+
+/// What a link opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkTarget {
+    /// A file set, by content id.
+    Files([u8; 32]),
+}
+
+/// A link as the sharer keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// Row id.
+    pub id: i64,
+    /// What it opens.
+    pub target: LinkTarget,
+    /// Hash of the secret (see `peerbox_proto::link::secret_hash`).
+    pub secret_hash: [u8; 32],
+    /// Whether holders may only read.
+    pub read_only: bool,
+    /// Creation, unix seconds.
+    pub created: u64,
+    /// Expiry, unix seconds.
+    pub expires: Option<u64>,
+    /// Whether the owner revoked it.
+    pub revoked: bool,
+    /// How many sessions opened it.
+    pub uses: u64,
+}
+
+/// Identity of a local file's contents as far as `stat` can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, unix nanoseconds.
+    pub mtime_ns: i64,
+    /// Inode (0 where the platform has none).
+    pub inode: u64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the index at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| StoreError::open(path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Self { conn, path: path.to_owned() };
+        schema::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// Where the index lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a share (idempotent per content id) and returns it.
+    pub fn put_share(&mut self, share: &Share) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM shares WHERE content_id = ?1", [&share.content_id[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = exists {
+            // Same content, perhaps now at other local paths: refresh them.
+            tx.execute("DELETE FROM share_entries WHERE share_id = ?1", [id])?;
+            insert_entries(&tx, id, &share.entries)?;
+        } else {
+            tx.execute(
+                "INSERT INTO shares (content_id, label, created) VALUES (?1, ?2, ?3)",
+                params![&share.content_id[..], share.label, now() as i64],
+            )?;
+            let id = tx.last_insert_rowid();
+            insert_entries(&tx, id, &share.entries)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Loads the share with this content id.
+    pub fn share(&self, content_id: &[u8; 32]) -> Result<Option<Share>> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT id, label FROM shares WHERE content_id = ?1", [&content_id[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((id, label)) = row else { return Ok(None) };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, local_path, is_dir, size, mtime_ns, executable, block_size, blocks
+             FROM share_entries WHERE share_id = ?1 ORDER BY idx",
+        )?;
+        let entries = stmt
+            .query_map([id], |r| {
+                let path: String = r.get(0)?;
+                let local: Option<Vec<u8>> = r.get(1)?;
+                let is_dir: bool = r.get(2)?;
+                if is_dir {
+                    return Ok(SharedEntry { entry: Entry { path, kind: EntryKind::Dir }, local: None });
+                }
+                let blocks: Vec<u8> = r.get(7)?;
+                Ok(SharedEntry {
+                    entry: Entry {
+                        path,
+                        kind: EntryKind::File(FileMeta {
+                            size: r.get::<_, i64>(3)? as u64,
+                            mtime_ns: r.get(4)?,
+                            executable: r.get(5)?,
+                            block_size: r.get(6)?,
+                            blocks: split_hashes(&blocks),
+                        }),
+                    },
+                    local: local.map(path_from_bytes),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some(Share { content_id: *content_id, label, entries }))
+    }
+
+    /// Stores a new link and returns its row id.
+    pub fn add_link(&mut self, link: &LinkRecord) -> Result<i64> {
+        let LinkTarget::Files(target) = link.target;
+        self.conn.execute(
+            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses)
+             VALUES ('files', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                &target[..],
+                &link.secret_hash[..],
+                link.read_only,
+                link.created as i64,
+                link.expires.map(|e| e as i64),
+                link.revoked,
+                link.uses as i64
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Finds the link with this secret hash.
+    pub fn link_by_secret_hash(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, target, secret_hash, read_only, created, expires, revoked, uses
+                 FROM links WHERE secret_hash = ?1",
+                [&hash[..]],
+                |r| {
+                    Ok(LinkRecord {
+                        id: r.get(0)?,
+                        target: LinkTarget::Files(blob32(r, 1)?),
+                        secret_hash: blob32(r, 2)?,
+                        read_only: r.get(3)?,
+                        created: r.get::<_, i64>(4)? as u64,
+                        expires: r.get::<_, Option<i64>>(5)?.map(|e| e as u64),
+                        revoked: r.get(6)?,
+                        uses: r.get::<_, i64>(7)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Counts one more session opened through link `id`.
+    pub fn count_link_use(&mut self, id: i64) -> Result<()> {
+        self.conn.execute("UPDATE links SET uses = uses + 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Marks link `id` revoked.
+    pub fn revoke_link(&mut self, id: i64) -> Result<()> {
+        self.conn.execute("UPDATE links SET revoked = 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Cached block hashes for a local file, if its stamp is unchanged.
+    pub fn cached_hashes(&self, path: &Path, stamp: FileStamp) -> Result<Option<(u32, Vec<BlockHash>)>> {
+        let row: Option<(u32, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT block_size, blocks FROM hash_cache
+                 WHERE local_path = ?1 AND size = ?2 AND mtime_ns = ?3 AND inode = ?4",
+                params![path_bytes(path), stamp.size as i64, stamp.mtime_ns, stamp.inode as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(bs, b)| (bs, split_hashes(&b))))
+    }
+
+    /// Remembers block hashes for a local file at `stamp`.
+    pub fn cache_hashes(&mut self, path: &Path, stamp: FileStamp, block_size: u32, blocks: &[BlockHash]) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO hash_cache (local_path, size, mtime_ns, inode, block_size, blocks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                path_bytes(path),
+                stamp.size as i64,
+                stamp.mtime_ns,
+                stamp.inode as i64,
+                block_size,
+                blocks.concat()
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn insert_entries(tx: &rusqlite::Transaction<'_>, share_id: i64, entries: &[SharedEntry]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO share_entries
+         (share_id, idx, path, local_path, is_dir, size, mtime_ns, executable, block_size, blocks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for (i, e) in entries.iter().enumerate() {
+        let local = e.local.as_deref().map(path_bytes);
+        match &e.entry.kind {
+            EntryKind::Dir => {
+                stmt.execute(params![share_id, i as i64, e.entry.path, local, true, 0, 0, false, 0, Vec::<u8>::new()])?;
+            }
+            EntryKind::File(f) => {
+                stmt.execute(params![
+                    share_id,
+                    i as i64,
+                    e.entry.path,
+                    local,
+                    false,
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.executable,
+                    f.block_size,
+                    f.blocks.concat()
+                ])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn blob32(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let v: Vec<u8> = r.get(i)?;
+    v.try_into()
+        .map_err(|_| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, "expected 32 bytes".into()))
+}
+
+fn split_hashes(b: &[u8]) -> Vec<BlockHash> {
+    b.chunks_exact(32)
+        .map(|c| {
+            let mut h = [0; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn path_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(b: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(b))
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: &Path) -> Vec<u8> {
+    p.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(b: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> SharedEntry {
+        SharedEntry {
+            entry: Entry {
+                path: path.into(),
+                kind: EntryKind::File(FileMeta {
+                    size,
+                    mtime_ns: 42,
+                    executable: true,
+                    block_size: 1 << 17,
+                    blocks: vec![[1; 32], [2; 32]],
+                }),
+            },
+            local: Some(PathBuf::from(format!("/data/{path}"))),
+        }
+    }
+
+    #[test]
+    fn shares_and_links_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("index.sqlite");
+        let share = Share {
+            content_id: [5; 32],
+            label: "a and 1 more".into(),
+            entries: vec![
+                SharedEntry { entry: Entry { path: "d".into(), kind: EntryKind::Dir }, local: None },
+                file("d/사진.jpg", 200_000),
+            ],
+        };
+        let link = LinkRecord {
+            id: 0,
+            target: LinkTarget::Files([5; 32]),
+            secret_hash: [8; 32],
+            read_only: true,
+            created: 10,
+            expires: Some(20),
+            revoked: false,
+            uses: 0,
+        };
+        let id = {
+            let mut s = Store::open(&db).unwrap();
+            s.put_share(&share).unwrap();
+            s.put_share(&share).unwrap();
+            let id = s.add_link(&link).unwrap();
+            s.count_link_use(id).unwrap();
+            id
+        };
+        let mut s = Store::open(&db).unwrap();
+        assert_eq!(s.share(&[5; 32]).unwrap().unwrap(), share);
+        assert_eq!(s.share(&[6; 32]).unwrap(), None);
+        let got = s.link_by_secret_hash(&[8; 32]).unwrap().unwrap();
+        assert_eq!(got, LinkRecord { id, uses: 1, ..link });
+        s.revoke_link(id).unwrap();
+        assert!(s.link_by_secret_hash(&[8; 32]).unwrap().unwrap().revoked);
+        assert_eq!(s.link_by_secret_hash(&[9; 32]).unwrap(), None);
+    }
+
+    #[test]
+    fn hash_cache_misses_when_the_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
+        let p = Path::new("/x/y");
+        let stamp = FileStamp { size: 3, mtime_ns: 4, inode: 5 };
+        s.cache_hashes(p, stamp, 1 << 17, &[[1; 32]]).unwrap();
+        assert_eq!(s.cached_hashes(p, stamp).unwrap(), Some((1 << 17, vec![[1; 32]])));
+        assert_eq!(s.cached_hashes(p, FileStamp { mtime_ns: 9, ..stamp }).unwrap(), None);
+        assert_eq!(s.cached_hashes(p, FileStamp { size: 4, ..stamp }).unwrap(), None);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_clobbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("i.sqlite");
+        drop(Store::open(&db).unwrap());
+        Connection::open(&db).unwrap().pragma_update(None, "user_version", 999).unwrap();
+        assert!(matches!(Store::open(&db), Err(StoreError::TooNew { found: 999, .. })));
+    }
+}
