@@ -1,0 +1,339 @@
+//! Downloading a file-set link: connect to the sharer, receive and check the
+//! manifest, plan against the destination, then fetch missing blocks with many in
+//! flight while verified writes run on blocking threads.
+//!
+//! A download runs in rounds: if the session breaks or some blocks fail
+//! verification, the next round reconnects and asks only for what is still
+//! missing. A round that makes no progress ends the download with an error.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::{Multiaddr, PeerId};
+use peerbox_engine::{BlockError, Download, FileStatus};
+use peerbox_net::Network;
+use peerbox_net::blocks::{self, BlockRequest, SessionError};
+use peerbox_proto::blocks::PROTOCOL;
+use peerbox_proto::{Link, LinkKind};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::NodeError;
+
+/// How long connecting to the sharer may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rounds without which a download gives up (each must make progress).
+const MAX_ROUNDS: usize = 5;
+/// Bytes of block requests in flight per session: enough to fill a long fat
+/// pipe, small enough to bound memory.
+const IN_FLIGHT_BYTES: u64 = 16 << 20;
+/// Verified writes running at once.
+const MAX_WRITES: usize = 4;
+
+/// What `get` should do.
+#[derive(Debug, Clone)]
+pub struct GetOptions {
+    /// Destination folder.
+    pub dest: PathBuf,
+    /// Replace existing files with different content.
+    pub overwrite: bool,
+}
+
+/// Progress of a download, for bars and the API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GetProgress {
+    /// Bytes in all files.
+    pub total_bytes: u64,
+    /// Bytes verified and in place or in temp files.
+    pub done_bytes: u64,
+    /// Bytes that were already present when this run started.
+    pub resumed_bytes: u64,
+    /// Files in the share.
+    pub files_total: usize,
+    /// Files complete.
+    pub files_done: usize,
+}
+
+/// The result of a download.
+#[derive(Debug, Clone, Serialize)]
+pub struct GetOutcome {
+    /// Every entry's final path, in manifest order.
+    pub paths: Vec<PathBuf>,
+    /// Files in the share (entries that are not folders).
+    pub files: usize,
+    /// Bytes in all files.
+    pub total_bytes: u64,
+    /// Bytes this run received over the network and kept.
+    pub fetched_bytes: u64,
+    /// Bytes already present (identical files, verified temp blocks).
+    pub resumed_bytes: u64,
+    /// Entries left out, with reasons.
+    pub problems: Vec<String>,
+}
+
+/// Checks what can be checked about a link without the network.
+pub(crate) fn check_link(link: &Link, me: PeerId) -> Result<(PeerId, Vec<Multiaddr>), NodeError> {
+    if link.kind != LinkKind::Files {
+        return Err(NodeError::LinkUnusable("this is a shared-folder link; join it with `peerbox folder join`".into()));
+    }
+    if link.is_expired(peerbox_store::now()) {
+        return Err(NodeError::LinkUnusable("this link has expired; ask the sender for a new one".into()));
+    }
+    let peer = PeerId::from_bytes(&link.peer)
+        .map_err(|_| NodeError::LinkUnusable("the link names an invalid sharer id".into()))?;
+    if peer == me {
+        return Err(NodeError::LinkUnusable("this link was shared by this device itself".into()));
+    }
+    let addrs = link.addrs.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+    Ok((peer, addrs))
+}
+
+pub(crate) async fn get(
+    net: &Network,
+    link: &Link,
+    opts: &GetOptions,
+    progress: &watch::Sender<GetProgress>,
+) -> Result<GetOutcome, NodeError> {
+    let (peer, addrs) = check_link(link, net.peer_id())?;
+    let mut plan: Option<Plan> = None;
+    let mut fetched = 0u64;
+    let mut last_error = None;
+    for round in 1..=MAX_ROUNDS {
+        let stream = match connect(net, peer, &addrs).await {
+            Ok(s) => s,
+            Err(e) if plan.is_some() && round < MAX_ROUNDS => {
+                last_error = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let opened = blocks::open_share(stream, link.id, link.secret).await?;
+        if plan.is_none() {
+            let p = Plan::new(opts, opened.entries).await?;
+            progress.send_modify(|pr| {
+                pr.total_bytes = p.dl.total_bytes();
+                pr.resumed_bytes = p.dl.resumed_bytes;
+                pr.done_bytes = p.dl.resumed_bytes;
+                pr.files_total = p.dl.files.len();
+            });
+            p.finish_complete(progress).await?;
+            plan = Some(p);
+        }
+        let Some(p) = plan.as_ref() else { break };
+        let requests = p.missing();
+        if requests.is_empty() {
+            break;
+        }
+        let before = fetched;
+        let (got, err) = p.fetch(opened.stream, requests, progress).await;
+        fetched += got;
+        if let Some(e) = err {
+            if matches!(e, NodeError::Session(SessionError::Refused(_))) {
+                return Err(e);
+            }
+            tracing::info!("round {round}: {e}");
+            last_error = Some(e);
+        }
+        if p.missing().is_empty() {
+            break;
+        }
+        if fetched == before {
+            break;
+        }
+    }
+    let Some(p) = plan else {
+        return Err(last_error.unwrap_or_else(|| NodeError::Internal("no download round ran".into())));
+    };
+    let missing = p.missing().len();
+    if missing > 0 {
+        let why = last_error.map(|e| e.to_string()).unwrap_or_else(|| "the sharer did not send them".into());
+        let bad = p.bad_blocks.lock().map(|b| *b).unwrap_or(0);
+        let extra = if bad > 0 { format!("; {bad} blocks failed verification and were discarded") } else { String::new() };
+        return Err(NodeError::Incomplete(format!(
+            "{missing} blocks are still missing ({why}{extra}); run the same command again to resume"
+        )));
+    }
+    Ok(GetOutcome {
+        paths: p.paths.clone(),
+        files: p.dl.files.len(),
+        total_bytes: p.dl.total_bytes(),
+        fetched_bytes: fetched,
+        resumed_bytes: p.dl.resumed_bytes,
+        problems: p.dl.problems.clone(),
+    })
+}
+
+async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<libp2p::Stream, NodeError> {
+    tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs.to_vec()))
+        .await
+        .map_err(|_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }))??;
+    Ok(net.open_stream(peer, PROTOCOL).await?)
+}
+
+/// A prepared download and the bookkeeping around it.
+struct Plan {
+    dl: Arc<Download>,
+    /// Manifest entry index → position in `dl.files`.
+    by_entry: HashMap<u32, usize>,
+    finished: Arc<Mutex<HashSet<usize>>>,
+    bad_blocks: Arc<Mutex<u64>>,
+    paths: Vec<PathBuf>,
+}
+
+impl Plan {
+    async fn new(opts: &GetOptions, entries: Vec<(peerbox_proto::RelPath, peerbox_proto::Entry)>) -> Result<Self, NodeError> {
+        let dest = opts.dest.clone();
+        let overwrite = opts.overwrite;
+        let (dl, paths) = tokio::task::spawn_blocking(move || {
+            let dl = Download::prepare(&dest, &entries, overwrite)?;
+            let paths = entries.iter().map(|(p, _)| dl.final_path(p)).collect();
+            Ok::<_, NodeError>((dl, paths))
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+        let by_entry = dl.files.iter().enumerate().map(|(i, f)| (f.index, i)).collect();
+        Ok(Self {
+            dl: Arc::new(dl),
+            by_entry,
+            finished: Arc::new(Mutex::new(HashSet::new())),
+            bad_blocks: Arc::new(Mutex::new(0)),
+            paths,
+        })
+    }
+
+    /// Moves files that need nothing more into place (empty files, fully resumed).
+    async fn finish_complete(&self, progress: &watch::Sender<GetProgress>) -> Result<(), NodeError> {
+        let dl = self.dl.clone();
+        let finished = self.finished.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut n = 0;
+            for (i, f) in dl.files.iter().enumerate() {
+                let complete = match &f.status {
+                    FileStatus::InPlace => true,
+                    FileStatus::Pending(t) => t.is_complete(),
+                };
+                if complete {
+                    dl.finish(f)?;
+                    finished.lock().unwrap_or_else(|p| p.into_inner()).insert(i);
+                    n += 1;
+                }
+            }
+            Ok::<_, NodeError>(n)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+        progress.send_modify(|p| p.files_done += done);
+        Ok(())
+    }
+
+    fn missing(&self) -> Vec<BlockRequest> {
+        let mut out = Vec::new();
+        for f in &self.dl.files {
+            if let FileStatus::Pending(t) = &f.status {
+                out.extend(t.missing().into_iter().map(|b| BlockRequest { file: f.index, block: b as u32 }));
+            }
+        }
+        out
+    }
+
+    /// One round: fetch `requests` over `stream`. Returns bytes kept and the error
+    /// that ended the round early, if any.
+    async fn fetch(
+        &self,
+        stream: libp2p::Stream,
+        requests: Vec<BlockRequest>,
+        progress: &watch::Sender<GetProgress>,
+    ) -> (u64, Option<NodeError>) {
+        let block_size = self.dl.files.iter().map(|f| f.meta.block_size as u64).max().unwrap_or(1);
+        let window = (IN_FLIGHT_BYTES / block_size).clamp(4, 256) as usize;
+        let (tx, mut rx) = mpsc::channel(8);
+        let session = tokio::spawn(blocks::fetch(stream, requests, window, tx));
+        let mut writes = FuturesUnordered::new();
+        let mut kept = 0u64;
+        let mut error = None;
+        let mut open = true;
+        while open || !writes.is_empty() {
+            tokio::select! {
+                r = rx.recv(), if open && writes.len() < MAX_WRITES => match r {
+                    None => open = false,
+                    Some((req, Ok(data))) => writes.push(self.write(req, data)),
+                    Some((req, Err(reason))) => {
+                        tracing::warn!(file = req.file, block = req.block, "sharer cannot serve a block: {reason:?}");
+                        error = Some(NodeError::Incomplete(format!("the sharer could not serve some blocks ({reason:?}); the shared files may have changed")));
+                    }
+                },
+                Some(w) = writes.next(), if !writes.is_empty() => match w {
+                    Ok(Ok((len, file_done))) => {
+                        kept += len;
+                        progress.send_modify(|p| {
+                            p.done_bytes += len;
+                            p.files_done += file_done as usize;
+                        });
+                    }
+                    Ok(Err(e)) => {
+                        if error.is_none() || !matches!(e, NodeError::Engine(_)) {
+                            error = Some(e);
+                        }
+                    }
+                    Err(e) => error = Some(NodeError::Internal(e.to_string())),
+                },
+            }
+            if matches!(error, Some(NodeError::Io { .. } | NodeError::WouldOverwrite(_))) {
+                // Local trouble (disk full, read-only): stop asking for more.
+                session.abort();
+                break;
+            }
+        }
+        while let Some(w) = writes.next().await {
+            if let Ok(Ok((len, file_done))) = w {
+                kept += len;
+                progress.send_modify(|p| {
+                    p.done_bytes += len;
+                    p.files_done += file_done as usize;
+                });
+            }
+        }
+        match session.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error = Some(e.into()),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => error = Some(NodeError::Internal(e.to_string())),
+        }
+        (kept, error)
+    }
+
+    /// Verifies and writes one block on a blocking thread; finishes the file when
+    /// it was the last one. Returns (bytes kept, whether a file completed).
+    fn write(&self, req: BlockRequest, data: bytes::Bytes) -> tokio::task::JoinHandle<Result<(u64, bool), NodeError>> {
+        let dl = self.dl.clone();
+        let idx = self.by_entry.get(&req.file).copied();
+        let finished = self.finished.clone();
+        let bad = self.bad_blocks.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(idx) = idx else { return Ok((0, false)) };
+            let f = &dl.files[idx];
+            let FileStatus::Pending(tmp) = &f.status else { return Ok((0, false)) };
+            let len = data.len() as u64;
+            match tmp.write_block(req.block as u64, &data) {
+                Ok(false) => Ok((len, false)),
+                Ok(true) => {
+                    if !finished.lock().unwrap_or_else(|p| p.into_inner()).insert(idx) {
+                        return Ok((len, false));
+                    }
+                    dl.finish(f)?;
+                    Ok((len, true))
+                }
+                Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
+                Err(e) => {
+                    *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    tracing::warn!(path = %f.path, "discarded a block from the sharer: {e}");
+                    Ok((0, false))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! Sharing by link: turning local paths into a share and a link, and serving the
+//! share's blocks to whoever holds the link.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use libp2p::PeerId;
+use peerbox_engine::{HashCache, Scanned, Stamp};
+use peerbox_net::blocks::{BlockSource, ShareReader};
+use peerbox_proto::blocks::{MissingReason, Refusal};
+use peerbox_proto::link::secret_hash;
+use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, block_count, block_len, content_id};
+use peerbox_store::{FileStamp, LinkRecord, LinkTarget, Share, SharedEntry, Store};
+
+use crate::NodeError;
+
+/// The index, shared between the node's tasks. Calls are short and run on
+/// blocking threads.
+pub(crate) type SharedStore = Arc<Mutex<Store>>;
+
+pub(crate) fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Hashes cached in the index, for files whose stamp is unchanged.
+pub(crate) struct StoreCache(pub(crate) SharedStore);
+
+impl HashCache for StoreCache {
+    fn get(&self, path: &Path, s: Stamp) -> Option<Vec<BlockHash>> {
+        let stamp = FileStamp { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode };
+        lock(&self.0).cached_hashes(path, stamp).ok().flatten().map(|(_, h)| h)
+    }
+}
+
+/// Builds and records a share of `entries`; returns its content id and label.
+pub(crate) fn record_share(store: &SharedStore, scanned: &[Scanned]) -> Result<([u8; 32], String), NodeError> {
+    let entries: Vec<Entry> = scanned.iter().map(|s| s.entry.clone()).collect();
+    let id = content_id(&entries);
+    let tops: Vec<&str> = entries.iter().map(|e| e.path.as_str()).filter(|p| !p.contains('/')).collect();
+    let label = match tops.as_slice() {
+        [] => "nothing".to_owned(),
+        [one] => (*one).to_owned(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    };
+    let share = Share {
+        content_id: id,
+        label: label.clone(),
+        entries: scanned.iter().map(|s| SharedEntry { entry: s.entry.clone(), local: s.local.clone() }).collect(),
+    };
+    let mut st = lock(store);
+    st.put_share(&share)?;
+    for s in scanned {
+        if let (Some(local), Some(stamp), EntryKind::File(f)) = (&s.local, s.stamp, &s.entry.kind) {
+            let stamp = FileStamp { size: stamp.size, mtime_ns: stamp.mtime_ns, inode: stamp.inode };
+            st.cache_hashes(local, stamp, f.block_size, &f.blocks)?;
+        }
+    }
+    Ok((id, label))
+}
+
+/// Records a new link to content `id`; returns its secret.
+pub(crate) fn add_link(store: &SharedStore, id: [u8; 32], expires: Option<u64>) -> Result<[u8; 32], NodeError> {
+    let secret: [u8; 32] = rand::random();
+    lock(store).add_link(&LinkRecord {
+        id: 0,
+        target: LinkTarget::Files(id),
+        secret_hash: secret_hash(&secret),
+        read_only: true,
+        created: peerbox_store::now(),
+        expires,
+        revoked: false,
+        uses: 0,
+    })?;
+    Ok(secret)
+}
+
+/// Serves shares recorded in the index.
+pub(crate) struct StoreSource {
+    pub(crate) store: SharedStore,
+    /// Opened shares, so a second downloader does not reload the manifest.
+    pub(crate) open: Mutex<HashMap<[u8; 32], Arc<Vec<SharedEntry>>>>,
+}
+
+impl BlockSource for StoreSource {
+    fn open(&self, peer: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal> {
+        let hash = secret_hash(&secret);
+        let link = {
+            let st = lock(&self.store);
+            match st.link_by_secret_hash(&hash) {
+                Ok(Some(l)) => l,
+                Ok(None) => return Err(Refusal::Unknown),
+                Err(e) => {
+                    tracing::warn!("index error while checking a link: {e}");
+                    return Err(Refusal::Unknown);
+                }
+            }
+        };
+        // Same answer for "no such link" and "link for something else": a stranger
+        // learns nothing about what exists.
+        if link.target != LinkTarget::Files(id) || link.revoked {
+            return Err(Refusal::Unknown);
+        }
+        if link.expires.is_some_and(|e| peerbox_store::now() >= e) {
+            return Err(Refusal::Expired);
+        }
+        let entries = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            match open.get(&id) {
+                Some(e) => e.clone(),
+                None => {
+                    let share = lock(&self.store).share(&id).ok().flatten().ok_or(Refusal::Unknown)?;
+                    let e = Arc::new(share.entries);
+                    open.insert(id, e.clone());
+                    e
+                }
+            }
+        };
+        let _ = lock(&self.store).count_link_use(link.id);
+        tracing::info!(%peer, "opened share {}", hex::encode(&id[..6]));
+        let manifest = entries.iter().map(|e| e.entry.clone()).collect();
+        Ok(Arc::new(OpenShare {
+            store: self.store.clone(),
+            link_id: link.id,
+            secret_hash: hash,
+            manifest,
+            entries,
+            files: Mutex::new(HashMap::new()),
+            checked: Mutex::new((std::time::Instant::now(), true)),
+        }))
+    }
+}
+
+/// One session's view of a share: the manifest and lazily opened files.
+struct OpenShare {
+    store: SharedStore,
+    link_id: i64,
+    secret_hash: [u8; 32],
+    manifest: Vec<Entry>,
+    entries: Arc<Vec<SharedEntry>>,
+    files: Mutex<HashMap<u32, Option<Arc<File>>>>,
+    /// When the link was last checked and the answer; revocation takes effect
+    /// within [`RECHECK`] without a query per block.
+    checked: Mutex<(std::time::Instant, bool)>,
+}
+
+/// How often an open session re-checks its link.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl OpenShare {
+    /// Opens entry `idx` once per session, checking it still is what was shared.
+    fn file(&self, idx: u32) -> Option<Arc<File>> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = files.get(&idx) {
+            return f.clone();
+        }
+        let opened = (|| {
+            let e = self.entries.get(idx as usize)?;
+            let (EntryKind::File(meta), Some(local)) = (&e.entry.kind, &e.local) else { return None };
+            let f = File::open(local).ok()?;
+            let stamp = Stamp::of(&f.metadata().ok()?);
+            (stamp.size == meta.size && stamp.mtime_ns == meta.mtime_ns).then(|| Arc::new(f))
+        })();
+        if opened.is_none() {
+            tracing::warn!("shared file #{idx} changed or vanished since it was shared");
+        }
+        files.insert(idx, opened.clone());
+        opened
+    }
+}
+
+impl ShareReader for OpenShare {
+    fn entries(&self) -> &[Entry] {
+        &self.manifest
+    }
+
+    fn read_block(&self, file: u32, block: u32) -> Result<Bytes, MissingReason> {
+        let Some(Entry { kind: EntryKind::File(meta), .. }) = self.manifest.get(file as usize) else {
+            return Err(MissingReason::OutOfRange);
+        };
+        if block as u64 >= block_count(meta.size, meta.block_size) {
+            return Err(MissingReason::OutOfRange);
+        }
+        let f = self.file(file).ok_or(MissingReason::Changed)?;
+        let len = block_len(meta.size, meta.block_size, block as u64) as usize;
+        let mut buf = BytesMut::zeroed(len);
+        peerbox_engine::io::read_at(&f, &mut buf, block as u64 * meta.block_size as u64)
+            .map_err(|_| MissingReason::Unreadable)?;
+        Ok(buf.freeze())
+    }
+
+    fn still_valid(&self) -> bool {
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if checked.0.elapsed() < RECHECK {
+            return checked.1;
+        }
+        let valid = match lock(&self.store).link_by_secret_hash(&self.secret_hash) {
+            Ok(Some(l)) => l.id == self.link_id && !l.revoked && !l.expires.is_some_and(|e| peerbox_store::now() >= e),
+            _ => false,
+        };
+        *checked = (std::time::Instant::now(), valid);
+        valid
+    }
+}
+
+/// Paths as given on the command line, made absolute and checked to exist.
+pub(crate) fn check_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, NodeError> {
+    if paths.is_empty() {
+        return Err(NodeError::BadPath { path: PathBuf::new(), reason: "nothing to share".into() });
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let abs = std::path::absolute(p).map_err(|e| NodeError::io(p, e))?;
+            match std::fs::metadata(&abs) {
+                Ok(m) if m.is_file() || m.is_dir() => Ok(abs),
+                Ok(_) => Err(NodeError::BadPath { path: p.clone(), reason: "not a file or folder".into() }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(NodeError::BadPath { path: p.clone(), reason: "no such file or folder".into() })
+                }
+                Err(e) => Err(NodeError::BadPath { path: p.clone(), reason: e.to_string() }),
+            }
+        })
+        .collect()
+}
