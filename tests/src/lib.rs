@@ -1,1 +1,267 @@
-//! Shared helpers for the integration tests.
+//! Helpers for Peerbox's end-to-end tests: run the real `peerbox` binary as sharer
+//! and downloader on loopback, compare trees by hash, and a fake peer that speaks
+//! the block protocol and misbehaves on purpose.
+
+#![allow(missing_docs, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use peerbox_net::blocks::{BlockSource, ShareReader};
+use peerbox_net::{Config, Keypair, Network, PeerId};
+use peerbox_proto::blocks::{MissingReason, PROTOCOL, Refusal};
+use peerbox_proto::manifest::{Entry, EntryKind, FileMeta, block_size_for, content_id};
+use peerbox_proto::{Link, LinkKind};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long any single step of a test may take before it counts as hung.
+pub const STEP: Duration = Duration::from_secs(60);
+
+/// The `peerbox` binary under test: `PEERBOX_BIN` (to test an installed build),
+/// else the CLI entry point cargo built for this package from current sources.
+pub fn peerbox_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PEERBOX_BIN") {
+        return p.into();
+    }
+    // Cargo builds a package's binaries into target/<profile>/ before running its
+    // integration tests, which live in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join(format!("peerbox-under-test{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing; run through `cargo test`", bin.display());
+    bin
+}
+
+/// A `peerbox` command with its own home, on loopback, without mDNS.
+pub fn peerbox(home: &Path) -> Command {
+    let mut c = Command::new(peerbox_bin());
+    c.arg("--home").arg(home).kill_on_drop(true);
+    c.env_remove("PEERBOX_HOME").env_remove("RUST_LOG");
+    c
+}
+
+const LOOPBACK: [&str; 4] = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--listen=/ip4/127.0.0.1/udp/0/quic-v1"];
+
+/// A running `peerbox share`.
+pub struct Sharer {
+    pub child: Child,
+    pub link: String,
+    pub home: tempfile::TempDir,
+}
+
+impl Sharer {
+    /// Starts sharing `paths` and waits for the link line.
+    pub async fn start(paths: &[&Path], extra: &[&str]) -> Self {
+        let home = tempfile::tempdir().expect("home");
+        let mut cmd = peerbox(home.path());
+        cmd.arg("share").args(LOOPBACK).args(extra).args(paths);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn peerbox share");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let link = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("share printed no link in time")
+            .expect("read stdout")
+            .expect("share exited before printing a link");
+        // Keep draining so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, link, home }
+    }
+}
+
+/// The result of a `peerbox get`.
+#[derive(Debug)]
+pub struct GetRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl GetRun {
+    /// The `--json` summary.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {e}: {}", self.stdout))
+    }
+}
+
+/// Runs `peerbox get --json LINK DEST` with a fresh home and waits for it.
+pub async fn get(link: &str, dest: &Path, extra: &[&str]) -> GetRun {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = peerbox(home.path());
+    cmd.arg("get").args(LOOPBACK).arg("--json").args(extra).arg(link).arg(dest);
+    let out = tokio::time::timeout(STEP, cmd.output()).await.expect("get hung").expect("spawn get");
+    GetRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every file (with its SHA-256) and directory under `root`, by relative path.
+/// Symlinks are listed as such, never followed.
+pub fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd {
+        let e = e.expect("dir entry");
+        let p = e.path();
+        let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+        let ft = e.file_type().expect("file type");
+        if ft.is_symlink() {
+            out.insert(rel, format!("symlink -> {}", std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default()));
+        } else if ft.is_dir() {
+            out.insert(rel.clone(), "dir".into());
+            walk(root, &p, out);
+        } else {
+            out.insert(rel, file_hash(&p));
+        }
+    }
+}
+
+/// SHA-256 of a file, streamed.
+pub fn file_hash(p: &Path) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).expect("open");
+    let mut h = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let h = Sha256::digest([&[seed][..], &counter.to_le_bytes()].concat());
+        out.extend_from_slice(&h[..(len - out.len()).min(32)]);
+        counter += 1;
+    }
+    out
+}
+
+/// A manifest file entry describing `data` (what an honest sharer would send).
+pub fn file_entry(path: &str, data: &[u8]) -> Entry {
+    let bs = block_size_for(data.len() as u64);
+    Entry {
+        path: path.into(),
+        kind: EntryKind::File(FileMeta {
+            size: data.len() as u64,
+            mtime_ns: 1_700_000_000_000_000_000,
+            executable: false,
+            block_size: bs,
+            blocks: data.chunks(bs as usize).map(|c| Sha256::digest(c).into()).collect(),
+        }),
+    }
+}
+
+/// How the fake sharer answers a block request: given (file, block), the bytes
+/// it sends, or a refusal. May block (runs on a blocking thread).
+pub type Answer = dyn Fn(u32, u32) -> Result<Bytes, MissingReason> + Send + Sync;
+
+/// A peer that passed the handshake and speaks `/peerbox/blocks/1`, serving any
+/// manifest — valid or hostile — and answering blocks however the test says.
+pub struct FakeSharer {
+    pub link: String,
+    pub peer: PeerId,
+    _net: Network,
+}
+
+struct FakeSource {
+    entries: Vec<Entry>,
+    secret: [u8; 32],
+    answer: Arc<Answer>,
+}
+
+struct FakeReader {
+    entries: Vec<Entry>,
+    answer: Arc<Answer>,
+}
+
+impl BlockSource for FakeSource {
+    fn open(&self, _: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal> {
+        if secret != self.secret || id != content_id(&self.entries) {
+            return Err(Refusal::Unknown);
+        }
+        Ok(Arc::new(FakeReader { entries: self.entries.clone(), answer: self.answer.clone() }))
+    }
+}
+
+impl ShareReader for FakeReader {
+    fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+    fn read_block(&self, file: u32, block: u32) -> Result<Bytes, MissingReason> {
+        (self.answer)(file, block)
+    }
+}
+
+impl FakeSharer {
+    /// Starts a fake sharer of `entries` on loopback; `answer` serves blocks.
+    pub async fn start(entries: Vec<Entry>, answer: Arc<Answer>) -> Self {
+        let (net, mut events) = Network::start(Config {
+            keypair: Keypair::generate_ed25519(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+            mdns: false,
+        })
+        .await
+        .expect("fake network");
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let secret = [42u8; 32];
+        let id = content_id(&entries);
+        let incoming = net.accept(PROTOCOL).expect("accept");
+        tokio::spawn(peerbox_net::blocks::serve(incoming, Arc::new(FakeSource { entries, secret, answer })));
+        let addrs = net.listen_addrs().await.expect("addrs");
+        let link = Link {
+            kind: LinkKind::Files,
+            id,
+            peer: net.peer_id().to_bytes(),
+            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+            secret,
+            read_only: true,
+            expires: None,
+        };
+        Self { link: link.encode(), peer: net.peer_id(), _net: net }
+    }
+
+    /// Serves `files` (path, bytes) honestly.
+    pub async fn honest(files: Vec<(&str, Vec<u8>)>) -> Self {
+        let entries = files.iter().map(|(p, d)| file_entry(p, d)).collect();
+        let data: Vec<Vec<u8>> = files.into_iter().map(|(_, d)| d).collect();
+        Self::start(entries, Arc::new(move |f, b| serve_slice(&data, f, b))).await
+    }
+}
+
+/// Honest answer for block `b` of file `f` from in-memory contents.
+pub fn serve_slice(data: &[Vec<u8>], f: u32, b: u32) -> Result<Bytes, MissingReason> {
+    let d = data.get(f as usize).ok_or(MissingReason::OutOfRange)?;
+    let bs = block_size_for(d.len() as u64) as usize;
+    let start = b as usize * bs;
+    d.get(start..(start + bs).min(d.len())).map(Bytes::copy_from_slice).ok_or(MissingReason::OutOfRange)
+}
+
+/// Changes one character of a link's payload (keeping it base58), as a typo would.
+pub fn tamper(link: &str, at: usize) -> String {
+    let mut chars: Vec<char> = link.chars().collect();
+    let i = "peerbox://".len() + at;
+    chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
+    chars.into_iter().collect()
+}

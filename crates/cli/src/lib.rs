@@ -1,0 +1,263 @@
+//! The `peerbox` command: share files by link and download them.
+//!
+//! Exit codes: 0 done; 2 bad usage or bad input (a malformed, damaged, forged,
+//! revoked or expired link; a missing path; a destination that would be
+//! overwritten); 1 any other failure.
+
+mod progress;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use peerbox_node::{GetOptions, Home, Node, NodeConfig, NodeError};
+use peerbox_proto::Link;
+
+/// Exit code for bad usage or bad input.
+const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for any other failure.
+const EXIT_FAILED: u8 = 1;
+
+#[derive(Parser)]
+#[command(name = "peerbox", version, about = "A peer-to-peer file locker: share files by link, straight from your disk.")]
+struct Cli {
+    /// Home folder holding this device's key and index [default: the platform data folder].
+    #[arg(long, global = true, env = "PEERBOX_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print this device's id (its PeerId).
+    Id,
+    /// Share files and folders: print a link, then serve them until interrupted.
+    Share {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Stop honouring the link after this long (e.g. 30m, 12h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<Duration>,
+        /// Print a JSON object instead of the bare link on the first line.
+        #[arg(long)]
+        json: bool,
+        /// Files and folders to share; folders keep their tree.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Download what a link shares into DEST (default: the current folder).
+    Get {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Replace existing files whose content differs.
+        #[arg(long)]
+        overwrite: bool,
+        /// Report progress on stderr even when it is not a terminal.
+        #[arg(long)]
+        progress: bool,
+        /// Print a JSON summary on stdout instead of the list of paths.
+        #[arg(long)]
+        json: bool,
+        /// The peerbox:// link.
+        link: String,
+        /// Destination folder.
+        dest: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct NetArgs {
+    /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4001 [default: all interfaces, random ports].
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<peerbox_node::Multiaddr>,
+    /// Do not look for or announce peers on the LAN.
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30m, 12h or 7d)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// Runs the command line in `std::env::args` and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("peerbox: cannot start: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let bad_input = e.downcast_ref::<NodeError>().is_some_and(NodeError::is_bad_input)
+                || e.downcast_ref::<peerbox_proto::LinkError>().is_some();
+            eprintln!("peerbox: {e:#}");
+            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED })
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn home_dir(cli_home: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    cli_home
+        .or_else(Home::default_dir)
+        .context("cannot find a home folder for Peerbox; pass --home DIR")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = home_dir(cli.home)?;
+    match cli.command {
+        Command::Id => {
+            let home = Home::open(&home)?;
+            println!("{}", home.peer_id());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Share { net, expires, json, paths } => share(home, net, expires, json, paths).await,
+        Command::Get { net, overwrite, progress, json, link, dest } => {
+            get(home, net, overwrite, progress, json, &link, dest).await
+        }
+    }
+}
+
+async fn share(home: PathBuf, net: NetArgs, expires: Option<Duration>, json: bool, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: true }).await?;
+    let expires = expires.map(|d| peerbox_store_now() + d.as_secs().max(1));
+    let (tx, rx) = tokio::sync::watch::channel(Default::default());
+    let bar = progress::hashing(rx);
+    let outcome = node.share(paths, expires, tx).await;
+    bar.finish().await;
+    let outcome = outcome?;
+    for s in &outcome.skipped {
+        eprintln!("peerbox: skipped {s}");
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+    } else {
+        writeln!(out, "{}", outcome.link)?;
+    }
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "Sharing {} ({} file{}, {}). Keep this running; press Ctrl-C to stop.",
+        outcome.label,
+        outcome.files,
+        if outcome.files == 1 { "" } else { "s" },
+        progress::bytes(outcome.bytes)
+    );
+    shutdown_signal().await;
+    eprintln!("Stopped sharing.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(
+    home: PathBuf,
+    net: NetArgs,
+    overwrite: bool,
+    show_progress: bool,
+    json: bool,
+    link: &str,
+    dest: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    // Read the link before anything touches the network or the disk.
+    let link = Link::decode(link)?;
+    let dest = match dest {
+        Some(d) => d,
+        None => std::env::current_dir().context("cannot tell the current folder; pass DEST")?,
+    };
+    let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: false }).await?;
+    node.check_link(&link)?;
+    let (tx, rx) = tokio::sync::watch::channel(Default::default());
+    let bar = progress::download(rx, show_progress);
+    let opts = GetOptions { dest, overwrite };
+    let result = tokio::select! {
+        r = node.get(&link, &opts, &tx) => r,
+        _ = shutdown_signal() => {
+            bar.finish().await;
+            eprintln!("peerbox: interrupted; run the same command again to resume");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    bar.finish().await;
+    let outcome = result?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+    } else {
+        for p in &outcome.paths {
+            writeln!(out, "{}", p.display())?;
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "Done: {} in {} file{} (fetched {}, already here {}).",
+        progress::bytes(outcome.total_bytes),
+        outcome.files,
+        if outcome.files == 1 { "" } else { "s" },
+        progress::bytes(outcome.fetched_bytes),
+        progress::bytes(outcome.resumed_bytes)
+    );
+    if outcome.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &outcome.problems {
+            eprintln!("peerbox: {p}");
+        }
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
+
+fn peerbox_store_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
