@@ -120,7 +120,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
         let ft = e.file_type().expect("file type");
         if ft.is_symlink() {
-            out.insert(rel, format!("symlink -> {}", std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default()));
+            out.insert(
+                rel,
+                format!("symlink -> {}", std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default()),
+            );
         } else if ft.is_dir() {
             out.insert(rel.clone(), "dir".into());
             walk(root, &p, out);

@@ -23,6 +23,7 @@ const SIZES: [(&str, usize); 6] = [
     ("many-blocks.bin", 9 * BLOCK + 17),
 ];
 
+#[allow(clippy::unwrap_used)]
 fn write(p: &Path, data: &[u8]) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, data).unwrap();
@@ -115,11 +116,10 @@ async fn a_killed_download_resumes_from_verified_blocks() {
     let want = (SERVED * BLOCK) as u64;
     tokio::time::timeout(STEP, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(done) = line.strip_prefix("progress ").and_then(|r| r.split('/').next()) {
-                if done.parse::<u64>().unwrap() >= want {
+            if let Some(done) = line.strip_prefix("progress ").and_then(|r| r.split('/').next())
+                && done.parse::<u64>().unwrap() >= want {
                     return;
                 }
-            }
         }
         panic!("downloader exited before reaching {want} bytes");
     })
@@ -232,7 +232,19 @@ async fn a_hostile_sharer_cannot_write_bad_bytes_or_escape_the_destination() {
     }
 
     // Manifests that name paths outside the destination, or lie about sizes.
-    let escaping = ["../x", "a/../../x", "/etc/x", "C:\\x", "\\\\srv\\s", "a\0b", "sub/../x", "./x", "x/", ".peerbox/x", "a/\u{1b}[2Jb"];
+    let escaping = [
+        "../x",
+        "a/../../x",
+        "/etc/x",
+        "C:\\x",
+        "\\\\srv\\s",
+        "a\0b",
+        "sub/../x",
+        "./x",
+        "x/",
+        ".peerbox/x",
+        "a/\u{1b}[2Jb",
+    ];
     let mut hostile: Vec<(String, Entry)> =
         escaping.iter().map(|p| (format!("path {p:?}"), file_entry(p, b"evil"))).collect();
     let mut lying = file_entry("lies.bin", &data);
@@ -241,7 +253,8 @@ async fn a_hostile_sharer_cannot_write_bad_bytes_or_escape_the_destination() {
     }
     hostile.push(("size larger than its blocks".into(), lying));
     for (what, entry) in hostile {
-        let sharer = FakeSharer::start(vec![good.clone(), entry], Arc::new(|_, _| Ok(Bytes::from_static(b"evil")))).await;
+        let sharer =
+            FakeSharer::start(vec![good.clone(), entry], Arc::new(|_, _| Ok(Bytes::from_static(b"evil")))).await;
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
         std::fs::create_dir(&out).unwrap();

@@ -22,7 +22,11 @@ const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_FAILED: u8 = 1;
 
 #[derive(Parser)]
-#[command(name = "peerbox", version, about = "A peer-to-peer file locker: share files by link, straight from your disk.")]
+#[command(
+    name = "peerbox",
+    version,
+    about = "A peer-to-peer file locker: share files by link, straight from your disk."
+)]
 struct Cli {
     /// Home folder holding this device's key and index [default: the platform data folder].
     #[arg(long, global = true, env = "PEERBOX_HOME", value_name = "DIR")]
@@ -124,9 +128,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn home_dir(cli_home: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    cli_home
-        .or_else(Home::default_dir)
-        .context("cannot find a home folder for Peerbox; pass --home DIR")
+    cli_home.or_else(Home::default_dir).context("cannot find a home folder for Peerbox; pass --home DIR")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -144,7 +146,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn share(home: PathBuf, net: NetArgs, expires: Option<Duration>, json: bool, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn share(
+    home: PathBuf,
+    net: NetArgs,
+    expires: Option<Duration>,
+    json: bool,
+    paths: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: true }).await?;
     let expires = expires.map(|d| peerbox_store_now() + d.as_secs().max(1));
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
@@ -233,10 +241,7 @@ async fn get(
 }
 
 fn peerbox_store_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -37,7 +37,10 @@ pub(crate) fn hashing(mut rx: watch::Receiver<ShareProgress>) -> Display {
     }
     let task = tokio::spawn(async move {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} hashing {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} hashing {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.enable_steady_tick(Duration::from_millis(100));
         loop {
             tokio::select! {
@@ -88,7 +91,10 @@ pub(crate) fn download(mut rx: watch::Receiver<GetProgress>, lines: bool) -> Dis
                 }
                 None => {
                     if last != Some((p.done_bytes, p.total_bytes)) {
-                        eprintln!("progress {}/{} bytes, {}/{} files", p.done_bytes, p.total_bytes, p.files_done, p.files_total);
+                        eprintln!(
+                            "progress {}/{} bytes, {}/{} files",
+                            p.done_bytes, p.total_bytes, p.files_done, p.files_total
+                        );
                     }
                 }
             }

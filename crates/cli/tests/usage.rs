@@ -25,7 +25,11 @@ fn id_is_created_once_and_stays_the_same() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let key = std::fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.ends_with("identity.key")).unwrap();
+        let key = std::fs::read_dir(home.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.ends_with("identity.key"))
+            .unwrap();
         assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }
@@ -41,7 +45,9 @@ fn the_home_can_come_from_the_environment() {
 #[test]
 fn sharing_a_missing_path_is_bad_input() {
     let home = tempfile::tempdir().unwrap();
-    let out = run(peerbox(home.path()).args(["share", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]).arg(home.path().join("no-such-file")));
+    let out = run(peerbox(home.path())
+        .args(["share", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg(home.path().join("no-such-file")));
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty(), "printed a link for nothing");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
@@ -71,5 +77,9 @@ fn a_listen_address_that_cannot_be_used_is_a_clear_failure() {
     // An address of another host cannot be bound here.
     let out = run(peerbox(home.path()).args(["share", "--no-mdns", "--listen", "/ip4/192.0.2.1/tcp/0"]).arg(&f));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen on"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

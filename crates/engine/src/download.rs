@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
-use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta, block_count, block_len};
 use peerbox_proto::RelPath;
+use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta, block_count, block_len};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -112,11 +112,8 @@ impl Download {
         for (path, _) in entries {
             *keys.entry(path.collision_key()).or_default() += 1;
         }
-        let files_at: HashSet<&str> = entries
-            .iter()
-            .filter(|(_, e)| matches!(e.kind, EntryKind::File(_)))
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let files_at: HashSet<&str> =
+            entries.iter().filter(|(_, e)| matches!(e.kind, EntryKind::File(_))).map(|(p, _)| p.as_str()).collect();
 
         let mut dirs = Vec::new();
         let mut wanted = Vec::new();
@@ -135,10 +132,8 @@ impl Download {
         }
 
         // Check every destination before writing anything.
-        let checks: Vec<Result<bool, EngineError>> = wanted
-            .par_iter()
-            .map(|(_, path, meta)| existing_matches(&root, dest, path, meta, overwrite))
-            .collect();
+        let checks: Vec<Result<bool, EngineError>> =
+            wanted.par_iter().map(|(_, path, meta)| existing_matches(&root, dest, path, meta, overwrite)).collect();
         let mut in_place = Vec::with_capacity(wanted.len());
         let mut conflicts = Vec::new();
         for c in checks {
@@ -204,14 +199,11 @@ impl Download {
         let _ = tmp.file.set_modified(mtime);
         set_executable(&tmp.file, file.meta.executable);
         // The destination may have appeared while we downloaded.
-        if !self.overwrite && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)? {
-            if self.root.symlink_metadata(file.path.as_str()).is_ok() {
+        if !self.overwrite && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)?
+            && self.root.symlink_metadata(file.path.as_str()).is_ok() {
                 return Err(EngineError::WouldOverwrite(vec![dest]));
             }
-        }
-        self.root
-            .rename(&tmp.tmp, &self.root, file.path.as_str())
-            .map_err(|e| EngineError::io(&dest, e))?;
+        self.root.rename(&tmp.tmp, &self.root, file.path.as_str()).map_err(|e| EngineError::io(&dest, e))?;
         sync_parent(&self.root, &file.path).map_err(|e| EngineError::io(&dest, e))?;
         Ok(dest)
     }
@@ -316,7 +308,13 @@ fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result
 
 /// Whether the destination already holds exactly this content. `Err(Exists)` when
 /// something different is there and `overwrite` is off.
-fn existing_matches(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta, overwrite: bool) -> Result<bool, EngineError> {
+fn existing_matches(
+    root: &Dir,
+    dest: &Path,
+    path: &RelPath,
+    meta: &FileMeta,
+    overwrite: bool,
+) -> Result<bool, EngineError> {
     let shown = path.segments().fold(dest.to_owned(), |p, s| p.join(s));
     let m = match root.symlink_metadata(path.as_str()) {
         Ok(m) => m,
@@ -380,7 +378,13 @@ mod tests {
 
     fn entry(path: &str, data: &[u8]) -> (RelPath, Entry) {
         let bs = block_size_for(data.len() as u64);
-        let meta = FileMeta { size: data.len() as u64, mtime_ns: 1_000_000_000, executable: false, block_size: bs, blocks: block_hashes(data, bs) };
+        let meta = FileMeta {
+            size: data.len() as u64,
+            mtime_ns: 1_000_000_000,
+            executable: false,
+            block_size: bs,
+            blocks: block_hashes(data, bs),
+        };
         (RelPath::new(path).unwrap(), Entry { path: path.into(), kind: EntryKind::File(meta) })
     }
 
@@ -396,7 +400,14 @@ mod tests {
     }
 
     /// Sizes at the block edges, and a few blocks.
-    const INTERESTING: [usize; 6] = [0, 1, MIN_BLOCK_SIZE as usize - 1, MIN_BLOCK_SIZE as usize, MIN_BLOCK_SIZE as usize + 1, 3 * MIN_BLOCK_SIZE as usize + 5];
+    const INTERESTING: [usize; 6] = [
+        0,
+        1,
+        MIN_BLOCK_SIZE as usize - 1,
+        MIN_BLOCK_SIZE as usize,
+        MIN_BLOCK_SIZE as usize + 1,
+        3 * MIN_BLOCK_SIZE as usize + 5,
+    ];
 
     #[test]
     fn files_of_interesting_sizes_arrive_whole() {
@@ -464,7 +475,12 @@ mod tests {
     #[test]
     fn case_collisions_are_left_out() {
         let d = tempfile::tempdir().unwrap();
-        let dl = Download::prepare(d.path(), &[entry("Readme.md", b"a"), entry("README.md", b"b"), entry("ok", b"c")], false).unwrap();
+        let dl = Download::prepare(
+            d.path(),
+            &[entry("Readme.md", b"a"), entry("README.md", b"b"), entry("ok", b"c")],
+            false,
+        )
+        .unwrap();
         assert_eq!(dl.files.len(), 1);
         assert_eq!(dl.problems.len(), 2);
     }

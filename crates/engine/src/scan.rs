@@ -8,8 +8,8 @@
 use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
 
-use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta, block_count, block_len, block_size_for};
 use peerbox_proto::RelPath;
+use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta, block_count, block_len, block_size_for};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -80,15 +80,16 @@ pub struct ScanResult {
 
 /// Scans `roots` (files or directories), each placed at the top of the share under
 /// its own name. Fails if a root is missing or two roots share a name.
-pub fn scan(roots: &[PathBuf], cache: &dyn HashCache, progress: &(dyn Fn(u64) + Sync)) -> Result<ScanResult, EngineError> {
+pub fn scan(
+    roots: &[PathBuf],
+    cache: &dyn HashCache,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ScanResult, EngineError> {
     let mut out = ScanResult::default();
     let mut top = std::collections::HashSet::new();
     for root in roots {
         let meta = std::fs::metadata(root).map_err(|e| EngineError::io(root, e))?;
-        let name = root
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| EngineError::BadName(root.clone()))?;
+        let name = root.file_name().and_then(|n| n.to_str()).ok_or_else(|| EngineError::BadName(root.clone()))?;
         let rel = RelPath::from_local_segments([name]).map_err(|e| EngineError::Path(root.clone(), e))?;
         if !top.insert(rel.collision_key()) {
             return Err(EngineError::DuplicateName(name.to_owned()));
@@ -112,7 +113,11 @@ fn walk(local: &Path, rel: &RelPath, meta: &Metadata, out: &mut ScanResult) -> R
         out.skipped.push(Skipped { path: local.to_owned(), reason: "not a regular file or folder".into() });
         return Ok(());
     }
-    out.entries.push(Scanned { entry: Entry { path: rel.as_str().to_owned(), kind: EntryKind::Dir }, local: None, stamp: None });
+    out.entries.push(Scanned {
+        entry: Entry { path: rel.as_str().to_owned(), kind: EntryKind::Dir },
+        local: None,
+        stamp: None,
+    });
     let mut children: Vec<_> = std::fs::read_dir(local)
         .map_err(|e| EngineError::io(local, e))?
         .collect::<Result<_, _>>()
@@ -159,7 +164,11 @@ fn placeholder(meta: &Metadata) -> FileMeta {
 }
 
 /// Hashes every file entry's blocks, all files and all blocks in one parallel pool.
-fn hash_all(entries: &mut [Scanned], cache: &dyn HashCache, progress: &(dyn Fn(u64) + Sync)) -> Result<(), EngineError> {
+fn hash_all(
+    entries: &mut [Scanned],
+    cache: &dyn HashCache,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), EngineError> {
     // Files small enough to be one block are one work item; big files are split so
     // a single large file still uses every core.
     let jobs: Vec<usize> = entries
@@ -173,12 +182,11 @@ fn hash_all(entries: &mut [Scanned], cache: &dyn HashCache, progress: &(dyn Fn(u
         .map(|&i| {
             let s = &entries[i];
             let (Some(local), Some(stamp)) = (&s.local, s.stamp) else { return (i, Ok(Vec::new())) };
-            if let Some(h) = cache.get(local, stamp) {
-                if h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size)) {
+            if let Some(h) = cache.get(local, stamp)
+                && h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size)) {
                     progress(stamp.size);
                     return (i, Ok(h));
                 }
-            }
             (i, hash_stable(local, stamp, progress))
         })
         .collect();
@@ -284,7 +292,10 @@ mod tests {
         let single = d.path().join("one.bin");
         std::fs::write(&single, vec![7u8; MIN_BLOCK_SIZE as usize + 1]).unwrap();
         let r = scan(&[root, single], &NoCache, &|_| {}).unwrap();
-        assert_eq!(names(&r), ["report", "report/b.txt", "report/sub", "report/sub/a.txt", "report/sub/empty", "one.bin"]);
+        assert_eq!(
+            names(&r),
+            ["report", "report/b.txt", "report/sub", "report/sub/a.txt", "report/sub/empty", "one.bin"]
+        );
         let EntryKind::File(f) = &r.entries[5].entry.kind else { panic!() };
         assert_eq!(f.blocks.len(), 2);
         assert_eq!(f.blocks[1], hash_block(&[7]));

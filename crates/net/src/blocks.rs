@@ -17,9 +17,9 @@ use bytes::Bytes;
 use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
+use peerbox_proto::RelPath;
 use peerbox_proto::blocks::{ClientMsg, MANIFEST_PART_BYTES, MissingReason, Refusal, ServerMsg, Tag, block_header};
 use peerbox_proto::manifest::{ContentHasher, Entry, EntryError, MAX_ENTRIES};
-use peerbox_proto::RelPath;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::frame::{ReadError, read_frame};
@@ -128,9 +128,8 @@ pub async fn serve_session<S>(peer: PeerId, mut stream: S, source: Arc<dyn Block
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let first = tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut stream))
-        .await
-        .map_err(|_| SessionError::Timeout)??;
+    let first =
+        tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut stream)).await.map_err(|_| SessionError::Timeout)??;
     let Some((tag, payload)) = first else { return Ok(()) };
     let (id, secret) = match ClientMsg::decode(tag, &payload) {
         Ok(ClientMsg::Open { id, secret }) => (id, secret),
@@ -159,10 +158,12 @@ async fn send_manifest<S: AsyncWrite + Unpin>(stream: &mut S, entries: &[Entry])
     let mut part = Vec::new();
     let mut bytes = 0;
     for e in entries {
-        bytes += e.path.len() + 64 + 32 * match &e.kind {
-            peerbox_proto::EntryKind::File(f) => f.blocks.len(),
-            peerbox_proto::EntryKind::Dir => 0,
-        };
+        bytes += e.path.len()
+            + 64
+            + 32 * match &e.kind {
+                peerbox_proto::EntryKind::File(f) => f.blocks.len(),
+                peerbox_proto::EntryKind::Dir => 0,
+            };
         part.push(e.clone());
         if bytes >= MANIFEST_PART_BYTES {
             stream.write_all(&ServerMsg::ManifestPart(std::mem::take(&mut part)).encode()).await?;
@@ -263,9 +264,8 @@ where
     let mut entries = Vec::new();
     let mut hasher = ContentHasher::default();
     loop {
-        let frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
-            .await
-            .map_err(|_| SessionError::Timeout)??;
+        let frame =
+            tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await.map_err(|_| SessionError::Timeout)??;
         let Some((tag, payload)) = frame else {
             return Err(SessionError::Protocol("stream ended before the file list was complete".into()));
         };
@@ -290,7 +290,9 @@ where
                 return Ok(Opened { stream, entries });
             }
             ServerMsg::Refused(r) => return Err(SessionError::Refused(r)),
-            other => return Err(SessionError::Protocol(format!("unexpected {:?} before the file list", tag_of(&other)))),
+            other => {
+                return Err(SessionError::Protocol(format!("unexpected {:?} before the file list", tag_of(&other))));
+            }
         }
     }
 }
@@ -340,9 +342,8 @@ where
             stream.close().await?;
             return Ok(());
         }
-        let frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
-            .await
-            .map_err(|_| SessionError::Timeout)??;
+        let frame =
+            tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await.map_err(|_| SessionError::Timeout)??;
         let Some((tag, payload)) = frame else {
             return Err(SessionError::Protocol("the sharer closed the session early".into()));
         };
@@ -406,7 +407,13 @@ mod tests {
         let blocks = data.chunks(bs as usize).map(|c| sha2::Sha256::digest(c).into()).collect();
         let entries = vec![Entry {
             path: "f".into(),
-            kind: EntryKind::File(FileMeta { size: data.len() as u64, mtime_ns: 0, executable: false, block_size: bs, blocks }),
+            kind: EntryKind::File(FileMeta {
+                size: data.len() as u64,
+                mtime_ns: 0,
+                executable: false,
+                block_size: bs,
+                blocks,
+            }),
         }];
         let id = content_id(&entries);
         (Arc::new(Mem { entries, data, secret: [1; 32] }), id)

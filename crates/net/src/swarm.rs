@@ -8,7 +8,10 @@ use libp2p::core::ConnectedPoint;
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns, memory_connection_limits, noise, ping, tcp, tls, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns, memory_connection_limits, noise, ping,
+    tcp, tls, yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::NetError;
@@ -231,19 +234,17 @@ async fn wait_for_listeners(
                     waiting.remove(&listener_id);
                 }
                 SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
-                    if let Some(addr) = waiting.remove(&listener_id) {
-                        if explicit {
+                    if let Some(addr) = waiting.remove(&listener_id)
+                        && explicit {
                             let reason = reason.err().map(|e| e.to_string()).unwrap_or_else(|| "closed".into());
                             return Err(NetError::Listen { addr, reason });
                         }
-                    }
                 }
                 SwarmEvent::ListenerError { listener_id, error } => {
-                    if let Some(addr) = waiting.remove(&listener_id) {
-                        if explicit {
+                    if let Some(addr) = waiting.remove(&listener_id)
+                        && explicit {
                             return Err(NetError::Listen { addr, reason: error.to_string() });
                         }
-                    }
                 }
                 other => tracing::trace!(?other, "event while starting"),
             },

@@ -100,7 +100,9 @@ impl From<peerbox_engine::EngineError> for NodeError {
     fn from(e: peerbox_engine::EngineError) -> Self {
         match e {
             peerbox_engine::EngineError::WouldOverwrite(_) => Self::WouldOverwrite(e.to_string()),
-            peerbox_engine::EngineError::DuplicateName(_) => Self::BadPath { path: PathBuf::new(), reason: e.to_string() },
+            peerbox_engine::EngineError::DuplicateName(_) => {
+                Self::BadPath { path: PathBuf::new(), reason: e.to_string() }
+            }
             other => Self::Engine(other),
         }
     }

@@ -152,7 +152,8 @@ pub(crate) async fn get(
     if missing > 0 {
         let why = last_error.map(|e| e.to_string()).unwrap_or_else(|| "the sharer did not send them".into());
         let bad = p.bad_blocks.lock().map(|b| *b).unwrap_or(0);
-        let extra = if bad > 0 { format!("; {bad} blocks failed verification and were discarded") } else { String::new() };
+        let extra =
+            if bad > 0 { format!("; {bad} blocks failed verification and were discarded") } else { String::new() };
         return Err(NodeError::Incomplete(format!(
             "{missing} blocks are still missing ({why}{extra}); run the same command again to resume"
         )));
@@ -185,7 +186,10 @@ struct Plan {
 }
 
 impl Plan {
-    async fn new(opts: &GetOptions, entries: Vec<(peerbox_proto::RelPath, peerbox_proto::Entry)>) -> Result<Self, NodeError> {
+    async fn new(
+        opts: &GetOptions,
+        entries: Vec<(peerbox_proto::RelPath, peerbox_proto::Entry)>,
+    ) -> Result<Self, NodeError> {
         let dest = opts.dest.clone();
         let overwrite = opts.overwrite;
         let (dl, paths) = tokio::task::spawn_blocking(move || {

@@ -95,9 +95,8 @@ impl Node {
         // Events are not used yet; drain them so the loop never waits on us.
         tokio::spawn(async move { while events.recv().await.is_some() {} });
         if let Some(store) = &store {
-            let incoming = net
-                .accept(PROTOCOL)
-                .ok_or_else(|| NodeError::Internal("block protocol registered twice".into()))?;
+            let incoming =
+                net.accept(PROTOCOL).ok_or_else(|| NodeError::Internal("block protocol registered twice".into()))?;
             let source = Arc::new(share::StoreSource { store: store.clone(), open: Mutex::new(Default::default()) });
             tokio::spawn(peerbox_net::blocks::serve(incoming, source));
         }

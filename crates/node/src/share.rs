@@ -197,7 +197,7 @@ impl ShareReader for OpenShare {
             return checked.1;
         }
         let valid = match lock(&self.store).link_by_secret_hash(&self.secret_hash) {
-            Ok(Some(l)) => l.id == self.link_id && !l.revoked && !l.expires.is_some_and(|e| peerbox_store::now() >= e),
+            Ok(Some(l)) => l.id == self.link_id && !l.revoked && l.expires.is_none_or(|e| peerbox_store::now() < e),
             _ => false,
         };
         *checked = (std::time::Instant::now(), valid);

@@ -245,12 +245,8 @@ impl ServerMsg {
     /// The whole frame for any message but `Block` (use [`block_header`]).
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::ManifestPart(entries) => {
-                frame(Tag::ManifestPart, &postcard::to_stdvec(entries).unwrap_or_default())
-            }
-            Self::ManifestEnd { entries } => {
-                frame(Tag::ManifestEnd, &postcard::to_stdvec(entries).unwrap_or_default())
-            }
+            Self::ManifestPart(entries) => frame(Tag::ManifestPart, &postcard::to_stdvec(entries).unwrap_or_default()),
+            Self::ManifestEnd { entries } => frame(Tag::ManifestEnd, &postcard::to_stdvec(entries).unwrap_or_default()),
             Self::Refused(r) => frame(Tag::Refused, &postcard::to_stdvec(r).unwrap_or_default()),
             Self::Block { req, data } => {
                 let mut out = block_header(*req, data.len()).to_vec();
@@ -317,10 +313,8 @@ mod tests {
 
     #[test]
     fn client_messages_round_trip() {
-        for m in [
-            ClientMsg::Open { id: [1; 32], secret: [2; 32] },
-            ClientMsg::Get { req: 7, file: u32::MAX, block: 3 },
-        ] {
+        for m in [ClientMsg::Open { id: [1; 32], secret: [2; 32] }, ClientMsg::Get { req: 7, file: u32::MAX, block: 3 }]
+        {
             let f = m.encode();
             let (tag, p) = split(&f);
             assert_eq!(ClientMsg::decode(tag, p).unwrap(), m);
@@ -355,11 +349,10 @@ mod tests {
 
     #[test]
     fn headers_are_checked_before_allocation() {
-        assert_eq!(parse_header([0xff, 0xff, 0xff, 0xff, 19]).unwrap_err(), FrameError::TooLong {
-            tag: Tag::Block,
-            len: u32::MAX,
-            max: MAX_BLOCK_FRAME
-        });
+        assert_eq!(
+            parse_header([0xff, 0xff, 0xff, 0xff, 19]).unwrap_err(),
+            FrameError::TooLong { tag: Tag::Block, len: u32::MAX, max: MAX_BLOCK_FRAME }
+        );
         assert!(matches!(parse_header([0, 0x20, 0, 0, 16]), Err(FrameError::TooLong { .. })));
         assert_eq!(parse_header([0, 0, 0, 0, 1]), Err(FrameError::Empty));
         assert_eq!(parse_header([0, 0, 0, 1, 99]), Err(FrameError::UnknownTag(99)));
@@ -368,10 +361,7 @@ mod tests {
     #[test]
     fn wrong_direction_and_garbage_are_refused() {
         assert_eq!(ClientMsg::decode(Tag::Block, b"x"), Err(FrameError::Unexpected(Tag::Block)));
-        assert_eq!(
-            ServerMsg::decode(Tag::Get, Bytes::new()),
-            Err(FrameError::Unexpected(Tag::Get))
-        );
+        assert_eq!(ServerMsg::decode(Tag::Get, Bytes::new()), Err(FrameError::Unexpected(Tag::Get)));
         assert_eq!(ClientMsg::decode(Tag::Get, &[0; 11]), Err(FrameError::Malformed(Tag::Get)));
         assert_eq!(ServerMsg::decode(Tag::Block, Bytes::from_static(b"abc")), Err(FrameError::Malformed(Tag::Block)));
         // A valid encoding followed by junk is refused, not half-read.

@@ -115,12 +115,7 @@ impl Link {
             out.extend_from_slice(&e.to_be_bytes());
         }
         push_short(&mut out, &self.peer);
-        let addrs: Vec<&Vec<u8>> = self
-            .addrs
-            .iter()
-            .filter(|a| a.len() <= MAX_ADDR_BYTES)
-            .take(MAX_ADDRS)
-            .collect();
+        let addrs: Vec<&Vec<u8>> = self.addrs.iter().filter(|a| a.len() <= MAX_ADDR_BYTES).take(MAX_ADDRS).collect();
         out.push(addrs.len() as u8);
         for a in addrs {
             push_short(&mut out, a);
@@ -134,17 +129,12 @@ impl Link {
     /// add. Never panics; every length is checked before it is used.
     pub fn decode(s: &str) -> Result<Self, LinkError> {
         let s = s.trim().trim_start_matches('<').trim_end_matches('>');
-        let body = s
-            .strip_prefix(SCHEME)
-            .or_else(|| s.strip_prefix("PEERBOX://"))
-            .ok_or(LinkError::NotALink)?;
+        let body = s.strip_prefix(SCHEME).or_else(|| s.strip_prefix("PEERBOX://")).ok_or(LinkError::NotALink)?;
         let body = body.trim_end_matches('/');
         if body.len() > MAX_LINK_CHARS {
             return Err(LinkError::TooLong);
         }
-        let raw = bs58::decode(body)
-            .into_vec()
-            .map_err(|_| LinkError::BadCharacters)?;
+        let raw = bs58::decode(body).into_vec().map_err(|_| LinkError::BadCharacters)?;
         if raw.len() < CHECKSUM_LEN + 3 {
             return Err(LinkError::Damaged);
         }
@@ -168,11 +158,7 @@ impl Link {
         }
         let id = r.array()?;
         let secret = r.array()?;
-        let expires = if flags & FLAG_EXPIRES != 0 {
-            Some(u64::from_be_bytes(r.array()?))
-        } else {
-            None
-        };
+        let expires = if flags & FLAG_EXPIRES != 0 { Some(u64::from_be_bytes(r.array()?)) } else { None };
         let peer = r.short(MAX_PEER_BYTES)?.to_vec();
         if peer.is_empty() {
             return Err(LinkError::Malformed("missing sharer id"));
@@ -188,15 +174,7 @@ impl Link {
         if !r.0.is_empty() {
             return Err(LinkError::Malformed("trailing bytes"));
         }
-        Ok(Self {
-            kind,
-            id,
-            peer,
-            addrs,
-            secret,
-            read_only: flags & FLAG_READ_ONLY != 0,
-            expires,
-        })
+        Ok(Self { kind, id, peer, addrs, secret, read_only: flags & FLAG_READ_ONLY != 0, expires })
     }
 
     /// Whether the link has expired at unix time `now` (seconds).

@@ -100,10 +100,8 @@ pub enum EntryError {
 impl Entry {
     /// Checks everything about the entry that can be checked without its context.
     pub fn validate(&self) -> Result<RelPath, EntryError> {
-        let path = RelPath::new(&self.path).map_err(|source| EntryError::Path {
-            path: self.path.escape_debug().to_string(),
-            source,
-        })?;
+        let path = RelPath::new(&self.path)
+            .map_err(|source| EntryError::Path { path: self.path.escape_debug().to_string(), source })?;
         if let EntryKind::File(f) = &self.kind {
             if f.block_size != block_size_for(f.size) {
                 return Err(EntryError::BlockSize(path.to_string()));

@@ -70,14 +70,8 @@ impl RelPath {
 
     /// Builds a path from local names, normalising them to NFC first. Used when we
     /// scan our own disk: the local filesystem may hand us NFD (macOS).
-    pub fn from_local_segments<'a>(
-        segments: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, PathError> {
-        let joined = segments
-            .into_iter()
-            .map(|s| s.nfc().collect::<String>())
-            .collect::<Vec<_>>()
-            .join("/");
+    pub fn from_local_segments<'a>(segments: impl IntoIterator<Item = &'a str>) -> Result<Self, PathError> {
+        let joined = segments.into_iter().map(|s| s.nfc().collect::<String>()).collect::<Vec<_>>().join("/");
         Self::new(&joined)
     }
 
@@ -98,9 +92,7 @@ impl RelPath {
 
     /// Every proper ancestor, outermost first (`a`, `a/b` for `a/b/c`).
     pub fn ancestors(&self) -> impl Iterator<Item = &str> {
-        self.0
-            .match_indices('/')
-            .map(|(i, _)| &self.0[..i])
+        self.0.match_indices('/').map(|(i, _)| &self.0[..i])
     }
 
     /// A key under which paths that one filesystem or another would treat as the
@@ -170,8 +162,8 @@ fn looks_like_drive(s: &str) -> bool {
 /// with an error while the rest proceeds.
 pub fn is_windows_unsafe(name: &str) -> bool {
     const RESERVED: [&str; 22] = [
-        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
-        "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1",
+        "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
     ];
     if name.ends_with('.') || name.ends_with(' ') {
         return true;

@@ -286,8 +286,9 @@ fn insert_entries(tx: &rusqlite::Transaction<'_>, share_id: i64, entries: &[Shar
 
 fn blob32(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
     let v: Vec<u8> = r.get(i)?;
-    v.try_into()
-        .map_err(|_| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, "expected 32 bytes".into()))
+    v.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, "expected 32 bytes".into())
+    })
 }
 
 fn split_hashes(b: &[u8]) -> Vec<BlockHash> {
@@ -324,10 +325,7 @@ fn path_from_bytes(b: Vec<u8>) -> PathBuf {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
