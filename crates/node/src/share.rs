@@ -225,3 +225,53 @@ pub(crate) fn check_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, NodeError> 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerbox_engine::NoCache;
+
+    fn shared(dir: &Path) -> (SharedStore, [u8; 32], PathBuf) {
+        let store = Arc::new(Mutex::new(Store::open(&dir.join("i.sqlite")).unwrap()));
+        let file = dir.join("f.txt");
+        std::fs::write(&file, b"hello").unwrap();
+        let scanned = peerbox_engine::scan(std::slice::from_ref(&file), &NoCache, &|_| {}).unwrap();
+        let (id, _) = record_share(&store, &scanned.entries).unwrap();
+        (store, id, file)
+    }
+
+    fn source(store: &SharedStore) -> StoreSource {
+        StoreSource { store: store.clone(), open: Mutex::new(HashMap::new()) }
+    }
+
+    #[test]
+    fn the_sharer_refuses_expired_revoked_and_unknown_secrets() {
+        let d = tempfile::tempdir().unwrap();
+        let (store, id, _) = shared(d.path());
+        let src = source(&store);
+        let peer = PeerId::random();
+
+        let good = add_link(&store, id, None).unwrap();
+        assert!(src.open(peer, id, good).is_ok());
+        assert_eq!(src.open(peer, id, [0; 32]).err(), Some(Refusal::Unknown));
+        assert_eq!(src.open(peer, [1; 32], good).err(), Some(Refusal::Unknown), "a secret opens only its own share");
+
+        let expired = add_link(&store, id, Some(1)).unwrap();
+        assert_eq!(src.open(peer, id, expired).err(), Some(Refusal::Expired));
+
+        let rec = lock(&store).link_by_secret_hash(&secret_hash(&good)).unwrap().unwrap();
+        lock(&store).revoke_link(rec.id).unwrap();
+        assert_eq!(src.open(peer, id, good).err(), Some(Refusal::Unknown));
+    }
+
+    #[test]
+    fn a_file_changed_after_sharing_is_not_served() {
+        let d = tempfile::tempdir().unwrap();
+        let (store, id, file) = shared(d.path());
+        let secret = add_link(&store, id, None).unwrap();
+        let reader = source(&store).open(PeerId::random(), id, secret).unwrap();
+        std::fs::write(&file, b"changed!").unwrap();
+        assert_eq!(reader.read_block(0, 0).err(), Some(MissingReason::Changed));
+        assert_eq!(reader.read_block(7, 0).err(), Some(MissingReason::OutOfRange));
+    }
+}
