@@ -229,6 +229,16 @@ impl TempFile {
         Ok(have.iter().all(|h| *h))
     }
 
+    /// The open temp file (for copying local blocks into it).
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// The temp file's path relative to the root.
+    pub fn rel_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Indices of blocks still missing.
     pub fn missing(&self) -> Vec<u64> {
         let have = self.have.lock().unwrap_or_else(|p| p.into_inner());
@@ -272,7 +282,7 @@ fn temp_rel(path: &RelPath, meta: &FileMeta) -> PathBuf {
     }
 }
 
-fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
     if let Some(parent) = path.ancestors().last() {
         ensure_dir(root, dest, parent)?;
     }
@@ -335,7 +345,7 @@ fn existing_matches(
     if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) }
 }
 
-fn ensure_dir(root: &Dir, dest: &Path, rel: &str) -> Result<(), EngineError> {
+pub(crate) fn ensure_dir(root: &Dir, dest: &Path, rel: &str) -> Result<(), EngineError> {
     let shown = dest.join(rel);
     match root.symlink_metadata(rel) {
         Ok(m) if m.is_dir() => Ok(()),
@@ -344,7 +354,7 @@ fn ensure_dir(root: &Dir, dest: &Path, rel: &str) -> Result<(), EngineError> {
     }
 }
 
-fn sync_parent(root: &Dir, path: &RelPath) -> std::io::Result<()> {
+pub(crate) fn sync_parent(root: &Dir, path: &RelPath) -> std::io::Result<()> {
     // A directory handle from `open_dir` may be O_PATH, which cannot be synced;
     // open it for reading instead.
     let parent = path.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
@@ -352,7 +362,7 @@ fn sync_parent(root: &Dir, path: &RelPath) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
-fn set_executable(file: &std::fs::File, executable: bool) {
+pub(crate) fn set_executable(file: &std::fs::File, executable: bool) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = file.metadata() {
         let mode = m.permissions().mode();
@@ -364,7 +374,7 @@ fn set_executable(file: &std::fs::File, executable: bool) {
 }
 
 #[cfg(not(unix))]
-fn set_executable(_: &std::fs::File, _: bool) {}
+pub(crate) fn set_executable(_: &std::fs::File, _: bool) {}
 
 /// Hashes of `data` split into blocks of `block_size`; a test and bench helper.
 pub fn block_hashes(data: &[u8], block_size: u32) -> Vec<BlockHash> {

@@ -36,6 +36,12 @@ pub enum EngineError {
     /// The manifest is inconsistent.
     #[error("the sharer sent an invalid file list: {0}")]
     BadManifest(String),
+    /// The folder's marker is missing (drive unplugged, folder emptied).
+    #[error("{}: the folder's .peerbox marker is missing (unplugged drive or emptied folder); sync is stopped and nothing is deleted. Reconnect the drive, or remove and re-add the folder", .0.display())]
+    MarkerMissing(PathBuf),
+    /// Nothing by that name in the trash.
+    #[error("{0} is not in the trash")]
+    NotInTrash(String),
     /// A file was finished before all of its blocks arrived.
     #[error("{}: not all blocks have arrived", .0.display())]
     Incomplete(PathBuf),

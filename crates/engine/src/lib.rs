@@ -6,6 +6,7 @@
 
 pub mod download;
 mod error;
+pub mod folder;
 pub mod io;
 pub mod scan;
 

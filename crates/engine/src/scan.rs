@@ -214,6 +214,23 @@ fn hash_stable(path: &Path, stamp: Stamp, progress: &(dyn Fn(u64) + Sync)) -> Re
     Err(EngineError::KeepsChanging(path.to_owned()))
 }
 
+/// Like [`hash_stable`], also returning the stamp the hashes belong to.
+pub fn hash_stable_with_stamp(path: &Path, stamp: Stamp) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
+    let mut expected = stamp;
+    for _ in 0..3 {
+        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let now = Stamp::of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        let hashes = hash_file(&file, now.size, &|_| {}).map_err(|e| EngineError::io(path, e))?;
+        let after = Stamp::of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        if after == now {
+            return Ok((hashes, after));
+        }
+        expected = after;
+    }
+    let _ = expected;
+    Err(EngineError::KeepsChanging(path.to_owned()))
+}
+
 /// Hashes the blocks of an open file of `size` bytes, splitting large files across
 /// the pool. Reads positionally, one block buffer per worker.
 pub fn hash_file(file: &File, size: u64, progress: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<BlockHash>> {

@@ -8,6 +8,7 @@
 //! schema is versioned with `PRAGMA user_version` and migrated forward on open.
 
 mod error;
+pub mod folders;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -16,13 +17,14 @@ use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::StoreError;
+pub use folders::{FileRecord, FolderMode, FolderRow, Member};
 
 /// Result alias for store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The index, backed by one SQLite file.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -52,6 +54,8 @@ pub struct Share {
 pub enum LinkTarget {
     /// A file set, by content id.
     Files([u8; 32]),
+    /// A shared folder, by folder id.
+    Folder([u8; 16]),
 }
 
 /// A link as the sharer keeps it.
@@ -168,18 +172,22 @@ impl Store {
 
     /// Stores a new link and returns its row id.
     pub fn add_link(&mut self, link: &LinkRecord) -> Result<i64> {
-        let LinkTarget::Files(target) = link.target;
+        let (kind, target): (&str, &[u8]) = match &link.target {
+            LinkTarget::Files(t) => ("files", t),
+            LinkTarget::Folder(t) => ("folder", t),
+        };
         self.conn.execute(
             "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses)
-             VALUES ('files', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                &target[..],
+                target,
                 &link.secret_hash[..],
                 link.read_only,
                 link.created as i64,
                 link.expires.map(|e| e as i64),
                 link.revoked,
-                link.uses as i64
+                link.uses as i64,
+                kind
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -190,13 +198,24 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, target, secret_hash, read_only, created, expires, revoked, uses
+                "SELECT id, target, secret_hash, read_only, created, expires, revoked, uses, kind
                  FROM links WHERE secret_hash = ?1",
                 [&hash[..]],
                 |r| {
+                    let kind: String = r.get(8)?;
+                    let target = if kind == "folder" {
+                        let v: Vec<u8> = r.get(1)?;
+                        let mut id = [0u8; 16];
+                        if v.len() == 16 {
+                            id.copy_from_slice(&v);
+                        }
+                        LinkTarget::Folder(id)
+                    } else {
+                        LinkTarget::Files(blob32(r, 1)?)
+                    };
                     Ok(LinkRecord {
                         id: r.get(0)?,
-                        target: LinkTarget::Files(blob32(r, 1)?),
+                        target,
                         secret_hash: blob32(r, 2)?,
                         read_only: r.get(3)?,
                         created: r.get::<_, i64>(4)? as u64,
@@ -291,7 +310,7 @@ fn blob32(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
     })
 }
 
-fn split_hashes(b: &[u8]) -> Vec<BlockHash> {
+pub(crate) fn split_hashes(b: &[u8]) -> Vec<BlockHash> {
     b.chunks_exact(32)
         .map(|c| {
             let mut h = [0; 32];
@@ -302,24 +321,24 @@ fn split_hashes(b: &[u8]) -> Vec<BlockHash> {
 }
 
 #[cfg(unix)]
-fn path_bytes(p: &Path) -> Vec<u8> {
+pub(crate) fn path_bytes(p: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     p.as_os_str().as_bytes().to_vec()
 }
 
 #[cfg(unix)]
-fn path_from_bytes(b: Vec<u8>) -> PathBuf {
+pub(crate) fn path_from_bytes(b: Vec<u8>) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
     PathBuf::from(std::ffi::OsString::from_vec(b))
 }
 
 #[cfg(not(unix))]
-fn path_bytes(p: &Path) -> Vec<u8> {
+pub(crate) fn path_bytes(p: &Path) -> Vec<u8> {
     p.to_string_lossy().into_owned().into_bytes()
 }
 
 #[cfg(not(unix))]
-fn path_from_bytes(b: Vec<u8>) -> PathBuf {
+pub(crate) fn path_from_bytes(b: Vec<u8>) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&b).into_owned())
 }
 

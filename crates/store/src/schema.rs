@@ -47,6 +47,67 @@ const MIGRATIONS: &[&str] = &[
         block_size INTEGER NOT NULL,
         blocks BLOB NOT NULL
      );",
+    // 2: shared folders, their members, this device's files and members' files.
+    "CREATE TABLE folders (
+        id BLOB PRIMARY KEY,
+        name TEXT NOT NULL,
+        path BLOB NOT NULL,
+        mode TEXT NOT NULL,
+        read_write INTEGER NOT NULL,
+        paused TEXT,
+        seq INTEGER NOT NULL,
+        created INTEGER NOT NULL
+     );
+     CREATE TABLE folder_members (
+        folder_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        read_write INTEGER NOT NULL,
+        addrs TEXT NOT NULL,
+        PRIMARY KEY (folder_id, peer)
+     ) WITHOUT ROWID;
+     CREATE TABLE files (
+        folder_id BLOB NOT NULL,
+        path TEXT NOT NULL,
+        dir INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        executable INTEGER NOT NULL,
+        block_size INTEGER NOT NULL,
+        blocks BLOB NOT NULL,
+        version TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        modified_by INTEGER NOT NULL,
+        have INTEGER NOT NULL,
+        local_size INTEGER,
+        local_mtime_ns INTEGER,
+        local_inode INTEGER,
+        PRIMARY KEY (folder_id, path)
+     ) WITHOUT ROWID;
+     CREATE INDEX files_by_seq ON files (folder_id, seq);
+     CREATE TABLE remote_files (
+        folder_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        path TEXT NOT NULL,
+        dir INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        executable INTEGER NOT NULL,
+        block_size INTEGER NOT NULL,
+        blocks BLOB NOT NULL,
+        version TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        modified_by INTEGER NOT NULL,
+        have INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, peer, path)
+     ) WITHOUT ROWID;
+     CREATE TABLE remote_seq (
+        folder_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, peer)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

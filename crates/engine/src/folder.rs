@@ -1,0 +1,515 @@
+//! A shared folder on disk: its marker, scanning it against the index into new
+//! records, applying remote versions (temp file, verify, fsync, re-check, trash the
+//! old version, rename), deletes into the trash, conflict copies, and the trash
+//! itself.
+//!
+//! Every path comes in validated (`RelPath`) and is opened through a `cap_std`
+//! handle on the folder root, so neither names nor symlinks lead outside it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use peerbox_proto::RelPath;
+use peerbox_proto::index::Version;
+use peerbox_proto::manifest::{FileMeta, block_size_for};
+use peerbox_store::{FileRecord, FileStamp};
+use rayon::prelude::*;
+
+use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_executable, sync_parent};
+use crate::scan::{Skipped, Stamp};
+use crate::EngineError;
+
+/// The marker directory in every folder root; holds the trash. Its absence means
+/// the folder is not there (an unplugged drive): sync stops, nothing is deleted.
+pub const MARKER: &str = ".peerbox";
+const TRASH: &str = ".peerbox/trash";
+
+/// Creates the marker in a new folder root.
+pub fn create_marker(root: &Path) -> Result<(), EngineError> {
+    let m = root.join(MARKER).join("trash");
+    std::fs::create_dir_all(&m).map_err(|e| EngineError::io(&m, e))
+}
+
+/// Checks that the folder is really there.
+pub fn check_marker(root: &Path) -> Result<(), EngineError> {
+    match std::fs::symlink_metadata(root.join(MARKER)) {
+        Ok(m) if m.is_dir() => Ok(()),
+        _ => Err(EngineError::MarkerMissing(root.to_owned())),
+    }
+}
+
+/// Opens the folder root as a confined handle.
+pub fn open_root(root: &Path) -> Result<Dir, EngineError> {
+    check_marker(root)?;
+    Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| EngineError::io(root, e))
+}
+
+/// What a scan found changed, as records ready for the index (versions bumped for
+/// `me`), plus records whose content is unchanged but whose stamp moved.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    /// New versions made on this device.
+    pub changed: Vec<FileRecord>,
+    /// Same content, new stamp (touch, or first scan after a pull).
+    pub restamped: Vec<(String, FileStamp)>,
+    /// What was left out.
+    pub skipped: Vec<Skipped>,
+}
+
+struct LocalEntry {
+    dir: bool,
+    stamp: Stamp,
+    executable: bool,
+}
+
+/// Scans the folder at `root` against this device's records `known` (by path).
+/// With `scope`, only those paths (and what is below them) are looked at.
+pub fn scan_folder(
+    root: &Path,
+    known: &HashMap<String, FileRecord>,
+    me: u64,
+    scope: Option<&[String]>,
+) -> Result<ScanOutcome, EngineError> {
+    check_marker(root)?;
+    let mut out = ScanOutcome::default();
+    let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
+    match scope {
+        None => walk(root, root, None, &mut found, &mut out.skipped)?,
+        Some(paths) => {
+            for p in paths {
+                let Ok(rel) = RelPath::new(p) else { continue };
+                let local = rel.segments().fold(root.to_owned(), |a, s| a.join(s));
+                match std::fs::symlink_metadata(&local) {
+                    Ok(m) if m.is_dir() => {
+                        found.insert(p.clone(), entry(&m, true));
+                        walk(root, &local, Some(&rel), &mut found, &mut out.skipped)?;
+                    }
+                    Ok(m) if m.is_file() => {
+                        found.insert(p.clone(), entry(&m, false));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let in_scope = |path: &str| match scope {
+        None => true,
+        Some(paths) => paths.iter().any(|p| path == p || path.starts_with(&format!("{p}/"))),
+    };
+
+    // Files whose stamp moved are hashed (in parallel); the rest are skipped.
+    let to_hash: Vec<(&String, &LocalEntry)> = found
+        .iter()
+        .filter(|(p, e)| {
+            !e.dir
+                && match known.get(*p) {
+                    Some(k) if !k.deleted && !k.dir => k.local != Some(to_stamp(e.stamp)),
+                    _ => true,
+                }
+        })
+        .collect();
+    let hashed: Vec<Result<(String, Vec<[u8; 32]>, Stamp), EngineError>> = to_hash
+        .par_iter()
+        .map(|(p, e)| {
+            let local = p.split('/').fold(root.to_owned(), |a, s| a.join(s));
+            let (hashes, stamp) = crate::scan::hash_stable_with_stamp(&local, e.stamp)?;
+            Ok(((*p).clone(), hashes, stamp))
+        })
+        .collect();
+    for h in hashed {
+        let (path, blocks, stamp) = match h {
+            Ok(x) => x,
+            // Vanished or unreadable between the walk and the read: the next scan sees it.
+            Err(e) => {
+                out.skipped.push(Skipped { path: PathBuf::from(e.to_string()), reason: "could not be read".into() });
+                continue;
+            }
+        };
+        let e = &found[&path];
+        let prev = known.get(&path);
+        let same = prev.is_some_and(|k| !k.deleted && !k.dir && k.blocks == blocks && k.size == stamp.size);
+        if same {
+            out.restamped.push((path, to_stamp(stamp)));
+            continue;
+        }
+        let version = prev.map(|k| k.version.clone()).unwrap_or_default().bump(me);
+        out.changed.push(FileRecord {
+            path,
+            dir: false,
+            deleted: false,
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns,
+            executable: e.executable,
+            block_size: block_size_for(stamp.size),
+            blocks,
+            version,
+            seq: 0,
+            modified_by: me,
+            have: true,
+            local: Some(to_stamp(stamp)),
+        });
+    }
+    for (path, e) in &found {
+        if e.dir && !known.get(path).is_some_and(|k| k.dir && !k.deleted) {
+            let version = known.get(path).map(|k| k.version.clone()).unwrap_or_default().bump(me);
+            out.changed.push(dir_record(path, version, me, false, e.stamp.mtime_ns));
+        }
+    }
+    // Deletions: known, live, in scope, not on disk.
+    for (path, k) in known {
+        if k.deleted || found.contains_key(path) || !in_scope(path) || !k.have {
+            continue;
+        }
+        let mut t = dir_record(path, k.version.bump(me), me, true, k.mtime_ns);
+        t.dir = k.dir;
+        out.changed.push(t);
+    }
+    Ok(out)
+}
+
+fn dir_record(path: &str, version: Version, me: u64, deleted: bool, mtime_ns: i64) -> FileRecord {
+    FileRecord {
+        path: path.to_owned(),
+        dir: true,
+        deleted,
+        size: 0,
+        mtime_ns,
+        executable: false,
+        block_size: block_size_for(0),
+        blocks: Vec::new(),
+        version,
+        seq: 0,
+        modified_by: me,
+        have: true,
+        local: None,
+    }
+}
+
+fn entry(m: &std::fs::Metadata, dir: bool) -> LocalEntry {
+    #[cfg(unix)]
+    let executable = {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o100 != 0
+    };
+    #[cfg(not(unix))]
+    let executable = false;
+    LocalEntry { dir, stamp: Stamp::of(m), executable }
+}
+
+/// Converts a scan stamp to the index's.
+pub fn to_stamp(s: Stamp) -> FileStamp {
+    FileStamp { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode }
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    rel: Option<&RelPath>,
+    found: &mut BTreeMap<String, LocalEntry>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), EngineError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            skipped.push(Skipped { path: dir.to_owned(), reason: e.to_string() });
+            return Ok(());
+        }
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    for child in rd.flatten() {
+        let path = child.path();
+        let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+            skipped.push(Skipped { path, reason: "name is not valid UTF-8".into() });
+            continue;
+        };
+        if rel.is_none() && name == MARKER || name.starts_with(TEMP_PREFIX) || name.starts_with(".peerbox") {
+            continue;
+        }
+        let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
+        let child_rel = match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
+            Ok(r) => r,
+            Err(e) => {
+                skipped.push(Skipped { path, reason: e.to_string() });
+                continue;
+            }
+        };
+        if !seen.insert(child_rel.collision_key()) {
+            skipped.push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.file_type().is_symlink() {
+            skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
+        } else if meta.is_dir() {
+            found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
+            walk(root, &path, Some(&child_rel), found, skipped)?;
+        } else if meta.is_file() {
+            found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
+        }
+    }
+    Ok(())
+}
+
+/// The stamp of the local file at `rel`, if there is a regular file.
+pub fn local_stamp(root: &Dir, rel: &RelPath) -> Option<Stamp> {
+    let m = root.symlink_metadata(rel.as_str()).ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    let f = root.open(rel.as_str()).ok()?.into_std();
+    Some(Stamp::of(&f.metadata().ok()?))
+}
+
+/// Opens (or resumes) the temp file for pulling `meta` into `rel`.
+pub fn start_pull(root: &Dir, root_path: &Path, rel: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+    open_temp(root, root_path, rel, meta)
+}
+
+/// Why a pulled file was not put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The local file changed since it was last scanned: a conflict, not an overwrite.
+    #[error("{0}: changed locally since the last scan")]
+    LocalChanged(String),
+    /// File system trouble.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Moves a complete temp file into place at `rel`. `expected` is what the index
+/// believes is there now (`None`: nothing). If the disk disagrees the pull stops
+/// with [`ApplyError::LocalChanged`]. An existing version goes to the trash first.
+pub fn finish_pull(
+    root: &Dir,
+    root_path: &Path,
+    rel: &RelPath,
+    tmp: &TempFile,
+    meta: &FileMeta,
+    expected: Option<FileStamp>,
+) -> Result<FileStamp, ApplyError> {
+    let shown = root_path.join(rel.as_str());
+    if !tmp.is_complete() {
+        return Err(EngineError::Incomplete(shown).into());
+    }
+    let f = tmp.file();
+    f.sync_all().map_err(|e| EngineError::io(&shown, e))?;
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
+    let _ = f.set_modified(mtime);
+    set_executable(f, meta.executable);
+    let current = local_stamp(root, rel).map(to_stamp);
+    if current != expected && !(expected.is_none() && current.is_none()) {
+        return Err(ApplyError::LocalChanged(rel.to_string()));
+    }
+    if current.is_some() {
+        trash(root, root_path, rel)?;
+    }
+    root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
+    sync_parent(root, rel).map_err(|e| EngineError::io(&shown, e))?;
+    let stamp = local_stamp(root, rel).ok_or_else(|| EngineError::Incomplete(shown.clone()))?;
+    Ok(to_stamp(stamp))
+}
+
+/// Deletes the file at `rel` into the trash, if it is still what the index knows.
+pub fn delete(root: &Dir, root_path: &Path, rel: &RelPath, expected: Option<FileStamp>) -> Result<(), ApplyError> {
+    match local_stamp(root, rel).map(to_stamp) {
+        None => Ok(()),
+        Some(s) if Some(s) == expected => {
+            trash(root, root_path, rel)?;
+            Ok(())
+        }
+        Some(_) => Err(ApplyError::LocalChanged(rel.to_string())),
+    }
+}
+
+/// Removes an empty directory (a deleted directory whose files are gone). A
+/// directory that still holds something is left alone.
+pub fn remove_dir_if_empty(root: &Dir, rel: &RelPath) {
+    let _ = root.remove_dir(rel.as_str());
+}
+
+/// Creates a directory.
+pub fn make_dir(root: &Dir, root_path: &Path, rel: &RelPath) -> Result<(), EngineError> {
+    ensure_dir(root, root_path, rel.as_str())
+}
+
+/// Renames the local file at `rel` to its conflict-copy name and returns that name.
+pub fn move_to_conflict_copy(root: &Dir, root_path: &Path, rel: &RelPath, device: &str) -> Result<RelPath, EngineError> {
+    let name = conflict_name(rel, peerbox_store::now(), device);
+    let shown = root_path.join(rel.as_str());
+    root.rename(rel.as_str(), root, name.as_str()).map_err(|e| EngineError::io(&shown, e))?;
+    Ok(name)
+}
+
+/// `dir/name.sync-conflict-YYYYMMDD-HHMMSS-<device>.ext`.
+pub fn conflict_name(rel: &RelPath, unix: u64, device: &str) -> RelPath {
+    let file = rel.file_name();
+    let (stem, ext) = match file.rfind('.') {
+        Some(i) if i > 0 => (&file[..i], &file[i..]),
+        _ => (file, ""),
+    };
+    let new = format!("{stem}.sync-conflict-{}-{device}{ext}", timestamp(unix));
+    let full = match rel.as_str().rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/{new}"),
+        None => new,
+    };
+    RelPath::new(&full).unwrap_or_else(|_| rel.clone())
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+pub fn timestamp(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Moves the file at `rel` into `.peerbox/trash/<time>/<rel>`.
+pub fn trash(root: &Dir, root_path: &Path, rel: &RelPath) -> Result<(), EngineError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let slot = format!("{TRASH}/{}-{:09}", timestamp(now.as_secs()), now.subsec_nanos());
+    let dest = format!("{slot}/{}", rel.as_str());
+    if let Some((parent, _)) = dest.rsplit_once('/') {
+        root.create_dir_all(parent).map_err(|e| EngineError::io(&root_path.join(parent), e))?;
+    }
+    root.rename(rel.as_str(), root, &dest).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))
+}
+
+/// A file in the trash.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrashEntry {
+    /// Where it was in the folder.
+    pub path: String,
+    /// When it was moved to the trash (`YYYYMMDD-HHMMSS-nanos`, UTC).
+    pub deleted_at: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Everything in a folder's trash, newest first.
+pub fn trash_list(root: &Path) -> Result<Vec<TrashEntry>, EngineError> {
+    let dir = root.join(TRASH);
+    let mut out = Vec::new();
+    let Ok(slots) = std::fs::read_dir(&dir) else { return Ok(out) };
+    for slot in slots.flatten() {
+        let Some(at) = slot.file_name().to_str().map(str::to_owned) else { continue };
+        let mut stack = vec![(slot.path(), String::new())];
+        while let Some((d, prefix)) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let Some(n) = e.file_name().to_str().map(str::to_owned) else { continue };
+                let rel = if prefix.is_empty() { n } else { format!("{prefix}/{n}") };
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push((e.path(), rel)),
+                    Ok(t) if t.is_file() => {
+                        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        out.push(TrashEntry { path: rel, deleted_at: at.clone(), size });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// Puts the newest trashed version of `rel` back (or the one deleted at `at`).
+/// Refuses if something is at `rel` now.
+pub fn trash_restore(root: &Path, rel: &RelPath, at: Option<&str>) -> Result<(), EngineError> {
+    let dir = open_root(root)?;
+    let entries = trash_list(root)?;
+    let Some(e) = entries.iter().find(|e| e.path == rel.as_str() && at.is_none_or(|a| a == e.deleted_at)) else {
+        return Err(EngineError::NotInTrash(rel.to_string()));
+    };
+    if dir.symlink_metadata(rel.as_str()).is_ok() {
+        return Err(EngineError::WouldOverwrite(vec![root.join(rel.as_str())]));
+    }
+    if let Some(parent) = rel.ancestors().last() {
+        ensure_dir(&dir, root, parent)?;
+    }
+    let from = format!("{TRASH}/{}/{}", e.deleted_at, rel.as_str());
+    dir.rename(&from, &dir, rel.as_str()).map_err(|err| EngineError::io(&root.join(rel.as_str()), err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("f");
+        std::fs::create_dir(&root).unwrap();
+        create_marker(&root).unwrap();
+        (d, root)
+    }
+
+    fn by_path(v: Vec<FileRecord>) -> HashMap<String, FileRecord> {
+        v.into_iter().map(|r| (r.path.clone(), r)).collect()
+    }
+
+    #[test]
+    fn scans_find_new_changed_and_deleted_entries() {
+        let (_d, root) = setup();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/x.txt"), b"one").unwrap();
+        std::fs::write(root.join("한글.txt"), b"two").unwrap();
+        let first = scan_folder(&root, &HashMap::new(), 7, None).unwrap();
+        let paths: Vec<_> = first.changed.iter().map(|r| r.path.as_str()).collect();
+        assert!(paths.contains(&"a/b/x.txt") && paths.contains(&"a") && paths.contains(&"한글.txt"), "{paths:?}");
+        let known = by_path(first.changed);
+
+        // Nothing changed: nothing to record.
+        let again = scan_folder(&root, &known, 7, None).unwrap();
+        assert!(again.changed.is_empty(), "{:?}", again.changed);
+
+        std::fs::write(root.join("a/b/x.txt"), b"changed").unwrap();
+        std::fs::remove_file(root.join("한글.txt")).unwrap();
+        let third = scan_folder(&root, &known, 7, None).unwrap();
+        let x = third.changed.iter().find(|r| r.path == "a/b/x.txt").unwrap();
+        assert_eq!(x.version.relation(&known["a/b/x.txt"].version), peerbox_proto::index::Relation::Newer);
+        assert!(third.changed.iter().any(|r| r.path == "한글.txt" && r.deleted));
+    }
+
+    #[test]
+    fn a_missing_marker_stops_the_scan() {
+        let (_d, root) = setup();
+        std::fs::remove_dir_all(root.join(MARKER)).unwrap();
+        assert!(matches!(scan_folder(&root, &HashMap::new(), 1, None), Err(EngineError::MarkerMissing(_))));
+    }
+
+    #[test]
+    fn trash_keeps_deleted_files_restorable() {
+        let (_d, root) = setup();
+        std::fs::create_dir(root.join("docs")).unwrap();
+        std::fs::write(root.join("docs/plan.txt"), b"v1").unwrap();
+        let dir = open_root(&root).unwrap();
+        let rel = RelPath::new("docs/plan.txt").unwrap();
+        let stamp = local_stamp(&dir, &rel).map(to_stamp);
+        delete(&dir, &root, &rel, stamp).unwrap();
+        assert!(!root.join("docs/plan.txt").exists());
+        let list = trash_list(&root).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].path, "docs/plan.txt");
+        trash_restore(&root, &rel, None).unwrap();
+        assert_eq!(std::fs::read(root.join("docs/plan.txt")).unwrap(), b"v1");
+    }
+
+    #[test]
+    fn conflict_names_keep_the_extension() {
+        let r = RelPath::new("d/report.final.pdf").unwrap();
+        assert_eq!(conflict_name(&r, 0, "ABC123").as_str(), "d/report.final.sync-conflict-19700101-000000-ABC123.pdf");
+        let r = RelPath::new(".bashrc").unwrap();
+        assert_eq!(conflict_name(&r, 1_700_000_000, "X").as_str(), ".bashrc.sync-conflict-20231114-221320-X");
+    }
+}

@@ -1,0 +1,391 @@
+//! Shared folders in the index: the folders themselves, their members, this
+//! device's view of every file (with the local sequence numbers peers ask after),
+//! and each member's announced view.
+
+use std::path::PathBuf;
+
+use peerbox_proto::index::{FolderId, Version};
+use peerbox_proto::manifest::BlockHash;
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{FileStamp, Result, Store, path_bytes, path_from_bytes, split_hashes};
+
+/// How a folder takes part in sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FolderMode {
+    /// Sends local changes and receives others'.
+    SendReceive,
+    /// Receives only; local changes are reverted from the group.
+    ReceiveOnly,
+    /// The index is synced, contents only when fetched.
+    OnDemand,
+}
+
+impl FolderMode {
+    /// The name used in the index, the API and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendReceive => "send-receive",
+            Self::ReceiveOnly => "receive-only",
+            Self::OnDemand => "on-demand",
+        }
+    }
+
+    /// Parses [`Self::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "send-receive" => Self::SendReceive,
+            "receive-only" => Self::ReceiveOnly,
+            "on-demand" => Self::OnDemand,
+            _ => return None,
+        })
+    }
+}
+
+/// A shared folder on this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRow {
+    /// Random id, the same on every member.
+    pub id: FolderId,
+    /// Display name.
+    pub name: String,
+    /// Where it lives here.
+    pub path: PathBuf,
+    /// How it syncs.
+    pub mode: FolderMode,
+    /// Whether this device may change the folder for others.
+    pub read_write: bool,
+    /// Why it is stopped, if it is.
+    pub paused: Option<String>,
+}
+
+/// A member of a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// PeerId bytes.
+    pub peer: Vec<u8>,
+    /// Whether its changes are applied.
+    pub read_write: bool,
+    /// Address hints (multiaddr bytes).
+    pub addrs: Vec<Vec<u8>>,
+}
+
+/// A file or directory record: this device's view, or a member's announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Path in the folder (validated).
+    pub path: String,
+    /// Directory rather than file.
+    pub dir: bool,
+    /// Deleted.
+    pub deleted: bool,
+    /// Size.
+    pub size: u64,
+    /// Modification time, unix nanoseconds.
+    pub mtime_ns: i64,
+    /// Owner-execute bit.
+    pub executable: bool,
+    /// Block size.
+    pub block_size: u32,
+    /// Block hashes.
+    pub blocks: Vec<BlockHash>,
+    /// Version vector.
+    pub version: Version,
+    /// Sequence of the device holding this record.
+    pub seq: u64,
+    /// Short id of the device that made this version.
+    pub modified_by: u64,
+    /// Whether the holder has the content.
+    pub have: bool,
+    /// For this device's records: the local file's stamp when last scanned or written.
+    pub local: Option<FileStamp>,
+}
+
+const FILE_COLS: &str =
+    "path, dir, deleted, size, mtime_ns, executable, block_size, blocks, version, seq, modified_by, have";
+
+fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    let blocks: Vec<u8> = r.get(7)?;
+    let version: String = r.get(8)?;
+    Ok(FileRecord {
+        path: r.get(0)?,
+        dir: r.get(1)?,
+        deleted: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        mtime_ns: r.get(4)?,
+        executable: r.get(5)?,
+        block_size: r.get(6)?,
+        blocks: split_hashes(&blocks),
+        version: serde_json::from_str(&version).unwrap_or_default(),
+        seq: r.get::<_, i64>(9)? as u64,
+        modified_by: r.get::<_, i64>(10)? as u64,
+        have: r.get(11)?,
+        local: None,
+    })
+}
+
+fn local_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<FileStamp>> {
+    let size: Option<i64> = r.get(at)?;
+    Ok(match size {
+        Some(size) => Some(FileStamp { size: size as u64, mtime_ns: r.get(at + 1)?, inode: r.get::<_, i64>(at + 2)? as u64 }),
+        None => None,
+    })
+}
+
+impl Store {
+    /// Adds a folder.
+    pub fn add_folder(&mut self, f: &FolderRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO folders (id, name, path, mode, read_write, paused, seq, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+            params![&f.id[..], f.name, path_bytes(&f.path), f.mode.as_str(), f.read_write, f.paused, crate::now() as i64],
+        )?;
+        Ok(())
+    }
+
+    /// All folders.
+    pub fn folders(&self) -> Result<Vec<FolderRow>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, name, path, mode, read_write, paused FROM folders ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            let mut fid = [0u8; 16];
+            if id.len() == 16 {
+                fid.copy_from_slice(&id);
+            }
+            let mode: String = r.get(3)?;
+            Ok(FolderRow {
+                id: fid,
+                name: r.get(1)?,
+                path: path_from_bytes(r.get(2)?),
+                mode: FolderMode::parse(&mode).unwrap_or(FolderMode::SendReceive),
+                read_write: r.get(4)?,
+                paused: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One folder.
+    pub fn folder(&self, id: &FolderId) -> Result<Option<FolderRow>> {
+        Ok(self.folders()?.into_iter().find(|f| &f.id == id))
+    }
+
+    /// Removes a folder and everything the index knows about it (not its files).
+    pub fn remove_folder(&mut self, id: &FolderId) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for table in ["files", "remote_files", "remote_seq", "folder_members"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE folder_id = ?1"), [&id[..]])?;
+        }
+        tx.execute("DELETE FROM folders WHERE id = ?1", [&id[..]])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stops (with a reason) or restarts a folder.
+    pub fn set_paused(&mut self, id: &FolderId, reason: Option<&str>) -> Result<()> {
+        self.conn.execute("UPDATE folders SET paused = ?2 WHERE id = ?1", params![&id[..], reason])?;
+        Ok(())
+    }
+
+    /// Adds or updates a member.
+    pub fn put_member(&mut self, folder: &FolderId, m: &Member) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO folder_members (folder_id, peer, read_write, addrs) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (folder_id, peer) DO UPDATE SET read_write = excluded.read_write,
+               addrs = CASE WHEN excluded.addrs = '[]' THEN addrs ELSE excluded.addrs END",
+            params![&folder[..], m.peer, m.read_write, serde_json::to_string(&m.addrs).unwrap_or_default()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a member.
+    pub fn remove_member(&mut self, folder: &FolderId, peer: &[u8]) -> Result<()> {
+        self.conn.execute("DELETE FROM folder_members WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?;
+        Ok(())
+    }
+
+    /// A folder's members.
+    pub fn members(&self, folder: &FolderId) -> Result<Vec<Member>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT peer, read_write, addrs FROM folder_members WHERE folder_id = ?1")?;
+        let rows = stmt.query_map([&folder[..]], |r| {
+            let addrs: String = r.get(2)?;
+            Ok(Member { peer: r.get(0)?, read_write: r.get(1)?, addrs: serde_json::from_str(&addrs).unwrap_or_default() })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// This device's record for `path`.
+    pub fn file(&self, folder: &FolderId, path: &str) -> Result<Option<FileRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {FILE_COLS}, local_size, local_mtime_ns, local_inode FROM files WHERE folder_id = ?1 AND path = ?2"
+                ),
+                params![&folder[..], path],
+                |r| {
+                    let mut f = file_from_row(r)?;
+                    f.local = local_from_row(r, 12)?;
+                    Ok(f)
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every record of this device for a folder.
+    pub fn files(&self, folder: &FolderId) -> Result<Vec<FileRecord>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLS}, local_size, local_mtime_ns, local_inode FROM files WHERE folder_id = ?1 ORDER BY path"
+        ))?;
+        let rows = stmt.query_map([&folder[..]], |r| {
+            let mut f = file_from_row(r)?;
+            f.local = local_from_row(r, 12)?;
+            Ok(f)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records changes to this device's view, giving each the next sequence
+    /// number, all in one transaction. Returns the folder's new sequence.
+    pub fn put_files(&mut self, folder: &FolderId, records: &mut [FileRecord]) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let mut seq: i64 = tx.query_row("SELECT seq FROM folders WHERE id = ?1", [&folder[..]], |r| r.get(0))?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO files (folder_id, path, dir, deleted, size, mtime_ns, executable, block_size, blocks,
+                   version, seq, modified_by, have, local_size, local_mtime_ns, local_inode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            for f in records.iter_mut() {
+                seq += 1;
+                f.seq = seq as u64;
+                stmt.execute(params![
+                    &folder[..],
+                    f.path,
+                    f.dir,
+                    f.deleted,
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.executable,
+                    f.block_size,
+                    f.blocks.concat(),
+                    serde_json::to_string(&f.version).unwrap_or_default(),
+                    seq,
+                    f.modified_by as i64,
+                    f.have,
+                    f.local.map(|s| s.size as i64),
+                    f.local.map(|s| s.mtime_ns),
+                    f.local.map(|s| s.inode as i64),
+                ])?;
+            }
+        }
+        tx.execute("UPDATE folders SET seq = ?2 WHERE id = ?1", params![&folder[..], seq])?;
+        tx.commit()?;
+        Ok(seq as u64)
+    }
+
+    /// Updates only the local stamp of a record (a touch that changed nothing).
+    pub fn set_local_stamp(&mut self, folder: &FolderId, path: &str, stamp: FileStamp) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET local_size = ?3, local_mtime_ns = ?4, local_inode = ?5 WHERE folder_id = ?1 AND path = ?2",
+            params![&folder[..], path, stamp.size as i64, stamp.mtime_ns, stamp.inode as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The folder's current sequence.
+    pub fn folder_seq(&self, folder: &FolderId) -> Result<u64> {
+        let s: Option<i64> =
+            self.conn.query_row("SELECT seq FROM folders WHERE id = ?1", [&folder[..]], |r| r.get(0)).optional()?;
+        Ok(s.unwrap_or(0) as u64)
+    }
+
+    /// This device's records with sequence above `since`, oldest first, at most `limit`.
+    pub fn files_since(&self, folder: &FolderId, since: u64, limit: usize) -> Result<Vec<FileRecord>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLS} FROM files WHERE folder_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![&folder[..], since as i64, limit as i64], file_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Stores a batch a member announced, and how far we have read its sequence.
+    pub fn put_remote(&mut self, folder: &FolderId, peer: &[u8], records: &[FileRecord], last: u64) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO remote_files (folder_id, peer, path, dir, deleted, size, mtime_ns, executable,
+                   block_size, blocks, version, seq, modified_by, have)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for f in records {
+                stmt.execute(params![
+                    &folder[..],
+                    peer,
+                    f.path,
+                    f.dir,
+                    f.deleted,
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.executable,
+                    f.block_size,
+                    f.blocks.concat(),
+                    serde_json::to_string(&f.version).unwrap_or_default(),
+                    f.seq as i64,
+                    f.modified_by as i64,
+                    f.have,
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO remote_seq (folder_id, peer, seq) VALUES (?1, ?2, ?3)",
+            params![&folder[..], peer, last as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How far we have read `peer`'s sequence for `folder`.
+    pub fn remote_seq(&self, folder: &FolderId, peer: &[u8]) -> Result<u64> {
+        let s: Option<i64> = self
+            .conn
+            .query_row("SELECT seq FROM remote_seq WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(s.unwrap_or(0) as u64)
+    }
+
+    /// Every member's announced records for a folder, with the member.
+    pub fn remote_files(&self, folder: &FolderId) -> Result<Vec<(Vec<u8>, FileRecord)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT peer, {FILE_COLS} FROM remote_files WHERE folder_id = ?1"))?;
+        let rows = stmt.query_map([&folder[..]], |r| {
+            let peer: Vec<u8> = r.get(0)?;
+            // Shift: file_from_row reads from column 0.
+            let blocks: Vec<u8> = r.get(8)?;
+            let version: String = r.get(9)?;
+            Ok((
+                peer,
+                FileRecord {
+                    path: r.get(1)?,
+                    dir: r.get(2)?,
+                    deleted: r.get(3)?,
+                    size: r.get::<_, i64>(4)? as u64,
+                    mtime_ns: r.get(5)?,
+                    executable: r.get(6)?,
+                    block_size: r.get(7)?,
+                    blocks: split_hashes(&blocks),
+                    version: serde_json::from_str(&version).unwrap_or_default(),
+                    seq: r.get::<_, i64>(10)? as u64,
+                    modified_by: r.get::<_, i64>(11)? as u64,
+                    have: r.get(12)?,
+                    local: None,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
