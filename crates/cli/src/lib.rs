@@ -4,6 +4,8 @@
 //! revoked or expired link; a missing path; a destination that would be
 //! overwritten); 1 any other failure.
 
+mod client;
+mod daemon;
 mod progress;
 
 use std::io::Write;
@@ -56,6 +58,44 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Run the node in the background: folders, sync, and the API on loopback.
+    Daemon {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Loopback address for the API.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        api: std::net::SocketAddr,
+    },
+    /// Shared folders (talks to the running daemon).
+    #[command(subcommand)]
+    Folder(FolderCmd),
+    /// Folders with state and completion, and peers.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Peers this device has seen.
+    Peers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deleted and replaced files of a folder.
+    #[command(subcommand)]
+    Trash(TrashCmd),
+    /// Revoke a link you made (also ends open sessions), or remove a peer from every folder.
+    Revoke {
+        /// A peerbox:// link or a PeerId.
+        target: String,
+    },
+    /// Fetch a file or folder of an on-demand folder and keep it.
+    Fetch {
+        /// Folder id, name or path.
+        folder: String,
+        /// Path inside the folder.
+        path: String,
+    },
     /// Download what a link shares into DEST (default: the current folder).
     Get {
         #[command(flatten)]
@@ -73,6 +113,82 @@ enum Command {
         link: String,
         /// Destination folder.
         dest: Option<PathBuf>,
+    },
+}
+
+const MODES: [&str; 3] = ["send-receive", "receive-only", "on-demand"];
+
+#[derive(Subcommand)]
+enum FolderCmd {
+    /// Add a folder to your locker; prints its id.
+    Add {
+        /// The folder (created if missing).
+        path: PathBuf,
+        /// Display name [default: the folder's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// How it syncs.
+        #[arg(long, default_value = "send-receive", value_parser = MODES)]
+        mode: String,
+    },
+    /// List folders.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a link that lets others join a folder; prints it.
+    Link {
+        /// Folder id, name or path.
+        folder: String,
+        /// Holders may read but not change.
+        #[arg(long)]
+        read_only: bool,
+        /// Stop honouring the link after this long (e.g. 7d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// Join a folder from a link into PATH.
+    Join {
+        /// The peerbox:// link.
+        link: String,
+        /// Where to keep the folder.
+        path: PathBuf,
+        /// How it syncs.
+        #[arg(long, default_value = "send-receive", value_parser = MODES)]
+        mode: String,
+    },
+    /// Stop syncing a folder (its files stay where they are).
+    Leave {
+        /// Folder id, name or path.
+        folder: String,
+    },
+    /// Resume a folder paused because many files were deleted at once (accepts the deletes).
+    Resume {
+        /// Folder id, name or path.
+        folder: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrashCmd {
+    /// List what is in a folder's trash.
+    List {
+        /// Folder id, name or path.
+        folder: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a file back where it was.
+    Restore {
+        /// Folder id, name or path.
+        folder: String,
+        /// Path inside the folder.
+        path: String,
+        /// Which deletion (as listed) [default: the newest].
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
@@ -109,7 +225,8 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let bad_input = e.downcast_ref::<NodeError>().is_some_and(NodeError::is_bad_input)
-                || e.downcast_ref::<peerbox_proto::LinkError>().is_some();
+                || e.downcast_ref::<peerbox_proto::LinkError>().is_some()
+                || e.downcast_ref::<client::DaemonError>().is_some_and(|d| d.bad_input);
             eprintln!("peerbox: {e:#}");
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED })
         }
@@ -143,7 +260,132 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get { net, overwrite, progress, json, link, dest } => {
             get(home, net, overwrite, progress, json, &link, dest).await
         }
+        Command::Daemon { net, api } => {
+            daemon::run(home, net.listen, !net.no_mdns, api).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Folder(cmd) => folder(&home, cmd).await,
+        Command::Status { json } => {
+            let v = client::call(&home, serde_json::json!({ "op": "status" })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_status(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Peers { json } => {
+            let v = client::call(&home, serde_json::json!({ "op": "peers" })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for p in v.as_array().into_iter().flatten() {
+                    println!("{}  {}  {}  {}", text(&p["peer"]), if p["connected"].as_bool() == Some(true) { "online" } else { "offline" }, text(&p["kind"]), text(&p["addr"]));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trash(TrashCmd::List { folder, json }) => {
+            let v = client::call(&home, serde_json::json!({ "op": "trash_list", "folder": folder })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for e in v.as_array().into_iter().flatten() {
+                    println!("{}  {:>10}  {}", text(&e["deleted_at"]), progress::bytes(e["size"].as_u64().unwrap_or(0)), text(&e["path"]));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trash(TrashCmd::Restore { folder, path, at }) => {
+            client::call(&home, serde_json::json!({ "op": "trash_restore", "folder": folder, "path": path, "at": at })).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke { target } => {
+            let v = client::call(&home, serde_json::json!({ "op": "revoke", "target": target })).await?;
+            eprintln!("revoked {}", text(&v["revoked"]));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { folder, path } => {
+            client::call(&home, serde_json::json!({ "op": "fetch", "folder": folder, "path": path })).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// A JSON string field as text with control characters escaped: peers choose
+/// folder and file names, and they must never drive the terminal.
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.escape_debug().to_string(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn print_status(v: &serde_json::Value) {
+    println!("device {}", text(&v["peer_id"]));
+    for f in v["folders"].as_array().into_iter().flatten() {
+        let state = match f["paused"].as_str() {
+            Some(p) => p.escape_debug().to_string(),
+            None => text(&f["state"]["state"]),
+        };
+        println!(
+            "folder {} {:?} {} {:.0}% ({} files, {} to pull) {}",
+            &text(&f["id"])[..8.min(text(&f["id"]).len())],
+            text(&f["name"]),
+            state,
+            f["completion"].as_f64().unwrap_or(0.0),
+            f["local_files"],
+            f["need_files"],
+            text(&f["path"])
+        );
+        if let Some(e) = f["state"]["error"].as_str() {
+            println!("  error: {}", e.escape_debug());
+        }
+        for c in f["state"]["conflicts"].as_array().into_iter().flatten() {
+            println!("  conflict: {}", text(c));
+        }
+    }
+    for p in v["peers"].as_array().into_iter().flatten() {
+        println!("peer {} {} {}", text(&p["peer"]), if p["connected"].as_bool() == Some(true) { "online" } else { "offline" }, text(&p["kind"]));
+    }
+}
+
+async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCode> {
+    let abs = |p: &std::path::Path| std::path::absolute(p).context("cannot resolve the path");
+    match cmd {
+        FolderCmd::Add { path, name, mode } => {
+            let v = client::call(home, serde_json::json!({ "op": "folder_add", "path": abs(&path)?, "name": name, "mode": mode })).await?;
+            println!("{}", text(&v["id"]));
+        }
+        FolderCmd::List { json } => {
+            let v = client::call(home, serde_json::json!({ "op": "folder_list" })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for f in v.as_array().into_iter().flatten() {
+                    println!("{}  {}  {}  {}", text(&f["id"]), text(&f["mode"]), text(&f["name"]), text(&f["path"]));
+                }
+            }
+        }
+        FolderCmd::Link { folder, read_only, expires } => {
+            let v = client::call(home, serde_json::json!({ "op": "folder_link", "folder": folder, "read_only": read_only, "expires_in": expires.map(|d| d.as_secs()) })).await?;
+            println!("{}", text(&v["link"]));
+        }
+        FolderCmd::Join { link, path, mode } => {
+            // Check the link here first: a bad one is reported without the daemon.
+            Link::decode(&link)?;
+            let v = client::call(home, serde_json::json!({ "op": "folder_join", "link": link, "path": abs(&path)?, "mode": mode })).await?;
+            println!("{}", text(&v["id"]));
+        }
+        FolderCmd::Leave { folder } => {
+            client::call(home, serde_json::json!({ "op": "folder_leave", "folder": folder })).await?;
+        }
+        FolderCmd::Resume { folder } => {
+            client::call(home, serde_json::json!({ "op": "folder_resume", "folder": folder })).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn share(
@@ -245,7 +487,7 @@ fn peerbox_store_now() -> u64 {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

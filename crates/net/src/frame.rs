@@ -18,8 +18,16 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one frame. `Ok(None)` on a clean end of stream between frames.
+/// Reads one block-protocol frame. `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<(Tag, Bytes)>, ReadError> {
+    read_frame_with(r, parse_header).await
+}
+
+/// Reads one frame whose header `parse` checks (tag, and length cap per tag).
+pub async fn read_frame_with<R: AsyncRead + Unpin, T>(
+    r: &mut R,
+    parse: impl Fn([u8; HEADER_LEN]) -> Result<(T, usize), FrameError>,
+) -> Result<Option<(T, Bytes)>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -32,7 +40,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<(Tag, 
         }
         got += n;
     }
-    let (tag, len) = parse_header(header)?;
+    let (tag, len) = parse(header)?;
     let mut buf = BytesMut::zeroed(len);
     r.read_exact(&mut buf).await?;
     Ok(Some((tag, buf.freeze())))

@@ -11,6 +11,7 @@
 //! into the server side.
 
 pub mod blocks;
+pub mod sync;
 mod error;
 mod swarm;
 

@@ -349,6 +349,11 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 tracing::trace!(%peer_id, agent = %info.agent_version, "identified");
+                // Remember where the peer listens, so we can dial it back later
+                // (an inbound connection's address is not one we can dial).
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
             }
             SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                 tracing::debug!(%send_back_addr, "incoming connection failed: {error}");

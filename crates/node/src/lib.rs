@@ -7,7 +7,9 @@
 //! (the share server implements `net`'s `BlockSource` over the index and disk;
 //! downloads hand `net`'s blocks to `engine`'s verified writer).
 
+pub mod api;
 mod error;
+mod folders;
 mod get;
 mod home;
 mod share;
@@ -23,6 +25,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use error::{ApiError, NodeError};
+pub use folders::{FolderInfo, FolderState, MemberInfo};
+pub use api::{PeerInfo, Request};
 pub use get::{GetOptions, GetOutcome, GetProgress};
 pub use home::Home;
 
@@ -45,6 +49,8 @@ pub struct Node {
     net: Network,
     store: Option<share::SharedStore>,
     home: Home,
+    folders: Option<Arc<folders::Folders>>,
+    peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>>,
 }
 
 /// Progress of hashing for a share.
@@ -92,15 +98,49 @@ impl Node {
             None
         };
         let (net, mut events) = Network::start(NetConfig { keypair, listen: config.listen, mdns: config.mdns }).await?;
-        // Events are not used yet; drain them so the loop never waits on us.
-        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>> = Arc::default();
+        let seen = peers.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let mut p = seen.lock().unwrap_or_else(|e| e.into_inner());
+                match ev {
+                    peerbox_net::NetEvent::Connected { peer, addr } => {
+                        let relayed = addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit));
+                        p.insert(peer, PeerInfo {
+                            peer: peer.to_string(),
+                            connected: true,
+                            addr: addr.to_string(),
+                            kind: if relayed { "relayed" } else { "direct" },
+                        });
+                    }
+                    peerbox_net::NetEvent::Disconnected { peer } => {
+                        if let Some(i) = p.get_mut(&peer) {
+                            i.connected = false;
+                        }
+                    }
+                    peerbox_net::NetEvent::Discovered { .. } => {}
+                }
+            }
+        });
         if let Some(store) = &store {
             let incoming =
                 net.accept(PROTOCOL).ok_or_else(|| NodeError::Internal("block protocol registered twice".into()))?;
             let source = Arc::new(share::StoreSource { store: store.clone(), open: Mutex::new(Default::default()) });
             tokio::spawn(peerbox_net::blocks::serve(incoming, source));
         }
-        Ok(Self { net, store, home })
+        let folders = match &store {
+            Some(store) => {
+                let f = folders::Folders::new(store.clone(), net.clone());
+                let incoming = net
+                    .accept(peerbox_proto::index::PROTOCOL)
+                    .ok_or_else(|| NodeError::Internal("sync protocol registered twice".into()))?;
+                tokio::spawn(peerbox_net::sync::serve(incoming, Arc::new(folders::FolderSource(f.clone()))));
+                f.start_all()?;
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Self { net, store, home, folders, peers })
     }
 
     /// This node's PeerId on the network.
@@ -183,5 +223,93 @@ impl Node {
     /// Checks a link without contacting anyone (kind, expiry, ids).
     pub fn check_link(&self, link: &Link) -> Result<(), NodeError> {
         get::check_link(link, self.peer_id()).map(|_| ())
+    }
+}
+
+impl Node {
+    fn folders(&self) -> Result<&Arc<folders::Folders>, NodeError> {
+        self.folders.as_ref().ok_or_else(|| NodeError::Internal("this node does not keep folders".into()))
+    }
+
+    /// Dispatches one API request; the answer is JSON.
+    pub async fn call(&self, req: Request) -> Result<serde_json::Value, NodeError> {
+        use serde_json::json;
+        let mode = |m: Option<String>| -> Result<peerbox_store::FolderMode, NodeError> {
+            match m {
+                None => Ok(peerbox_store::FolderMode::SendReceive),
+                Some(s) => peerbox_store::FolderMode::parse(&s).ok_or_else(|| NodeError::BadPath {
+                    path: PathBuf::new(),
+                    reason: format!("unknown mode {s:?}; use send-receive, receive-only or on-demand"),
+                }),
+            }
+        };
+        let expiry = |secs: Option<u64>| secs.map(|s| peerbox_store::now() + s.max(1));
+        Ok(match req {
+            Request::Status => {
+                let listen: Vec<String> = self.listen_addrs().await?.iter().map(|a| a.to_string()).collect();
+                json!({
+                    "peer_id": self.peer_id().to_string(),
+                    "listen": listen,
+                    "folders": self.folders()?.list()?,
+                    "peers": self.peers(),
+                })
+            }
+            Request::FolderList => json!(self.folders()?.list()?),
+            Request::FolderAdd { path, name, mode: m } => {
+                let id = self.folders()?.add(&path, name, mode(m)?)?;
+                json!({ "id": hex::encode(id) })
+            }
+            Request::FolderLink { folder, read_only, expires_in } => {
+                json!({ "link": self.folders()?.link(&folder, read_only, expiry(expires_in)).await? })
+            }
+            Request::FolderJoin { link, path, mode: m } => {
+                let link = Link::decode(&link)?;
+                let id = self.folders()?.join(&link, &path, mode(m)?).await?;
+                json!({ "id": hex::encode(id) })
+            }
+            Request::FolderLeave { folder } => {
+                let f = self.folders()?.leave(&folder)?;
+                json!({ "id": hex::encode(f.id), "path": f.path })
+            }
+            Request::FolderResume { folder } => {
+                self.folders()?.resume(&folder)?;
+                json!({})
+            }
+            Request::TrashList { folder } => json!(self.folders()?.trash_list(&folder)?),
+            Request::TrashRestore { folder, path, at } => {
+                self.folders()?.trash_restore(&folder, &path, at.as_deref())?;
+                json!({})
+            }
+            Request::Fetch { folder, path } => {
+                self.folders()?.fetch(&folder, &path)?;
+                json!({})
+            }
+            Request::Peers => json!(self.peers()),
+            Request::Revoke { target } => self.revoke(&target)?,
+        })
+    }
+
+    /// Peers seen since start.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    fn revoke(&self, target: &str) -> Result<serde_json::Value, NodeError> {
+        let store = self.store.as_ref().ok_or_else(|| NodeError::Internal("no index".into()))?;
+        if target.trim().to_lowercase().starts_with("peerbox://") {
+            let link = Link::decode(target)?;
+            let hash = peerbox_proto::link::secret_hash(&link.secret);
+            let rec = share::lock(store).link_by_secret_hash(&hash)?;
+            let Some(rec) = rec else {
+                return Err(NodeError::LinkUnusable("this device did not make that link".into()));
+            };
+            share::lock(store).revoke_link(rec.id)?;
+            return Ok(serde_json::json!({ "revoked": "link" }));
+        }
+        let peer: PeerId = target
+            .parse()
+            .map_err(|_| NodeError::BadPath { path: target.into(), reason: "neither a peerbox:// link nor a PeerId".into() })?;
+        let n = self.folders()?.remove_member(&peer)?;
+        Ok(serde_json::json!({ "revoked": "peer", "folders": n }))
     }
 }

@@ -1,0 +1,199 @@
+//! The shared-folder protocol, `/peerbox/sync/1`: joining with a link's secret,
+//! index exchange ("everything after N", long-polled), and blocks by path and hash.
+//!
+//! A stream carries one request at a time, answered in order; the puller keeps
+//! several block requests written ahead, so the sharer always has the next one.
+//! Permission is checked on every request, by the [`SyncSource`] the node plugs in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::PeerId;
+use peerbox_proto::index::{
+    FolderId, SyncFrame, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, parse_header,
+};
+use peerbox_proto::manifest::BlockHash;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::blocks::SessionError;
+use crate::frame::read_frame_with;
+
+/// How long a long-polled index request is held before an empty answer.
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+/// Streams served at once.
+pub const MAX_STREAMS: usize = 256;
+/// How long a stream may sit without a request.
+pub const IDLE: Duration = Duration::from_secs(120);
+
+/// What the folder side of the node offers the protocol.
+pub trait SyncSource: Send + Sync + 'static {
+    /// Admits `peer` to `folder` with a link secret. Blocking.
+    fn join(&self, peer: PeerId, folder: FolderId, secret: [u8; 32]) -> Result<SyncResponse, SyncRefusal>;
+    /// Records after `since` for a member. Blocking.
+    fn index(&self, peer: PeerId, folder: FolderId, since: u64) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal>;
+    /// The folder's sequence, to wait on, for a member.
+    fn watch(&self, peer: PeerId, folder: FolderId) -> Option<watch::Receiver<u64>>;
+    /// A block of a file, checked against `hash`. Blocking.
+    fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: BlockHash) -> Option<Bytes>;
+}
+
+/// Serves inbound sync streams until `incoming` ends.
+pub async fn serve(mut incoming: libp2p_stream::IncomingStreams, source: Arc<dyn SyncSource>) {
+    let limit = Arc::new(Semaphore::new(MAX_STREAMS));
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many sync streams; dropping one");
+            continue;
+        };
+        let source = source.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(peer, stream, source).await {
+                tracing::debug!(%peer, "sync stream ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn read<S: AsyncRead + Unpin>(s: &mut S, timeout: Duration) -> Result<Option<SyncFrame>, SessionError> {
+    let frame = tokio::time::timeout(timeout, read_frame_with(s, parse_header))
+        .await
+        .map_err(|_| SessionError::Timeout)??;
+    match frame {
+        None => Ok(None),
+        Some((tag, payload)) => {
+            SyncFrame::decode(tag, payload).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
+        }
+    }
+}
+
+/// Serves one stream (public for tests over pipes).
+pub async fn serve_stream<S>(peer: PeerId, mut stream: S, source: Arc<dyn SyncSource>) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    loop {
+        let Some(frame) = read(&mut stream, IDLE).await? else { return Ok(()) };
+        let SyncFrame::Request(req) = frame else {
+            return Err(SessionError::Protocol("expected a request".into()));
+        };
+        let answer = match req {
+            SyncRequest::Join { folder, secret } => {
+                let s = source.clone();
+                let r = blocking(move || s.join(peer, folder, secret)).await?;
+                SyncFrame::Response(r.unwrap_or_else(SyncResponse::Refused))
+            }
+            SyncRequest::Index { folder, since, wait } => {
+                if wait {
+                    if let Some(mut rx) = source.watch(peer, folder) {
+                        // Hold the answer until the folder moves past `since`.
+                        let _ = tokio::time::timeout(LONG_POLL, rx.wait_for(|seq| *seq > since)).await;
+                    }
+                }
+                let s = source.clone();
+                match blocking(move || s.index(peer, folder, since)).await? {
+                    Ok((records, last, members)) => SyncFrame::Response(SyncResponse::Index { records, last, members }),
+                    Err(r) => SyncFrame::Response(SyncResponse::Refused(r)),
+                }
+            }
+            SyncRequest::Block { req, folder, path, index, hash } => {
+                let s = source.clone();
+                match blocking(move || s.block(peer, folder, &path, index, hash)).await? {
+                    Some(data) => SyncFrame::Block { req, data },
+                    None => SyncFrame::Response(SyncResponse::Missing { req }),
+                }
+            }
+        };
+        stream.write_all(&answer.encode()).await?;
+        stream.flush().await?;
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SessionError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| SessionError::Protocol(e.to_string()))
+}
+
+/// Sends one request and reads its answer.
+pub async fn request<S>(stream: &mut S, req: SyncRequest, timeout: Duration) -> Result<SyncResponse, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(&SyncFrame::Request(req).encode()).await?;
+    stream.flush().await?;
+    match read(stream, timeout).await? {
+        Some(SyncFrame::Response(r)) => Ok(r),
+        Some(_) => Err(SessionError::Protocol("unexpected block".into())),
+        None => Err(SessionError::Protocol("stream closed".into())),
+    }
+}
+
+/// A block to pull for a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderBlock {
+    /// The file.
+    pub path: String,
+    /// Block index.
+    pub index: u32,
+    /// Expected hash.
+    pub hash: BlockHash,
+}
+
+/// Fetches `blocks` of `folder` with up to `window` requests written ahead; each
+/// answer (unverified bytes, or `None` if the peer lacks it) goes to `results`.
+pub async fn fetch_blocks<S>(
+    mut stream: S,
+    folder: FolderId,
+    blocks: Vec<FolderBlock>,
+    window: usize,
+    results: mpsc::Sender<(FolderBlock, Option<Bytes>)>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pending = std::collections::VecDeque::new();
+    let mut next = blocks.into_iter();
+    let mut req: u32 = 0;
+    loop {
+        let mut out = Vec::new();
+        while pending.len() < window.max(1) {
+            let Some(b) = next.next() else { break };
+            out.extend(
+                SyncFrame::Request(SyncRequest::Block {
+                    req,
+                    folder,
+                    path: b.path.clone(),
+                    index: b.index,
+                    hash: b.hash,
+                })
+                .encode(),
+            );
+            pending.push_back((req, b));
+            req = req.wrapping_add(1);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+        }
+        let Some((want, block)) = pending.pop_front() else {
+            stream.close().await?;
+            return Ok(());
+        };
+        let (got, data) = match read(&mut stream, IDLE).await? {
+            Some(SyncFrame::Block { req, data }) => (req, Some(data)),
+            Some(SyncFrame::Response(SyncResponse::Missing { req })) => (req, None),
+            Some(SyncFrame::Response(SyncResponse::Refused(r))) => {
+                return Err(SessionError::Protocol(format!("refused: {r:?}")));
+            }
+            Some(_) => return Err(SessionError::Protocol("unexpected frame".into())),
+            None => return Err(SessionError::Protocol("stream closed".into())),
+        };
+        if got != want {
+            return Err(SessionError::Protocol("answers out of order".into()));
+        }
+        if results.send((block, data)).await.is_err() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The one API: requests as plain serde types, dispatched by [`crate::Node::call`].
+//! The CLI (through the daemon's HTTP door), the browser UI and the desktop shell
+//! all speak it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A request to the node. JSON: `{"op": "folder_add", "path": "…"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Device id, addresses, folders, peers.
+    Status,
+    /// Folders with state.
+    FolderList,
+    /// Add a local folder.
+    FolderAdd {
+        /// Where it is.
+        path: PathBuf,
+        /// Display name (default: the folder's name).
+        #[serde(default)]
+        name: Option<String>,
+        /// send-receive, receive-only or on-demand.
+        #[serde(default)]
+        mode: Option<String>,
+    },
+    /// Make a link to a folder.
+    FolderLink {
+        /// Id, name or path.
+        folder: String,
+        /// Holders may only read.
+        #[serde(default)]
+        read_only: bool,
+        /// Seconds from now until the link stops working.
+        #[serde(default)]
+        expires_in: Option<u64>,
+    },
+    /// Join a folder from a link.
+    FolderJoin {
+        /// The link.
+        link: String,
+        /// Where to keep it here.
+        path: PathBuf,
+        /// send-receive, receive-only or on-demand.
+        #[serde(default)]
+        mode: Option<String>,
+    },
+    /// Stop syncing a folder (its files stay).
+    FolderLeave {
+        /// Id, name or path.
+        folder: String,
+    },
+    /// Resume a folder paused by the mass-delete guard.
+    FolderResume {
+        /// Id, name or path.
+        folder: String,
+    },
+    /// List a folder's trash.
+    TrashList {
+        /// Id, name or path.
+        folder: String,
+    },
+    /// Restore from the trash.
+    TrashRestore {
+        /// Id, name or path.
+        folder: String,
+        /// Path in the folder.
+        path: String,
+        /// Which deletion (default: newest).
+        #[serde(default)]
+        at: Option<String>,
+    },
+    /// Fetch and keep a path of an on-demand folder.
+    Fetch {
+        /// Id, name or path.
+        folder: String,
+        /// Path in the folder.
+        path: String,
+    },
+    /// Connected and known peers.
+    Peers,
+    /// Revoke a link, or remove a peer from every folder.
+    Revoke {
+        /// A peerbox:// link or a PeerId.
+        target: String,
+    },
+}
+
+/// A peer as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// PeerId.
+    pub peer: String,
+    /// Whether a connection is up.
+    pub connected: bool,
+    /// Its address on the last connection.
+    pub addr: String,
+    /// direct or relayed.
+    pub kind: &'static str,
+}

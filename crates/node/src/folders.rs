@@ -1,0 +1,1171 @@
+//! Shared folders: adding, linking, joining and leaving them, and keeping them in
+//! sync while the node runs.
+//!
+//! Each folder has one task that owns its scans and pulls (so they never race each
+//! other), fed by the file watcher (debounced; events only schedule a scan of the
+//! paths they name), a periodic full rescan, and one long-polling index task per
+//! member. The scanner is the truth about the disk; version vectors decide between
+//! versions; a local file that changed since it was scanned is never overwritten.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use libp2p::{Multiaddr, PeerId};
+use peerbox_engine::folder::{self as disk, ApplyError};
+use peerbox_engine::{EngineError, TempFile};
+use peerbox_net::Network;
+use peerbox_net::sync::{self as proto_sync, FolderBlock, SyncSource};
+use peerbox_proto::index::{
+    FolderId, PROTOCOL, Relation, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, short_id, MAX_BATCH,
+};
+use peerbox_proto::link::secret_hash;
+use peerbox_proto::manifest::{FileMeta, block_count, block_len, block_size_for};
+use peerbox_proto::{Link, LinkKind, RelPath};
+use peerbox_store::{FileRecord, FolderMode, FolderRow, LinkRecord, LinkTarget, Member};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::NodeError;
+use crate::share::{SharedStore, lock};
+
+/// Debounce for watcher events: long enough to coalesce an editor's save dance,
+/// short enough that a change reaches peers well within a second.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Full rescans catch whatever the watcher missed.
+const FULL_RESCAN: Duration = Duration::from_secs(60);
+/// Watcher events queued before we give up on them and rescan everything.
+const WATCH_QUEUE: usize = 4096;
+/// Blocks requested ahead per source while pulling.
+const PULL_WINDOW: usize = 32;
+/// Files pulled per round, bounding temp files and memory per round.
+const PULL_BATCH: usize = 2000;
+/// Fewer live entries than this and the mass-delete guard stays quiet.
+const MASS_DELETE_MIN: usize = 10;
+
+/// What the folder tasks share.
+pub(crate) struct Folders {
+    store: SharedStore,
+    net: Network,
+    me: PeerId,
+    me_short: u64,
+    running: Mutex<HashMap<FolderId, Running>>,
+}
+
+struct Running {
+    seq: watch::Sender<u64>,
+    kick: mpsc::Sender<Kick>,
+    state: Arc<Mutex<FolderState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a folder task is told to do.
+#[derive(Debug)]
+enum Kick {
+    /// Rescan these paths (empty: everything).
+    Scan(Vec<String>),
+    /// Members announced something: pull.
+    Pull,
+    /// Membership changed: (re)start member tasks.
+    Members,
+}
+
+/// A folder's state, for `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderState {
+    /// idle, scanning, syncing, paused or stopped.
+    pub state: String,
+    /// The last error, if any.
+    pub error: Option<String>,
+    /// Conflict copies made on this device.
+    pub conflicts: Vec<String>,
+}
+
+/// A folder as `status` and `folder list` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderInfo {
+    /// Hex id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Local path.
+    pub path: PathBuf,
+    /// Sync mode.
+    pub mode: FolderMode,
+    /// Whether this device may change it for others.
+    pub read_write: bool,
+    /// Why it is paused.
+    pub paused: Option<String>,
+    /// Live state.
+    pub state: FolderState,
+    /// Files present here.
+    pub local_files: u64,
+    /// Bytes present here.
+    pub local_bytes: u64,
+    /// Files still to pull.
+    pub need_files: u64,
+    /// Bytes still to pull.
+    pub need_bytes: u64,
+    /// Percent complete (bytes).
+    pub completion: f64,
+    /// Members (PeerIds) and their rights.
+    pub members: Vec<MemberInfo>,
+}
+
+/// A member as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberInfo {
+    /// PeerId.
+    pub peer: String,
+    /// Read-write or read-only.
+    pub read_write: bool,
+}
+
+impl Folders {
+    pub(crate) fn new(store: SharedStore, net: Network) -> Arc<Self> {
+        let me = net.peer_id();
+        Arc::new(Self { store, net, me, me_short: short_id(&me.to_bytes()), running: Mutex::new(HashMap::new()) })
+    }
+
+    /// Starts the tasks of every folder in the index.
+    pub(crate) fn start_all(self: &Arc<Self>) -> Result<(), NodeError> {
+        let folders = lock(&self.store).folders()?;
+        for f in folders {
+            self.start(f.id);
+        }
+        Ok(())
+    }
+
+    fn start(self: &Arc<Self>, id: FolderId) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.contains_key(&id) {
+            return;
+        }
+        let seq = lock(&self.store).folder_seq(&id).unwrap_or(0);
+        let (seq_tx, _) = watch::channel(seq);
+        let (kick, kicks) = mpsc::channel(WATCH_QUEUE);
+        let state = Arc::new(Mutex::new(FolderState { state: "starting".into(), ..Default::default() }));
+        let task = tokio::spawn(FolderTask::run(self.clone(), id, kicks, kick.clone(), state.clone()));
+        running.insert(id, Running { seq: seq_tx, kick, state, task });
+    }
+
+    fn kick(&self, id: &FolderId, k: Kick) {
+        if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            let _ = r.kick.try_send(k);
+        }
+    }
+
+    fn publish_seq(&self, id: &FolderId, seq: u64) {
+        if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            r.seq.send_replace(seq);
+        }
+    }
+
+    /// Adds a local folder; returns its id.
+    pub(crate) fn add(self: &Arc<Self>, path: &Path, name: Option<String>, mode: FolderMode) -> Result<FolderId, NodeError> {
+        let path = self.check_new_path(path)?;
+        let id: FolderId = rand::random();
+        let name = name.unwrap_or_else(|| path.file_name().and_then(|n| n.to_str()).unwrap_or("folder").to_owned());
+        disk::create_marker(&path)?;
+        lock(&self.store).add_folder(&FolderRow { id, name, path, mode, read_write: true, paused: None })?;
+        self.start(id);
+        Ok(id)
+    }
+
+    fn check_new_path(&self, path: &Path) -> Result<PathBuf, NodeError> {
+        let bad = |reason: &str| NodeError::BadPath { path: path.to_owned(), reason: reason.into() };
+        std::fs::create_dir_all(path).map_err(|e| bad(&e.to_string()))?;
+        let path = std::fs::canonicalize(path).map_err(|e| bad(&e.to_string()))?;
+        if !path.is_dir() {
+            return Err(bad("not a folder"));
+        }
+        for f in lock(&self.store).folders()? {
+            if f.path.starts_with(&path) || path.starts_with(&f.path) {
+                return Err(bad(&format!("overlaps the shared folder {:?} at {}", f.name, f.path.display())));
+            }
+        }
+        Ok(path)
+    }
+
+    /// Finds a folder by hex id (or unique prefix), name or path.
+    pub(crate) fn resolve(&self, key: &str) -> Result<FolderRow, NodeError> {
+        let folders = lock(&self.store).folders()?;
+        let abs = std::path::absolute(key).ok().and_then(|p| std::fs::canonicalize(p).ok());
+        let hits: Vec<FolderRow> = folders
+            .into_iter()
+            .filter(|f| {
+                hex::encode(f.id).starts_with(&key.to_lowercase()) && key.len() >= 4
+                    || f.name == key
+                    || abs.as_deref() == Some(f.path.as_path())
+            })
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.into_iter().next().ok_or_else(|| NodeError::Internal("vanished".into()))?),
+            0 => Err(NodeError::BadPath { path: key.into(), reason: "no such shared folder (see `peerbox folder list`)".into() }),
+            _ => Err(NodeError::BadPath { path: key.into(), reason: "more than one folder matches; use its id".into() }),
+        }
+    }
+
+    /// Makes a link to a folder.
+    pub(crate) async fn link(&self, key: &str, read_only: bool, expires: Option<u64>) -> Result<String, NodeError> {
+        let f = self.resolve(key)?;
+        if !f.read_write && !read_only {
+            return Err(NodeError::LinkUnusable("this device has read-only access to the folder; it can only give read-only links".into()));
+        }
+        let secret: [u8; 32] = rand::random();
+        lock(&self.store).add_link(&LinkRecord {
+            id: 0,
+            target: LinkTarget::Folder(f.id),
+            secret_hash: secret_hash(&secret),
+            read_only,
+            created: peerbox_store::now(),
+            expires,
+            revoked: false,
+            uses: 0,
+        })?;
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(&f.id);
+        let addrs = self.net.listen_addrs().await?;
+        Ok(Link {
+            kind: LinkKind::Folder,
+            id,
+            peer: self.me.to_bytes(),
+            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+            secret,
+            read_only,
+            expires,
+        }
+        .encode())
+    }
+
+    /// Joins a folder from a link into `path`.
+    pub(crate) async fn join(self: &Arc<Self>, link: &Link, path: &Path, mode: FolderMode) -> Result<FolderId, NodeError> {
+        if link.kind != LinkKind::Folder {
+            return Err(NodeError::LinkUnusable("this link shares files, not a folder; download it with `peerbox get`".into()));
+        }
+        if link.is_expired(peerbox_store::now()) {
+            return Err(NodeError::LinkUnusable("this link has expired; ask the sender for a new one".into()));
+        }
+        let peer = PeerId::from_bytes(&link.peer).map_err(|_| NodeError::LinkUnusable("the link names an invalid sharer id".into()))?;
+        if peer == self.me {
+            return Err(NodeError::LinkUnusable("this link was made by this device".into()));
+        }
+        let mut folder = [0u8; 16];
+        folder.copy_from_slice(&link.id[..16]);
+        if lock(&self.store).folder(&folder)?.is_some() {
+            return Err(NodeError::LinkUnusable("this device already has that folder".into()));
+        }
+        let path = self.check_new_path(path)?;
+        let addrs: Vec<Multiaddr> = link.addrs.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
+        tokio::time::timeout(Duration::from_secs(30), self.net.dial(peer, addrs.clone()))
+            .await
+            .map_err(|_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }))??;
+        let mut stream = self.net.open_stream(peer, PROTOCOL).await?;
+        let answer =
+            proto_sync::request(&mut stream, SyncRequest::Join { folder, secret: link.secret }, Duration::from_secs(30))
+                .await?;
+        let (name, read_write, members) = match answer {
+            SyncResponse::Joined { name, read_write, members } => (name, read_write, members),
+            SyncResponse::Refused(SyncRefusal::Expired) => {
+                return Err(NodeError::LinkUnusable("this link has expired; ask the sender for a new one".into()));
+            }
+            SyncResponse::Refused(_) => {
+                return Err(NodeError::LinkUnusable(
+                    "the sharer does not recognise this link: it was revoked, or never valid".into(),
+                ));
+            }
+            _ => return Err(NodeError::Internal("unexpected answer to join".into())),
+        };
+        let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+        disk::create_marker(&path)?;
+        let mode = if read_write { mode } else if mode == FolderMode::OnDemand { mode } else { FolderMode::ReceiveOnly };
+        {
+            let mut st = lock(&self.store);
+            st.add_folder(&FolderRow { id: folder, name, path, mode, read_write, paused: None })?;
+            st.put_member(&folder, &Member { peer: peer.to_bytes(), read_write: true, addrs: link.addrs.clone() })?;
+            for m in members {
+                if m.peer != self.me.to_bytes() && PeerId::from_bytes(&m.peer).is_ok() {
+                    st.put_member(&folder, &Member { peer: m.peer, read_write: m.read_write, addrs: m.addrs })?;
+                }
+            }
+        }
+        self.start(folder);
+        Ok(folder)
+    }
+
+    /// Stops syncing a folder and forgets it (its files stay on disk).
+    pub(crate) fn leave(&self, key: &str) -> Result<FolderRow, NodeError> {
+        let f = self.resolve(key)?;
+        if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&f.id) {
+            r.task.abort();
+        }
+        lock(&self.store).remove_folder(&f.id)?;
+        Ok(f)
+    }
+
+    /// Resumes a folder paused by the mass-delete guard, accepting the deletes.
+    pub(crate) fn resume(&self, key: &str) -> Result<(), NodeError> {
+        let f = self.resolve(key)?;
+        lock(&self.store).set_paused(&f.id, Some("resuming"))?;
+        self.kick(&f.id, Kick::Scan(vec!["!confirm".into()]));
+        Ok(())
+    }
+
+    /// Removes a member from every folder (or one).
+    pub(crate) fn remove_member(&self, peer: &PeerId) -> Result<usize, NodeError> {
+        let mut n = 0;
+        let folders = lock(&self.store).folders()?;
+        for f in folders {
+            let members = lock(&self.store).members(&f.id)?;
+            if members.iter().any(|m| m.peer == peer.to_bytes()) {
+                lock(&self.store).remove_member(&f.id, &peer.to_bytes())?;
+                self.kick(&f.id, Kick::Members);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every folder with its state.
+    pub(crate) fn list(&self) -> Result<Vec<FolderInfo>, NodeError> {
+        let folders = lock(&self.store).folders()?;
+        let mut out = Vec::new();
+        for f in folders {
+            let (local, remote, members) = {
+                let st = lock(&self.store);
+                (st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
+            };
+            let plan = needs(&f, &local, &remote, &members, self.me_short);
+            let (local_files, local_bytes) = local
+                .iter()
+                .filter(|r| r.have && !r.deleted && !r.dir)
+                .fold((0, 0), |(n, b), r| (n + 1, b + r.size));
+            let need_files = plan.len() as u64;
+            let need_bytes: u64 = plan.iter().filter(|a| !a.remote.deleted).map(|a| a.remote.size).sum();
+            let total = local_bytes + need_bytes;
+            let state = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&f.id)
+                .map(|r| r.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .unwrap_or_default();
+            out.push(FolderInfo {
+                id: hex::encode(f.id),
+                name: f.name.clone(),
+                path: f.path.clone(),
+                mode: f.mode,
+                read_write: f.read_write,
+                paused: f.paused.clone(),
+                state,
+                local_files,
+                local_bytes,
+                need_files,
+                need_bytes,
+                completion: if total == 0 { 100.0 } else { local_bytes as f64 * 100.0 / total as f64 },
+                members: members
+                    .iter()
+                    .filter_map(|m| PeerId::from_bytes(&m.peer).ok().map(|p| MemberInfo { peer: p.to_string(), read_write: m.read_write }))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A folder's trash.
+    pub(crate) fn trash_list(&self, key: &str) -> Result<Vec<disk::TrashEntry>, NodeError> {
+        let f = self.resolve(key)?;
+        Ok(disk::trash_list(&f.path)?)
+    }
+
+    /// Restores a trashed file; the scanner then announces it as a new version.
+    pub(crate) fn trash_restore(&self, key: &str, path: &str, at: Option<&str>) -> Result<(), NodeError> {
+        let f = self.resolve(key)?;
+        let rel = RelPath::new(path).map_err(|e| NodeError::BadPath { path: path.into(), reason: e.to_string() })?;
+        disk::trash_restore(&f.path, &rel, at)?;
+        self.kick(&f.id, Kick::Scan(vec![rel.as_str().to_owned()]));
+        Ok(())
+    }
+
+    /// Pins a path of an on-demand folder: fetch it and keep it.
+    pub(crate) fn fetch(&self, key: &str, path: &str) -> Result<(), NodeError> {
+        let f = self.resolve(key)?;
+        let rel = RelPath::new(path).map_err(|e| NodeError::BadPath { path: path.into(), reason: e.to_string() })?;
+        let pins = f.path.join(disk::MARKER).join("pinned");
+        let mut list = std::fs::read_to_string(&pins).unwrap_or_default();
+        if !list.lines().any(|l| l == rel.as_str()) {
+            list.push_str(rel.as_str());
+            list.push('\n');
+            std::fs::write(&pins, list).map_err(|e| NodeError::io(&pins, e))?;
+        }
+        self.kick(&f.id, Kick::Pull);
+        Ok(())
+    }
+}
+
+/// A pull the planner decided on.
+#[derive(Debug, Clone)]
+struct Action {
+    remote: FileRecord,
+    /// Peers announcing exactly this version with its content.
+    sources: Vec<Vec<u8>>,
+    local: Option<FileRecord>,
+    /// The local version lost a conflict: move it aside first.
+    conflict: bool,
+}
+
+/// Which of two concurrent versions wins, the same on every device: a change
+/// beats a delete, then the later modification time, then the larger device id.
+fn remote_wins(remote: &FileRecord, local: &FileRecord) -> bool {
+    if remote.deleted != local.deleted {
+        return local.deleted;
+    }
+    (remote.mtime_ns, remote.modified_by) > (local.mtime_ns, local.modified_by)
+}
+
+/// What this device needs from its members.
+fn needs(folder: &FolderRow, local: &[FileRecord], remote: &[(Vec<u8>, FileRecord)], members: &[Member], me: u64) -> Vec<Action> {
+    let rw: HashSet<&[u8]> = members.iter().filter(|m| m.read_write).map(|m| m.peer.as_slice()).collect();
+    let local: HashMap<&str, &FileRecord> = local.iter().map(|r| (r.path.as_str(), r)).collect();
+    let mut best: HashMap<&str, (FileRecord, Vec<Vec<u8>>)> = HashMap::new();
+    for (peer, r) in remote {
+        // Read-only members' changes are never applied by others.
+        if !rw.contains(peer.as_slice()) {
+            continue;
+        }
+        match best.get_mut(r.path.as_str()) {
+            None => {
+                best.insert(&r.path, (r.clone(), if r.have { vec![peer.clone()] } else { vec![] }));
+            }
+            Some((b, sources)) => match r.version.relation(&b.version) {
+                Relation::Newer => *b = r.clone(),
+                Relation::Equal => {
+                    if r.have {
+                        sources.push(peer.clone());
+                    }
+                    continue;
+                }
+                Relation::Concurrent if remote_wins(r, b) => *b = r.clone(),
+                _ => continue,
+            },
+        }
+        if let Some((b, sources)) = best.get_mut(r.path.as_str()) {
+            if b.version == r.version {
+                *sources = if r.have { vec![peer.clone()] } else { vec![] };
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (path, (r, sources)) in best {
+        let l = local.get(path).copied();
+        let (take, conflict) = match l {
+            None => (!r.deleted, false),
+            Some(l) => match r.version.relation(&l.version) {
+                Relation::Newer => (true, false),
+                Relation::Concurrent => {
+                    let wins = remote_wins(&r, l);
+                    (wins, wins && !l.deleted && !l.dir && l.have && l.modified_by == me)
+                }
+                // Our copy was reverted (read-only) or never fetched (on-demand).
+                Relation::Equal => (!l.have && !r.deleted && (folder.mode != FolderMode::OnDemand || l.local.is_some()), false),
+                Relation::Older => (false, false),
+            },
+        };
+        if take {
+            out.push(Action { remote: r, sources, local: l.cloned(), conflict });
+        }
+    }
+    // Directories first (parents before children), then files, deletes last
+    // (children before parents).
+    out.sort_by(|a, b| {
+        let rank = |x: &Action| if x.remote.deleted { 2 } else if x.remote.dir { 0 } else { 1 };
+        rank(a).cmp(&rank(b)).then_with(|| {
+            if a.remote.deleted { b.remote.path.cmp(&a.remote.path) } else { a.remote.path.cmp(&b.remote.path) }
+        })
+    });
+    out
+}
+
+struct FolderTask {
+    folders: Arc<Folders>,
+    id: FolderId,
+    kick: mpsc::Sender<Kick>,
+    state: Arc<Mutex<FolderState>>,
+    members: HashMap<Vec<u8>, tokio::task::JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl FolderTask {
+    async fn run(folders: Arc<Folders>, id: FolderId, mut kicks: mpsc::Receiver<Kick>, kick: mpsc::Sender<Kick>, state: Arc<Mutex<FolderState>>) {
+        let Ok(Some(row)) = lock(&folders.store).folder(&id) else { return };
+        let watcher = start_watcher(&row.path, kick.clone());
+        let mut t = FolderTask { folders, id, kick, state, members: HashMap::new(), _watcher: watcher };
+        t.start_members();
+        t.scan(None).await;
+        t.pull().await;
+        let mut rescan = tokio::time::interval(FULL_RESCAN);
+        rescan.tick().await;
+        loop {
+            let k = tokio::select! {
+                k = kicks.recv() => match k { Some(k) => k, None => return },
+                _ = rescan.tick() => Kick::Scan(vec![]),
+            };
+            match k {
+                Kick::Scan(paths) => {
+                    // Coalesce whatever else arrives within the debounce window.
+                    let mut all = paths;
+                    let mut full = all.is_empty();
+                    let mut pull = false;
+                    let deadline = tokio::time::sleep(DEBOUNCE);
+                    tokio::pin!(deadline);
+                    loop {
+                        tokio::select! {
+                            _ = &mut deadline => break,
+                            more = kicks.recv() => match more {
+                                Some(Kick::Scan(p)) => { full |= p.is_empty(); all.extend(p); }
+                                Some(Kick::Pull) => pull = true,
+                                Some(Kick::Members) => self_start(&mut t),
+                                None => return,
+                            },
+                        }
+                    }
+                    let confirm = all.iter().any(|p| p == "!confirm");
+                    all.retain(|p| !p.starts_with('!'));
+                    if confirm {
+                        let _ = lock(&t.folders.store).set_paused(&t.id, None);
+                        t.scan_confirmed(if full { None } else { Some(all) }).await;
+                    } else {
+                        t.scan(if full { None } else { Some(all) }).await;
+                    }
+                    if pull {
+                        t.pull().await;
+                    }
+                }
+                Kick::Pull => t.pull().await,
+                Kick::Members => t.start_members(),
+            }
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut FolderState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn row(&self) -> Option<FolderRow> {
+        lock(&self.folders.store).folder(&self.id).ok().flatten()
+    }
+
+    fn start_members(&mut self) {
+        let members = lock(&self.folders.store).members(&self.id).unwrap_or_default();
+        let want: HashSet<Vec<u8>> = members.iter().map(|m| m.peer.clone()).collect();
+        self.members.retain(|p, h| {
+            let keep = want.contains(p);
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for m in members {
+            if self.members.contains_key(&m.peer) {
+                continue;
+            }
+            let Ok(peer) = PeerId::from_bytes(&m.peer) else { continue };
+            let h = tokio::spawn(member_task(self.folders.clone(), self.id, peer, self.kick.clone()));
+            self.members.insert(m.peer, h);
+        }
+    }
+
+    async fn scan(&mut self, scope: Option<Vec<String>>) {
+        self.scan_inner(scope, false).await
+    }
+
+    async fn scan_confirmed(&mut self, scope: Option<Vec<String>>) {
+        self.scan_inner(scope, true).await
+    }
+
+    async fn scan_inner(&mut self, scope: Option<Vec<String>>, confirmed: bool) {
+        let Some(row) = self.row() else { return };
+        if row.paused.as_deref().is_some_and(|p| p.starts_with("paused")) && !confirmed {
+            return;
+        }
+        self.set(|s| s.state = "scanning".into());
+        let folders = self.folders.clone();
+        let id = self.id;
+        let result = tokio::task::spawn_blocking(move || scan_blocking(&folders, &row, id, scope, confirmed)).await;
+        match result {
+            Ok(Ok(ScanReport::Done { seq })) => {
+                if let Some(seq) = seq {
+                    self.folders.publish_seq(&self.id, seq);
+                }
+                self.set(|s| {
+                    s.state = "idle".into();
+                    s.error = None;
+                });
+            }
+            Ok(Ok(ScanReport::Paused(why))) => {
+                tracing::warn!("{why}");
+                self.set(|s| {
+                    s.state = "paused".into();
+                    s.error = Some(why);
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("scan failed: {e}");
+                self.set(|s| {
+                    s.state = "stopped".into();
+                    s.error = Some(e.to_string());
+                });
+            }
+            Err(e) => tracing::warn!("scan task failed: {e}"),
+        }
+    }
+
+    async fn pull(&mut self) {
+        for _round in 0..8 {
+            let Some(row) = self.row() else { return };
+            if row.paused.is_some() || disk::check_marker(&row.path).is_err() {
+                return;
+            }
+            let (local, remote, members) = {
+                let st = lock(&self.folders.store);
+                (st.files(&self.id).unwrap_or_default(), st.remote_files(&self.id).unwrap_or_default(), st.members(&self.id).unwrap_or_default())
+            };
+            let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short);
+            if row.mode == FolderMode::OnDemand {
+                let pins = std::fs::read_to_string(row.path.join(disk::MARKER).join("pinned")).unwrap_or_default();
+                let pinned: Vec<&str> = pins.lines().collect();
+                let is_pinned = |p: &str| pinned.iter().any(|q| p == *q || p.starts_with(&format!("{q}/")));
+                for a in &mut plan {
+                    if !a.remote.dir && !a.remote.deleted && !is_pinned(&a.remote.path) {
+                        a.sources.clear();
+                        a.remote.have = false;
+                    }
+                }
+            }
+            if plan.is_empty() {
+                self.set(|s| s.state = "idle".into());
+                return;
+            }
+            self.set(|s| s.state = "syncing".into());
+            plan.truncate(PULL_BATCH);
+            match self.apply(&row, plan).await {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!("pull failed: {e}");
+                    self.set(|s| s.error = Some(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies a plan; returns how many records changed.
+    async fn apply(&mut self, row: &FolderRow, plan: Vec<Action>) -> Result<usize, NodeError> {
+        let root = Arc::new(disk::open_root(&row.path)?);
+        let mut done: Vec<FileRecord> = Vec::new();
+        let mut rescan = Vec::new();
+        // Files needing content: start temp files, reuse local blocks, then fetch.
+        let mut pulls: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)> = Vec::new();
+        let local_blocks = local_block_index(row, &lock(&self.folders.store).files(&self.id).unwrap_or_default());
+        for a in plan {
+            let Ok(rel) = RelPath::new(&a.remote.path) else { continue };
+            let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
+            if a.conflict {
+                match disk::move_to_conflict_copy(&root, &row.path, &rel, &short_name(&self.folders.me)) {
+                    Ok(name) => {
+                        self.set(|s| s.conflicts.push(name.as_str().to_owned()));
+                        rescan.push(name.as_str().to_owned());
+                    }
+                    Err(e) => tracing::warn!("cannot make a conflict copy of {rel}: {e}"),
+                }
+            }
+            let expected = if a.conflict { None } else { expected };
+            if a.remote.deleted {
+                let r = if a.remote.dir {
+                    disk::remove_dir_if_empty(&root, &rel);
+                    Ok(())
+                } else {
+                    disk::delete(&root, &row.path, &rel, expected)
+                };
+                match r {
+                    Ok(()) => done.push(adopt(&a.remote, None, true)),
+                    Err(ApplyError::LocalChanged(_)) => rescan.push(rel.as_str().to_owned()),
+                    Err(e) => tracing::warn!("cannot delete {rel}: {e}"),
+                }
+            } else if a.remote.dir {
+                match disk::make_dir(&root, &row.path, &rel) {
+                    Ok(()) => done.push(adopt(&a.remote, None, true)),
+                    Err(e) => tracing::warn!("cannot create {rel}: {e}"),
+                }
+            } else if !a.remote.have && a.sources.is_empty() {
+                // On demand: know about it, do not fetch it.
+                if a.local.as_ref().is_none_or(|l| l.version != a.remote.version) {
+                    done.push(adopt(&a.remote, None, false));
+                }
+            } else {
+                let meta = FileMeta {
+                    size: a.remote.size,
+                    mtime_ns: a.remote.mtime_ns,
+                    executable: a.remote.executable,
+                    block_size: block_size_for(a.remote.size),
+                    blocks: a.remote.blocks.clone(),
+                };
+                let tmp = {
+                    let (root, path, rel, meta) = (root.clone(), row.path.clone(), rel.clone(), meta.clone());
+                    let lb = local_blocks.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let t = disk::start_pull(&root, &path, &rel, &meta)?;
+                        copy_local_blocks(&t, &meta, &lb);
+                        Ok::<_, EngineError>(t)
+                    })
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))?
+                };
+                match tmp {
+                    Ok(t) => {
+                        let mut a = a;
+                        if a.conflict {
+                            a.local = None;
+                        }
+                        pulls.push((a, rel, meta, Arc::new(t)));
+                    }
+                    Err(e) => tracing::warn!("cannot start pulling {rel}: {e}"),
+                }
+            }
+        }
+        self.fetch(row, &pulls).await;
+        for (a, rel, meta, tmp) in &pulls {
+            if !tmp.is_complete() {
+                continue;
+            }
+            let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
+            let r = {
+                let (root, path, rel, meta, tmp) = (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
+                tokio::task::spawn_blocking(move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected))
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))?
+            };
+            match r {
+                Ok(stamp) => done.push(adopt(&a.remote, Some(stamp), true)),
+                Err(ApplyError::LocalChanged(_)) => rescan.push(rel.as_str().to_owned()),
+                Err(e) => tracing::warn!("cannot put {rel} in place: {e}"),
+            }
+        }
+        let n = done.len();
+        if n > 0 {
+            let seq = lock(&self.folders.store).put_files(&self.id, &mut done)?;
+            self.folders.publish_seq(&self.id, seq);
+        }
+        if !rescan.is_empty() {
+            let _ = self.kick.try_send(Kick::Scan(rescan));
+        }
+        Ok(n)
+    }
+
+    /// Fetches every missing block of `pulls`, spreading blocks over the members
+    /// that have each file, all sources at once.
+    async fn fetch(&self, row: &FolderRow, pulls: &[(Action, RelPath, FileMeta, Arc<TempFile>)]) {
+        let mut by_source: HashMap<Vec<u8>, Vec<FolderBlock>> = HashMap::new();
+        let mut targets: HashMap<(String, u32), Arc<TempFile>> = HashMap::new();
+        for (a, rel, meta, tmp) in pulls {
+            if a.sources.is_empty() {
+                continue;
+            }
+            for (i, b) in tmp.missing().into_iter().enumerate() {
+                let src = &a.sources[i % a.sources.len()];
+                by_source.entry(src.clone()).or_default().push(FolderBlock {
+                    path: rel.as_str().to_owned(),
+                    index: b as u32,
+                    hash: meta.blocks[b as usize],
+                });
+                targets.insert((rel.as_str().to_owned(), b as u32), tmp.clone());
+            }
+        }
+        let targets = Arc::new(targets);
+        let mut sessions = Vec::new();
+        for (src, blocks) in by_source {
+            let Ok(peer) = PeerId::from_bytes(&src) else { continue };
+            let net = self.folders.net.clone();
+            let targets = targets.clone();
+            let folder = row.id;
+            let addrs = member_addrs(&self.folders.store, &folder, &src);
+            sessions.push(tokio::spawn(async move {
+                if tokio::time::timeout(Duration::from_secs(10), net.dial(peer, addrs)).await.is_err() {
+                    return;
+                }
+                let Ok(stream) = net.open_stream(peer, PROTOCOL).await else { return };
+                let (tx, mut rx) = mpsc::channel::<(FolderBlock, Option<Bytes>)>(8);
+                let fetch = tokio::spawn(proto_sync::fetch_blocks(stream, folder, blocks, PULL_WINDOW, tx));
+                while let Some((b, data)) = rx.recv().await {
+                    let Some(data) = data else { continue };
+                    let Some(tmp) = targets.get(&(b.path.clone(), b.index)).cloned() else { continue };
+                    let r = tokio::task::spawn_blocking(move || tmp.write_block(b.index as u64, &data)).await;
+                    if let Ok(Err(e)) = r {
+                        tracing::warn!(%peer, "discarded a block: {e}");
+                    }
+                }
+                if let Ok(Err(e)) = fetch.await {
+                    tracing::info!(%peer, "pull session ended: {e}");
+                }
+            }));
+        }
+        for s in sessions {
+            let _ = s.await;
+        }
+    }
+}
+
+fn self_start(t: &mut FolderTask) {
+    t.start_members();
+}
+
+/// The record we keep after taking a member's version.
+fn adopt(remote: &FileRecord, stamp: Option<peerbox_store::FileStamp>, have: bool) -> FileRecord {
+    FileRecord { have, local: stamp, seq: 0, ..remote.clone() }
+}
+
+/// Blocks present on this device, by hash: where to copy them from.
+type LocalBlocks = Arc<HashMap<[u8; 32], (PathBuf, u64, u32)>>;
+
+fn local_block_index(row: &FolderRow, local: &[FileRecord]) -> LocalBlocks {
+    let mut map = HashMap::new();
+    for r in local.iter().filter(|r| r.have && !r.deleted && !r.dir) {
+        let path = r.path.split('/').fold(row.path.clone(), |p, s| p.join(s));
+        for (i, h) in r.blocks.iter().enumerate() {
+            map.entry(*h).or_insert((path.clone(), i as u64 * r.block_size as u64, block_len(r.size, r.block_size, i as u64)));
+        }
+    }
+    Arc::new(map)
+}
+
+/// Copies blocks we already have locally (a rename, a move, a duplicate) into the
+/// temp file; each copy is verified like a downloaded block.
+fn copy_local_blocks(tmp: &TempFile, meta: &FileMeta, local: &LocalBlocks) {
+    let mut buf = Vec::new();
+    for b in tmp.missing() {
+        let Some((path, offset, len)) = local.get(&meta.blocks[b as usize]) else { continue };
+        if *len != block_len(meta.size, meta.block_size, b) {
+            continue;
+        }
+        let Ok(f) = std::fs::File::open(path) else { continue };
+        buf.resize(*len as usize, 0);
+        if peerbox_engine::io::read_at(&f, &mut buf, *offset).is_ok() {
+            let _ = tmp.write_block(b, &buf);
+        }
+    }
+    let _ = block_count;
+}
+
+fn member_addrs(store: &SharedStore, folder: &FolderId, peer: &[u8]) -> Vec<Multiaddr> {
+    lock(store)
+        .members(folder)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.peer == peer)
+        .map(|m| m.addrs.into_iter().filter_map(|a| Multiaddr::try_from(a).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// The first characters of a PeerId after its common prefix, for conflict names.
+fn short_name(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    s.chars().rev().take(7).collect::<Vec<_>>().into_iter().rev().collect()
+}
+
+enum ScanReport {
+    Done { seq: Option<u64> },
+    Paused(String),
+}
+
+fn scan_blocking(folders: &Folders, row: &FolderRow, id: FolderId, scope: Option<Vec<String>>, confirmed: bool) -> Result<ScanReport, NodeError> {
+    if let Err(e) = disk::check_marker(&row.path) {
+        lock(&folders.store).set_paused(&id, Some("stopped: marker missing"))?;
+        return Err(e.into());
+    }
+    if row.paused.as_deref() == Some("stopped: marker missing") {
+        lock(&folders.store).set_paused(&id, None)?;
+    }
+    let known: HashMap<String, FileRecord> =
+        lock(&folders.store).files(&id)?.into_iter().map(|r| (r.path.clone(), r)).collect();
+    let out = disk::scan_folder(&row.path, &known, folders.me_short, scope.as_deref())?;
+    for s in &out.skipped {
+        tracing::warn!("{}: {}", s.path.display(), s.reason);
+    }
+    {
+        let mut st = lock(&folders.store);
+        for (path, stamp) in &out.restamped {
+            st.set_local_stamp(&id, path, *stamp)?;
+        }
+    }
+    let mut changed = out.changed;
+    if changed.is_empty() {
+        return Ok(ScanReport::Done { seq: None });
+    }
+    let live = known.values().filter(|r| !r.deleted && r.have && !r.dir).count();
+    let deletes = changed.iter().filter(|r| r.deleted && !r.dir).count();
+    if !confirmed && live >= MASS_DELETE_MIN && deletes * 2 > live {
+        let why = format!(
+            "paused: {deletes} of {live} files in {:?} were deleted at once; nothing was sent. If this was intended, run `peerbox folder resume {}`",
+            row.name,
+            hex::encode(id)
+        );
+        lock(&folders.store).set_paused(&id, Some(&why))?;
+        return Ok(ScanReport::Paused(why));
+    }
+    if !row.read_write || row.mode == FolderMode::ReceiveOnly {
+        // Local changes never leave this device: move edited copies to the trash and
+        // let the group's version come back.
+        let root = disk::open_root(&row.path)?;
+        let mut reverted = Vec::new();
+        for r in changed {
+            let Some(k) = known.get(&r.path) else { continue };
+            if let Ok(rel) = RelPath::new(&r.path) {
+                if !r.deleted && !r.dir {
+                    let _ = disk::trash(&root, &row.path, &rel);
+                }
+            }
+            reverted.push(FileRecord { have: false, local: None, ..k.clone() });
+        }
+        if !reverted.is_empty() {
+            lock(&folders.store).put_files(&id, &mut reverted)?;
+            folders.kick(&id, Kick::Pull);
+        }
+        return Ok(ScanReport::Done { seq: None });
+    }
+    let seq = lock(&folders.store).put_files(&id, &mut changed)?;
+    Ok(ScanReport::Done { seq: Some(seq) })
+}
+
+fn start_watcher(root: &Path, kick: mpsc::Sender<Kick>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let root_owned = root.to_owned();
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) => {
+            if ev.need_rescan() {
+                let _ = kick.try_send(Kick::Scan(vec![]));
+                return;
+            }
+            let paths: Vec<String> = ev
+                .paths
+                .iter()
+                .filter_map(|p| p.strip_prefix(&root_owned).ok())
+                .filter_map(|p| p.to_str().map(|s| s.replace('\\', "/")))
+                .filter(|s| !s.is_empty() && !s.starts_with(".peerbox") && !s.contains("/.peerbox"))
+                .collect();
+            if paths.is_empty() {
+                return;
+            }
+            if kick.try_send(Kick::Scan(paths)).is_err() {
+                // The queue is full: too much happening to track one by one.
+                tracing::warn!("file watcher queue overflowed; scheduling a full rescan");
+                let _ = kick.try_send(Kick::Scan(vec![]));
+            }
+        }
+        Err(e) => {
+            tracing::warn!("file watcher error ({e}); scheduling a full rescan");
+            let _ = kick.try_send(Kick::Scan(vec![]));
+        }
+    };
+    match notify::recommended_watcher(handler).and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot watch {} ({e}); relying on periodic rescans", root.display());
+            None
+        }
+    }
+}
+
+/// Long-polls one member's index for one folder and stores what arrives.
+async fn member_task(folders: Arc<Folders>, id: FolderId, peer: PeerId, kick: mpsc::Sender<Kick>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match poll_member(&folders, id, peer, &kick).await {
+            Ok(()) => backoff = Duration::from_millis(250),
+            Err(e) => {
+                tracing::debug!(%peer, "index exchange: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn poll_member(folders: &Arc<Folders>, id: FolderId, peer: PeerId, kick: &mpsc::Sender<Kick>) -> Result<(), NodeError> {
+    let addrs = member_addrs(&folders.store, &id, &peer.to_bytes());
+    tokio::time::timeout(Duration::from_secs(20), folders.net.dial(peer, addrs))
+        .await
+        .map_err(|_| NodeError::Internal("dial timed out".into()))??;
+    let mut stream = folders.net.open_stream(peer, PROTOCOL).await?;
+    loop {
+        let since = lock(&folders.store).remote_seq(&id, &peer.to_bytes())?;
+        let answer = proto_sync::request(
+            &mut stream,
+            SyncRequest::Index { folder: id, since, wait: true },
+            proto_sync::LONG_POLL + Duration::from_secs(30),
+        )
+        .await?;
+        let SyncResponse::Index { records, last, members } = answer else {
+            return Err(NodeError::Internal(format!("member refused the index: {answer:?}")));
+        };
+        if records.len() > MAX_BATCH {
+            return Err(NodeError::Internal("batch over the limit".into()));
+        }
+        let mut valid = Vec::with_capacity(records.len());
+        for r in records {
+            match from_wire(r) {
+                Some(r) => valid.push(r),
+                None => tracing::warn!(%peer, "ignored an invalid record"),
+            }
+        }
+        let sender_rw = lock(&folders.store).members(&id)?.iter().any(|m| m.peer == peer.to_bytes() && m.read_write);
+        let got = !valid.is_empty();
+        lock(&folders.store).put_remote(&id, &peer.to_bytes(), &valid, last)?;
+        if sender_rw && merge_members(folders, id, members)? {
+            let _ = kick.try_send(Kick::Members);
+        }
+        if got {
+            let _ = kick.try_send(Kick::Pull);
+        }
+    }
+}
+
+/// Learns members announced by a read-write member. Returns whether any is new.
+fn merge_members(folders: &Folders, id: FolderId, members: Vec<WireMember>) -> Result<bool, NodeError> {
+    let me = folders.me.to_bytes();
+    let mut st = lock(&folders.store);
+    let known = st.members(&id)?;
+    let mut new = false;
+    for m in members.into_iter().take(256) {
+        if m.peer == me || PeerId::from_bytes(&m.peer).is_err() || known.iter().any(|k| k.peer == m.peer) {
+            continue;
+        }
+        st.put_member(&id, &Member { peer: m.peer, read_write: m.read_write, addrs: m.addrs.into_iter().take(8).collect() })?;
+        new = true;
+    }
+    Ok(new)
+}
+
+/// Validates a record from a peer; `None` if anything is off.
+fn from_wire(r: WireRecord) -> Option<FileRecord> {
+    let path = RelPath::new(&r.path).ok()?;
+    if r.dir || r.deleted {
+        if !r.blocks.is_empty() {
+            return None;
+        }
+    } else if r.block_size != block_size_for(r.size) || r.blocks.len() as u64 != block_count(r.size, r.block_size) {
+        return None;
+    }
+    Some(FileRecord {
+        path: path.as_str().to_owned(),
+        dir: r.dir,
+        deleted: r.deleted,
+        size: if r.dir || r.deleted { 0 } else { r.size },
+        mtime_ns: r.mtime_ns,
+        executable: r.executable,
+        block_size: r.block_size,
+        blocks: r.blocks,
+        version: r.version,
+        seq: r.seq,
+        modified_by: r.modified_by,
+        have: r.have,
+        local: None,
+    })
+}
+
+fn to_wire(r: FileRecord) -> WireRecord {
+    WireRecord {
+        path: r.path,
+        dir: r.dir,
+        deleted: r.deleted,
+        size: r.size,
+        mtime_ns: r.mtime_ns,
+        executable: r.executable,
+        block_size: r.block_size,
+        blocks: r.blocks,
+        version: r.version,
+        seq: r.seq,
+        modified_by: r.modified_by,
+        have: r.have,
+    }
+}
+
+/// The protocol side: answers members' requests.
+pub(crate) struct FolderSource(pub(crate) Arc<Folders>);
+
+impl FolderSource {
+    fn member(&self, peer: &PeerId, folder: &FolderId) -> Option<(FolderRow, Member)> {
+        let st = lock(&self.0.store);
+        let row = st.folder(folder).ok().flatten()?;
+        let m = st.members(folder).ok()?.into_iter().find(|m| m.peer == peer.to_bytes())?;
+        Some((row, m))
+    }
+
+    fn wire_members(&self, folder: &FolderId) -> Vec<WireMember> {
+        let mut out: Vec<WireMember> = lock(&self.0.store)
+            .members(folder)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| WireMember { peer: m.peer, read_write: m.read_write, addrs: m.addrs })
+            .collect();
+        out.push(WireMember { peer: self.0.me.to_bytes(), read_write: true, addrs: vec![] });
+        out
+    }
+}
+
+impl SyncSource for FolderSource {
+    fn join(&self, peer: PeerId, folder: FolderId, secret: [u8; 32]) -> Result<SyncResponse, SyncRefusal> {
+        let link = lock(&self.0.store).link_by_secret_hash(&secret_hash(&secret)).ok().flatten().ok_or(SyncRefusal::NotAllowed)?;
+        if link.target != LinkTarget::Folder(folder) || link.revoked {
+            return Err(SyncRefusal::NotAllowed);
+        }
+        if link.expires.is_some_and(|e| peerbox_store::now() >= e) {
+            return Err(SyncRefusal::Expired);
+        }
+        let row = lock(&self.0.store).folder(&folder).ok().flatten().ok_or(SyncRefusal::NotAllowed)?;
+        let read_write = !link.read_only && row.read_write;
+        {
+            let mut st = lock(&self.0.store);
+            st.put_member(&folder, &Member { peer: peer.to_bytes(), read_write, addrs: vec![] }).map_err(|_| SyncRefusal::NotAllowed)?;
+            let _ = st.count_link_use(link.id);
+        }
+        tracing::info!(%peer, read_write, "a device joined {:?}", row.name);
+        self.0.kick(&folder, Kick::Members);
+        Ok(SyncResponse::Joined { name: row.name, read_write, members: self.wire_members(&folder) })
+    }
+
+    fn index(&self, peer: PeerId, folder: FolderId, since: u64) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal> {
+        let (row, _) = self.member(&peer, &folder).ok_or(SyncRefusal::NotAllowed)?;
+        let st = lock(&self.0.store);
+        let records = st.files_since(&folder, since, MAX_BATCH).map_err(|_| SyncRefusal::NotAllowed)?;
+        let last = records.last().map(|r| r.seq).unwrap_or_else(|| st.folder_seq(&folder).unwrap_or(since).max(since));
+        drop(st);
+        // A device that may not change the folder announces nothing.
+        let records = if row.read_write && row.mode != FolderMode::ReceiveOnly { records } else { vec![] };
+        Ok((records.into_iter().map(to_wire).collect(), last, self.wire_members(&folder)))
+    }
+
+    fn watch(&self, peer: PeerId, folder: FolderId) -> Option<watch::Receiver<u64>> {
+        self.member(&peer, &folder)?;
+        self.0.running.lock().unwrap_or_else(|p| p.into_inner()).get(&folder).map(|r| r.seq.subscribe())
+    }
+
+    fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: [u8; 32]) -> Option<Bytes> {
+        let (row, _) = self.member(&peer, &folder)?;
+        let rel = RelPath::new(path).ok()?;
+        let rec = lock(&self.0.store).file(&folder, rel.as_str()).ok().flatten()?;
+        if rec.deleted || rec.dir || !rec.have || rec.blocks.get(index as usize) != Some(&hash) {
+            return None;
+        }
+        let root = disk::open_root(&row.path).ok()?;
+        let f = root.open(rel.as_str()).ok()?.into_std();
+        let len = block_len(rec.size, rec.block_size, index as u64) as usize;
+        let mut buf = vec![0u8; len];
+        peerbox_engine::io::read_at(&f, &mut buf, index as u64 * rec.block_size as u64).ok()?;
+        // The file may have changed since it was scanned: serve only what matches.
+        (peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
+    }
+}
+
