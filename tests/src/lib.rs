@@ -43,6 +43,10 @@ pub fn peerbox(home: &Path) -> Command {
     let mut c = Command::new(peerbox_bin());
     c.arg("--home").arg(home).kill_on_drop(true);
     c.env_remove("PEERBOX_HOME").env_remove("RUST_LOG");
+    // PEERBOX_TEST_LOG=debug shows the processes' logs when a test needs debugging.
+    if let Some(level) = std::env::var_os("PEERBOX_TEST_LOG") {
+        c.env("RUST_LOG", level);
+    }
     c
 }
 
@@ -127,26 +131,31 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         } else if ft.is_dir() {
             out.insert(rel.clone(), "dir".into());
             walk(root, &p, out);
-        } else {
-            out.insert(rel, file_hash(&p));
+        } else if let Some(h) = try_file_hash(&p) {
+            // A file that vanished while we looked (sync in progress) is left out.
+            out.insert(rel, h);
         }
     }
 }
 
 /// SHA-256 of a file, streamed.
 pub fn file_hash(p: &Path) -> String {
+    try_file_hash(p).unwrap_or_else(|| panic!("cannot read {}", p.display()))
+}
+
+fn try_file_hash(p: &Path) -> Option<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(p).expect("open");
+    let mut f = std::fs::File::open(p).ok()?;
     let mut h = Sha256::new();
     let mut buf = vec![0; 1 << 20];
     loop {
-        let n = f.read(&mut buf).expect("read");
+        let n = f.read(&mut buf).ok()?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
     }
-    hex::encode(h.finalize())
+    Some(hex::encode(h.finalize()))
 }
 
 /// Deterministic, incompressible-looking bytes.
@@ -267,4 +276,81 @@ pub fn tamper(link: &str, at: usize) -> String {
     let i = "peerbox://".len() + at;
     chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
     chars.into_iter().collect()
+}
+
+/// A running `peerbox daemon` with its own home, on loopback.
+pub struct Daemon {
+    pub child: Child,
+    pub home: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon for `home` and waits until its API is up.
+    pub async fn start(home: &Path) -> Self {
+        let mut cmd = peerbox(home);
+        cmd.args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn daemon");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("daemon did not start in time")
+            .expect("read")
+            .expect("daemon exited");
+        assert!(first.starts_with("api http://127.0.0.1:"), "{first}");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, home: home.to_owned() }
+    }
+
+    /// Runs `peerbox --home HOME ARGS...` against this daemon.
+    pub async fn cli(&self, args: &[&str]) -> GetRun {
+        let out = tokio::time::timeout(STEP, peerbox(&self.home).args(args).output())
+            .await
+            .expect("cli hung")
+            .expect("spawn cli");
+        GetRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Like [`Self::cli`], but the command must succeed; returns stdout trimmed.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let r = self.cli(args).await;
+        assert_eq!(r.code, 0, "peerbox {args:?} failed: {}", r.stderr);
+        r.stdout.trim().to_owned()
+    }
+
+    /// `status --json`.
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"]).await).expect("status JSON")
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        let _ = tokio::time::timeout(STEP, self.child.wait()).await;
+    }
+}
+
+/// Waits until `cond` holds, checking every 20 ms, for at most `STEP`. Returns
+/// whether it held — so a test can assert with its own message.
+pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + STEP;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+        if cond() {
+            return true;
+        }
+    }
+    cond()
+}
+
+/// Like [`tree`], without Peerbox's marker folder.
+pub fn content(root: &Path) -> BTreeMap<String, String> {
+    tree(root).into_iter().filter(|(k, _)| !k.starts_with(".peerbox")).collect()
 }

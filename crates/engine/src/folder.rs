@@ -302,12 +302,15 @@ pub fn finish_pull(
     if current != expected && !(expected.is_none() && current.is_none()) {
         return Err(ApplyError::LocalChanged(rel.to_string()));
     }
+    // The stamp comes from the handle before the rename (the inode and mtime
+    // survive it): read after, it could already describe a user's next edit, which
+    // would then never be noticed.
+    let stamp = Stamp::of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?);
     if current.is_some() {
         trash(root, root_path, rel)?;
     }
     root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
     sync_parent(root, rel).map_err(|e| EngineError::io(&shown, e))?;
-    let stamp = local_stamp(root, rel).ok_or_else(|| EngineError::Incomplete(shown.clone()))?;
     Ok(to_stamp(stamp))
 }
 

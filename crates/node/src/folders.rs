@@ -145,7 +145,7 @@ impl Folders {
         }
         let seq = lock(&self.store).folder_seq(&id).unwrap_or(0);
         let (seq_tx, _) = watch::channel(seq);
-        let (kick, kicks) = mpsc::channel(WATCH_QUEUE);
+        let (kick, kicks) = mpsc::channel(64);
         let state = Arc::new(Mutex::new(FolderState { state: "starting".into(), ..Default::default() }));
         let task = tokio::spawn(FolderTask::run(self.clone(), id, kicks, kick.clone(), state.clone()));
         running.insert(id, Running { seq: seq_tx, kick, state, task });
@@ -337,7 +337,8 @@ impl Folders {
                 let st = lock(&self.store);
                 (st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
             };
-            let plan = needs(&f, &local, &remote, &members, self.me_short);
+            let pins = Pins::load(&f);
+            let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p));
             let (local_files, local_bytes) = local
                 .iter()
                 .filter(|r| r.have && !r.deleted && !r.dir)
@@ -405,6 +406,20 @@ impl Folders {
     }
 }
 
+/// Paths of an on-demand folder the user asked to keep (`peerbox fetch`).
+struct Pins(Vec<String>);
+
+impl Pins {
+    fn load(row: &FolderRow) -> Self {
+        let text = std::fs::read_to_string(row.path.join(disk::MARKER).join("pinned")).unwrap_or_default();
+        Self(text.lines().map(str::to_owned).collect())
+    }
+
+    fn covers(&self, path: &str) -> bool {
+        self.0.iter().any(|q| path == q || path.starts_with(&format!("{q}/")))
+    }
+}
+
 /// A pull the planner decided on.
 #[derive(Debug, Clone)]
 struct Action {
@@ -426,7 +441,14 @@ fn remote_wins(remote: &FileRecord, local: &FileRecord) -> bool {
 }
 
 /// What this device needs from its members.
-fn needs(folder: &FolderRow, local: &[FileRecord], remote: &[(Vec<u8>, FileRecord)], members: &[Member], me: u64) -> Vec<Action> {
+fn needs(
+    folder: &FolderRow,
+    local: &[FileRecord],
+    remote: &[(Vec<u8>, FileRecord)],
+    members: &[Member],
+    me: u64,
+    pinned: &dyn Fn(&str) -> bool,
+) -> Vec<Action> {
     let rw: HashSet<&[u8]> = members.iter().filter(|m| m.read_write).map(|m| m.peer.as_slice()).collect();
     let local: HashMap<&str, &FileRecord> = local.iter().map(|r| (r.path.as_str(), r)).collect();
     let mut best: HashMap<&str, (FileRecord, Vec<Vec<u8>>)> = HashMap::new();
@@ -469,7 +491,9 @@ fn needs(folder: &FolderRow, local: &[FileRecord], remote: &[(Vec<u8>, FileRecor
                     (wins, wins && !l.deleted && !l.dir && l.have && l.modified_by == me)
                 }
                 // Our copy was reverted (read-only) or never fetched (on-demand).
-                Relation::Equal => (!l.have && !r.deleted && (folder.mode != FolderMode::OnDemand || l.local.is_some()), false),
+                Relation::Equal => {
+                    (!l.have && !r.deleted && !r.dir && (folder.mode != FolderMode::OnDemand || pinned(path)), false)
+                }
                 Relation::Older => (false, false),
             },
         };
@@ -500,7 +524,8 @@ struct FolderTask {
 impl FolderTask {
     async fn run(folders: Arc<Folders>, id: FolderId, mut kicks: mpsc::Receiver<Kick>, kick: mpsc::Sender<Kick>, state: Arc<Mutex<FolderState>>) {
         let Ok(Some(row)) = lock(&folders.store).folder(&id) else { return };
-        let watcher = start_watcher(&row.path, kick.clone());
+        let changes = Arc::new(Changes::default());
+        let watcher = start_watcher(&row.path, changes.clone());
         let mut t = FolderTask { folders, id, kick, state, members: HashMap::new(), _watcher: watcher };
         t.start_members();
         t.scan(None).await;
@@ -510,6 +535,10 @@ impl FolderTask {
         loop {
             let k = tokio::select! {
                 k = kicks.recv() => match k { Some(k) => k, None => return },
+                _ = changes.wake.notified() => match changes.take() {
+                    Some(paths) => Kick::Scan(paths),
+                    None => continue,
+                },
                 _ = rescan.tick() => Kick::Scan(vec![]),
             };
             match k {
@@ -523,6 +552,12 @@ impl FolderTask {
                     loop {
                         tokio::select! {
                             _ = &mut deadline => break,
+                            _ = changes.wake.notified() => {
+                                if let Some(p) = changes.take() {
+                                    full |= p.is_empty();
+                                    all.extend(p);
+                                }
+                            }
                             more = kicks.recv() => match more {
                                 Some(Kick::Scan(p)) => { full |= p.is_empty(); all.extend(p); }
                                 Some(Kick::Pull) => pull = true,
@@ -533,6 +568,7 @@ impl FolderTask {
                     }
                     let confirm = all.iter().any(|p| p == "!confirm");
                     all.retain(|p| !p.starts_with('!'));
+                    full |= all.is_empty();
                     if confirm {
                         let _ = lock(&t.folders.store).set_paused(&t.id, None);
                         t.scan_confirmed(if full { None } else { Some(all) }).await;
@@ -632,13 +668,11 @@ impl FolderTask {
                 let st = lock(&self.folders.store);
                 (st.files(&self.id).unwrap_or_default(), st.remote_files(&self.id).unwrap_or_default(), st.members(&self.id).unwrap_or_default())
             };
-            let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short);
+            let pins = Pins::load(&row);
+            let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p));
             if row.mode == FolderMode::OnDemand {
-                let pins = std::fs::read_to_string(row.path.join(disk::MARKER).join("pinned")).unwrap_or_default();
-                let pinned: Vec<&str> = pins.lines().collect();
-                let is_pinned = |p: &str| pinned.iter().any(|q| p == *q || p.starts_with(&format!("{q}/")));
                 for a in &mut plan {
-                    if !a.remote.dir && !a.remote.deleted && !is_pinned(&a.remote.path) {
+                    if !a.remote.dir && !a.remote.deleted && !pins.covers(&a.remote.path) {
                         a.sources.clear();
                         a.remote.have = false;
                     }
@@ -939,13 +973,54 @@ fn scan_blocking(folders: &Folders, row: &FolderRow, id: FolderId, scope: Option
     Ok(ScanReport::Done { seq: Some(seq) })
 }
 
-fn start_watcher(root: &Path, kick: mpsc::Sender<Kick>) -> Option<notify::RecommendedWatcher> {
+/// Paths the watcher saw change, waiting for the folder task. Bounded: past
+/// [`WATCH_QUEUE`] paths it degrades to "rescan everything".
+#[derive(Default)]
+struct Changes {
+    pending: Mutex<(HashSet<String>, bool)>,
+    wake: tokio::sync::Notify,
+}
+
+impl Changes {
+    fn add(&self, paths: impl IntoIterator<Item = String>, full: bool) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if full {
+                p.1 = true;
+            }
+            if !p.1 {
+                p.0.extend(paths);
+                if p.0.len() > WATCH_QUEUE {
+                    tracing::warn!("more than {WATCH_QUEUE} paths changed at once; scheduling a full rescan");
+                    p.0.clear();
+                    p.1 = true;
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// The pending paths (empty: everything), or `None` if nothing is pending.
+    fn take(&self) -> Option<Vec<String>> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let full = std::mem::take(&mut p.1);
+        let paths: Vec<String> = p.0.drain().collect();
+        match (full, paths.is_empty()) {
+            (true, _) => Some(Vec::new()),
+            (false, true) => None,
+            (false, false) => Some(paths),
+        }
+    }
+}
+
+fn start_watcher(root: &Path, changes: Arc<Changes>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let root_owned = root.to_owned();
     let handler = move |res: notify::Result<notify::Event>| match res {
         Ok(ev) => {
             if ev.need_rescan() {
-                let _ = kick.try_send(Kick::Scan(vec![]));
+                tracing::warn!("the file watcher lost events; scheduling a full rescan");
+                changes.add([], true);
                 return;
             }
             let paths: Vec<String> = ev
@@ -955,18 +1030,13 @@ fn start_watcher(root: &Path, kick: mpsc::Sender<Kick>) -> Option<notify::Recomm
                 .filter_map(|p| p.to_str().map(|s| s.replace('\\', "/")))
                 .filter(|s| !s.is_empty() && !s.starts_with(".peerbox") && !s.contains("/.peerbox"))
                 .collect();
-            if paths.is_empty() {
-                return;
-            }
-            if kick.try_send(Kick::Scan(paths)).is_err() {
-                // The queue is full: too much happening to track one by one.
-                tracing::warn!("file watcher queue overflowed; scheduling a full rescan");
-                let _ = kick.try_send(Kick::Scan(vec![]));
+            if !paths.is_empty() {
+                changes.add(paths, false);
             }
         }
         Err(e) => {
             tracing::warn!("file watcher error ({e}); scheduling a full rescan");
-            let _ = kick.try_send(Kick::Scan(vec![]));
+            changes.add([], true);
         }
     };
     match notify::recommended_watcher(handler).and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w)) {
