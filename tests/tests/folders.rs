@@ -60,7 +60,12 @@ async fn two_members_stay_identical_through_edits_renames_and_deletes() {
     a.ok(&["folder", "add", a_dir.to_str().expect("utf8"), "--name", "Team"]).await;
     let link = a.ok(&["folder", "link", "Team"]).await;
     b.ok(&["folder", "join", &link, b_dir.to_str().expect("utf8")]).await;
-    assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync: {:?} vs {:?}", content(&b_dir), content(&a_dir));
+    assert!(
+        wait_until(|| content(&b_dir) == content(&a_dir)).await,
+        "initial sync: {:?} vs {:?}",
+        content(&b_dir),
+        content(&a_dir)
+    );
 
     // An edit on Alice's side reaches Bob.
     write(&a_dir.join("docs/계획 📅.txt"), b"plan v2, longer");
@@ -80,7 +85,10 @@ async fn two_members_stay_identical_through_edits_renames_and_deletes() {
     let trash = b.ok(&["trash", "list", "Team", "--json"]).await;
     assert!(trash.contains("from-bob/notes.md"), "{trash}");
     b.ok(&["trash", "restore", "Team", "from-bob/notes.md"]).await;
-    assert!(wait_until(|| read(&a_dir.join("from-bob/notes.md")).as_deref() == Some(b"hi from bob")).await, "restore did not propagate");
+    assert!(
+        wait_until(|| read(&a_dir.join("from-bob/notes.md")).as_deref() == Some(b"hi from bob")).await,
+        "restore did not propagate"
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -96,11 +104,16 @@ async fn a_read_only_member_cannot_change_the_group() {
     let ro = a.ok(&["folder", "link", "F", "--read-only"]).await;
     b.ok(&["folder", "join", &rw, b_dir.to_str().expect("utf8")]).await;
     c.ok(&["folder", "join", &ro, c_dir.to_str().expect("utf8")]).await;
-    assert!(wait_until(|| read(&b_dir.join("shared.txt")).is_some() && read(&c_dir.join("shared.txt")).is_some()).await);
+    assert!(
+        wait_until(|| read(&b_dir.join("shared.txt")).is_some() && read(&c_dir.join("shared.txt")).is_some()).await
+    );
 
     // Carol edits: her edit never leaves her machine, and her copy comes back.
     write(&c_dir.join("shared.txt"), b"carol was here");
-    assert!(wait_until(|| read(&c_dir.join("shared.txt")).as_deref() == Some(b"original")).await, "Carol's copy was not restored");
+    assert!(
+        wait_until(|| read(&c_dir.join("shared.txt")).as_deref() == Some(b"original")).await,
+        "Carol's copy was not restored"
+    );
     let trash = c.ok(&["trash", "list", "F", "--json"]).await;
     assert!(trash.contains("shared.txt"), "Carol's edited copy should be in her trash: {trash}");
     assert_eq!(read(&a_dir.join("shared.txt")).as_deref(), Some(&b"original"[..]));
@@ -108,8 +121,11 @@ async fn a_read_only_member_cannot_change_the_group() {
 
     // Bob (read-write) edits: everyone gets it, Carol included.
     write(&b_dir.join("shared.txt"), b"bob's edit");
-    assert!(wait_until(|| read(&a_dir.join("shared.txt")).as_deref() == Some(b"bob's edit")
-        && read(&c_dir.join("shared.txt")).as_deref() == Some(b"bob's edit")).await);
+    assert!(
+        wait_until(|| read(&a_dir.join("shared.txt")).as_deref() == Some(b"bob's edit")
+            && read(&c_dir.join("shared.txt")).as_deref() == Some(b"bob's edit"))
+        .await
+    );
     for d in [a, b, c] {
         d.stop().await;
     }
@@ -137,7 +153,8 @@ async fn concurrent_edits_keep_both_versions() {
 
     let both = |dir: &Path| {
         let c = content(dir);
-        let versions: Vec<Vec<u8>> = c.keys().filter(|k| k.starts_with("report")).filter_map(|k| read(&dir.join(k))).collect();
+        let versions: Vec<Vec<u8>> =
+            c.keys().filter(|k| k.starts_with("report")).filter_map(|k| read(&dir.join(k))).collect();
         versions.len() == 2
             && versions.contains(&b"alice's version".to_vec())
             && versions.contains(&b"bob's version, edited offline".to_vec())
@@ -254,11 +271,18 @@ async fn the_api_needs_the_token() {
         let mode = std::fs::metadata(a.home.join("api.token")).expect("token").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    for (auth, host) in [("", url.clone()), ("Authorization: Bearer wrong\r\n", url.clone()), ("Authorization: Bearer x\r\n", "evil.example:80".into())] {
+    for (auth, host) in [
+        ("", url.clone()),
+        ("Authorization: Bearer wrong\r\n", url.clone()),
+        ("Authorization: Bearer x\r\n", "evil.example:80".into()),
+    ] {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&url).await.expect("connect");
         let body = r#"{"op":"status"}"#;
-        let req = format!("POST /api/v1/call HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let req = format!(
+            "POST /api/v1/call HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         s.write_all(req.as_bytes()).await.expect("write");
         let mut out = String::new();
         s.read_to_string(&mut out).await.expect("read");
@@ -266,4 +290,77 @@ async fn the_api_needs_the_token() {
         assert!(!out.contains("peer_id"), "leaked status without the token");
     }
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_link_lets_nobody_in_until_the_owner_says_so() {
+    let g = Group::new();
+    let (a_dir, b_dir) = (g.path("a/F"), g.path("b/F"));
+    write(&a_dir.join("private.txt"), b"only after approval");
+    let a = g.daemon("a").await;
+    let b = g.daemon("b").await;
+    a.ok(&["folder", "add", a_dir.to_str().expect("utf8")]).await;
+    let link = a.ok(&["folder", "link", "F", "--approve"]).await;
+    b.ok(&["folder", "join", &link, b_dir.to_str().expect("utf8")]).await;
+
+    // The request shows on Alice's side; Bob gets nothing meanwhile.
+    let s = wait_status(&a, |s| s["requests"].as_array().is_some_and(|r| !r.is_empty())).await;
+    let peer = s["requests"][0]["peer"].as_str().expect("request").to_owned();
+    let b_id = b.ok(&["id"]).await;
+    assert_eq!(peer, b_id);
+    assert!(!b_dir.join("private.txt").exists());
+
+    a.ok(&["approve", "F", &peer]).await;
+    assert!(wait_until(|| read(&b_dir.join("private.txt")).as_deref() == Some(b"only after approval")).await);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_mid_pull_finishes_after_restart_with_no_partial_files() {
+    let g = Group::new();
+    let (a_dir, b_dir) = (g.path("a/F"), g.path("b/F"));
+    let a = g.daemon("a").await;
+    let b = g.daemon("b").await;
+    a.ok(&["folder", "add", a_dir.to_str().expect("utf8")]).await;
+    let link = a.ok(&["folder", "link", "F"]).await;
+    b.ok(&["folder", "join", &link, b_dir.to_str().expect("utf8")]).await;
+
+    // A large file; Bob is killed as soon as its temp file shows up.
+    let big = pattern(48 << 20, 9);
+    write(&a_dir.join("video.bin"), &big);
+    let temp_seen = wait_until(|| {
+        std::fs::read_dir(&b_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".peerbox-tmp-"))
+            || b_dir.join("video.bin").exists()
+    })
+    .await;
+    assert!(temp_seen, "the pull never started");
+    let mut b = b;
+    b.child.start_kill().expect("kill -9");
+    b.child.wait().await.expect("wait");
+    // Never a partial file under the real name.
+    if let Ok(meta) = std::fs::metadata(b_dir.join("video.bin")) {
+        assert_eq!(meta.len(), big.len() as u64, "a partial file appeared under its final name");
+    }
+
+    let b = g.daemon("b").await;
+    assert!(
+        wait_until(|| read(&b_dir.join("video.bin")).as_deref() == Some(&big[..])).await,
+        "did not finish after restart"
+    );
+    assert!(
+        wait_until(|| !std::fs::read_dir(&b_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".peerbox-tmp-")))
+        .await,
+        "temp files left behind"
+    );
+    a.stop().await;
+    b.stop().await;
 }

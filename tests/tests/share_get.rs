@@ -117,9 +117,10 @@ async fn a_killed_download_resumes_from_verified_blocks() {
     tokio::time::timeout(STEP, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(done) = line.strip_prefix("progress ").and_then(|r| r.split('/').next())
-                && done.parse::<u64>().unwrap() >= want {
-                    return;
-                }
+                && done.parse::<u64>().unwrap() >= want
+            {
+                return;
+            }
         }
         panic!("downloader exited before reaching {want} bytes");
     })

@@ -47,13 +47,21 @@ pub(crate) async fn call(home: &Path, req: serde_json::Value) -> anyhow::Result<
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("malformed answer from the daemon")?;
     let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("malformed status line")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
     let value: serde_json::Value = serde_json::from_str(&body).context("the daemon's answer is not JSON")?;
     if status >= 400 {
         let message = value["error"]["message"].as_str().unwrap_or("request failed").to_owned();
         bail!(DaemonError { bad_input: (400..500).contains(&status) && status != 401 && status != 403, message });
     }
     Ok(value)
+}
+
+impl DaemonError {
+    /// A usage mistake caught before asking the daemon.
+    pub(crate) fn usage(message: &str) -> Self {
+        Self { bad_input: true, message: message.to_owned() }
+    }
 }
 
 fn dechunk(mut s: &str) -> String {

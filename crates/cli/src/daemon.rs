@@ -27,7 +27,12 @@ struct Api {
     port: u16,
 }
 
-pub(crate) async fn run(home: PathBuf, listen: Vec<peerbox_node::Multiaddr>, mdns: bool, api: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    home: PathBuf,
+    listen: Vec<peerbox_node::Multiaddr>,
+    mdns: bool,
+    api: SocketAddr,
+) -> anyhow::Result<()> {
     if !api.ip().is_loopback() {
         anyhow::bail!("the API only listens on loopback addresses (got {api})");
     }
@@ -37,13 +42,14 @@ pub(crate) async fn run(home: PathBuf, listen: Vec<peerbox_node::Multiaddr>, mdn
     let token = hex_token();
     write_private(&home.join(TOKEN_FILE), token.as_bytes())?;
     let url = format!("http://{addr}");
-    write_private(&home.join(API_FILE), serde_json::json!({ "url": url, "pid": std::process::id() }).to_string().as_bytes())?;
+    write_private(
+        &home.join(API_FILE),
+        serde_json::json!({ "url": url, "pid": std::process::id() }).to_string().as_bytes(),
+    )?;
     println!("api {url}");
     eprintln!("Peerbox daemon {} running; API on {url} (token in {})", node.peer_id(), home.join(TOKEN_FILE).display());
     let state = Arc::new(Api { node, token, port: addr.port() });
-    let app = axum::Router::new()
-        .route("/api/v1/call", axum::routing::post(call))
-        .with_state(state);
+    let app = axum::Router::new().route("/api/v1/call", axum::routing::post(call)).with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(crate::shutdown_signal()).await?;
     let _ = std::fs::remove_file(home.join(API_FILE));
     eprintln!("Peerbox daemon stopped.");
@@ -77,9 +83,10 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 async fn call(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let host_ok = headers.get("host").and_then(|h| h.to_str().ok()).is_some_and(|h| {
-        h == format!("127.0.0.1:{}", api.port) || h == format!("localhost:{}", api.port)
-    });
+    let host_ok = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h == format!("127.0.0.1:{}", api.port) || h == format!("localhost:{}", api.port));
     if !host_ok {
         return error(StatusCode::FORBIDDEN, "bad_host", "requests must be addressed to the loopback API".into());
     }

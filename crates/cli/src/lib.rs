@@ -84,6 +84,16 @@ enum Command {
     /// Deleted and replaced files of a folder.
     #[command(subcommand)]
     Trash(TrashCmd),
+    /// List devices asking to join your folders, or let one in.
+    Approve {
+        /// Folder id, name or path (with PEER: approve).
+        folder: Option<String>,
+        /// The PeerId of the device to let in.
+        peer: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a link you made (also ends open sessions), or remove a peer from every folder.
     Revoke {
         /// A peerbox:// link or a PeerId.
@@ -147,6 +157,9 @@ enum FolderCmd {
         /// Stop honouring the link after this long (e.g. 7d).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expires: Option<Duration>,
+        /// Devices joining through this link wait until you `peerbox approve` them.
+        #[arg(long)]
+        approve: bool,
     },
     /// Join a folder from a link into PATH.
     Join {
@@ -280,7 +293,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{v}");
             } else {
                 for p in v.as_array().into_iter().flatten() {
-                    println!("{}  {}  {}  {}", text(&p["peer"]), if p["connected"].as_bool() == Some(true) { "online" } else { "offline" }, text(&p["kind"]), text(&p["addr"]));
+                    println!(
+                        "{}  {}  {}  {}",
+                        text(&p["peer"]),
+                        if p["connected"].as_bool() == Some(true) { "online" } else { "offline" },
+                        text(&p["kind"]),
+                        text(&p["addr"])
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -291,13 +310,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{v}");
             } else {
                 for e in v.as_array().into_iter().flatten() {
-                    println!("{}  {:>10}  {}", text(&e["deleted_at"]), progress::bytes(e["size"].as_u64().unwrap_or(0)), text(&e["path"]));
+                    println!(
+                        "{}  {:>10}  {}",
+                        text(&e["deleted_at"]),
+                        progress::bytes(e["size"].as_u64().unwrap_or(0)),
+                        text(&e["path"])
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Trash(TrashCmd::Restore { folder, path, at }) => {
-            client::call(&home, serde_json::json!({ "op": "trash_restore", "folder": folder, "path": path, "at": at })).await?;
+            client::call(&home, serde_json::json!({ "op": "trash_restore", "folder": folder, "path": path, "at": at }))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approve { folder: Some(folder), peer: Some(peer), .. } => {
+            client::call(&home, serde_json::json!({ "op": "approve", "folder": folder, "peer": peer })).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approve { folder: Some(_), peer: None, .. } => {
+            anyhow::bail!(client::DaemonError::usage("name the device to approve: peerbox approve FOLDER PEER"))
+        }
+        Command::Approve { json, .. } => {
+            let v = client::call(&home, serde_json::json!({ "op": "requests" })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for r in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{} asks to join {:?} ({}): peerbox approve {} {}",
+                        text(&r["peer"]),
+                        text(&r["folder_name"]),
+                        if r["read_write"].as_bool() == Some(true) { "read-write" } else { "read-only" },
+                        text(&r["folder"]),
+                        text(&r["peer"])
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Revoke { target } => {
@@ -346,8 +396,22 @@ fn print_status(v: &serde_json::Value) {
             println!("  conflict: {}", text(c));
         }
     }
+    for r in v["requests"].as_array().into_iter().flatten() {
+        println!(
+            "request {} asks to join {:?}: peerbox approve {} {}",
+            text(&r["peer"]),
+            text(&r["folder_name"]),
+            text(&r["folder"]),
+            text(&r["peer"])
+        );
+    }
     for p in v["peers"].as_array().into_iter().flatten() {
-        println!("peer {} {} {}", text(&p["peer"]), if p["connected"].as_bool() == Some(true) { "online" } else { "offline" }, text(&p["kind"]));
+        println!(
+            "peer {} {} {}",
+            text(&p["peer"]),
+            if p["connected"].as_bool() == Some(true) { "online" } else { "offline" },
+            text(&p["kind"])
+        );
     }
 }
 
@@ -355,7 +419,11 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
     let abs = |p: &std::path::Path| std::path::absolute(p).context("cannot resolve the path");
     match cmd {
         FolderCmd::Add { path, name, mode } => {
-            let v = client::call(home, serde_json::json!({ "op": "folder_add", "path": abs(&path)?, "name": name, "mode": mode })).await?;
+            let v = client::call(
+                home,
+                serde_json::json!({ "op": "folder_add", "path": abs(&path)?, "name": name, "mode": mode }),
+            )
+            .await?;
             println!("{}", text(&v["id"]));
         }
         FolderCmd::List { json } => {
@@ -368,14 +436,18 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
                 }
             }
         }
-        FolderCmd::Link { folder, read_only, expires } => {
-            let v = client::call(home, serde_json::json!({ "op": "folder_link", "folder": folder, "read_only": read_only, "expires_in": expires.map(|d| d.as_secs()) })).await?;
+        FolderCmd::Link { folder, read_only, expires, approve } => {
+            let v = client::call(home, serde_json::json!({ "op": "folder_link", "folder": folder, "read_only": read_only, "approve": approve, "expires_in": expires.map(|d| d.as_secs()) })).await?;
             println!("{}", text(&v["link"]));
         }
         FolderCmd::Join { link, path, mode } => {
             // Check the link here first: a bad one is reported without the daemon.
             Link::decode(&link)?;
-            let v = client::call(home, serde_json::json!({ "op": "folder_join", "link": link, "path": abs(&path)?, "mode": mode })).await?;
+            let v = client::call(
+                home,
+                serde_json::json!({ "op": "folder_join", "link": link, "path": abs(&path)?, "mode": mode }),
+            )
+            .await?;
             println!("{}", text(&v["id"]));
         }
         FolderCmd::Leave { folder } => {

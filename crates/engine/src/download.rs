@@ -199,10 +199,12 @@ impl Download {
         let _ = tmp.file.set_modified(mtime);
         set_executable(&tmp.file, file.meta.executable);
         // The destination may have appeared while we downloaded.
-        if !self.overwrite && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)?
-            && self.root.symlink_metadata(file.path.as_str()).is_ok() {
-                return Err(EngineError::WouldOverwrite(vec![dest]));
-            }
+        if !self.overwrite
+            && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)?
+            && self.root.symlink_metadata(file.path.as_str()).is_ok()
+        {
+            return Err(EngineError::WouldOverwrite(vec![dest]));
+        }
         self.root.rename(&tmp.tmp, &self.root, file.path.as_str()).map_err(|e| EngineError::io(&dest, e))?;
         sync_parent(&self.root, &file.path).map_err(|e| EngineError::io(&dest, e))?;
         Ok(dest)

@@ -17,9 +17,9 @@ use peerbox_proto::manifest::{FileMeta, block_size_for};
 use peerbox_store::{FileRecord, FileStamp};
 use rayon::prelude::*;
 
+use crate::EngineError;
 use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_executable, sync_parent};
 use crate::scan::{Skipped, Stamp};
-use crate::EngineError;
 
 /// The marker directory in every folder root; holds the trash. Its absence means
 /// the folder is not there (an unplugged drive): sync stops, nothing is deleted.
@@ -76,7 +76,7 @@ pub fn scan_folder(
     let mut out = ScanOutcome::default();
     let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
     match scope {
-        None => walk(root, root, None, &mut found, &mut out.skipped)?,
+        None => walk(root, None, &mut found, &mut out.skipped)?,
         Some(paths) => {
             for p in paths {
                 let Ok(rel) = RelPath::new(p) else { continue };
@@ -84,7 +84,7 @@ pub fn scan_folder(
                 match std::fs::symlink_metadata(&local) {
                     Ok(m) if m.is_dir() => {
                         found.insert(p.clone(), entry(&m, true));
-                        walk(root, &local, Some(&rel), &mut found, &mut out.skipped)?;
+                        walk(&local, Some(&rel), &mut found, &mut out.skipped)?;
                     }
                     Ok(m) if m.is_file() => {
                         found.insert(p.clone(), entry(&m, false));
@@ -110,7 +110,8 @@ pub fn scan_folder(
                 }
         })
         .collect();
-    let hashed: Vec<Result<(String, Vec<[u8; 32]>, Stamp), EngineError>> = to_hash
+    type Hashed = Result<(String, Vec<[u8; 32]>, Stamp), EngineError>;
+    let hashed: Vec<Hashed> = to_hash
         .par_iter()
         .map(|(p, e)| {
             let local = p.split('/').fold(root.to_owned(), |a, s| a.join(s));
@@ -204,7 +205,6 @@ pub fn to_stamp(s: Stamp) -> FileStamp {
 }
 
 fn walk(
-    root: &Path,
     dir: &Path,
     rel: Option<&RelPath>,
     found: &mut BTreeMap<String, LocalEntry>,
@@ -244,7 +244,7 @@ fn walk(
             skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
         } else if meta.is_dir() {
             found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
-            walk(root, &path, Some(&child_rel), found, skipped)?;
+            walk(&path, Some(&child_rel), found, skipped)?;
         } else if meta.is_file() {
             found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
         }
@@ -338,7 +338,12 @@ pub fn make_dir(root: &Dir, root_path: &Path, rel: &RelPath) -> Result<(), Engin
 }
 
 /// Renames the local file at `rel` to its conflict-copy name and returns that name.
-pub fn move_to_conflict_copy(root: &Dir, root_path: &Path, rel: &RelPath, device: &str) -> Result<RelPath, EngineError> {
+pub fn move_to_conflict_copy(
+    root: &Dir,
+    root_path: &Path,
+    rel: &RelPath,
+    device: &str,
+) -> Result<RelPath, EngineError> {
     let name = conflict_name(rel, peerbox_store::now(), device);
     let shown = root_path.join(rel.as_str());
     root.rename(rel.as_str(), root, name.as_str()).map_err(|e| EngineError::io(&shown, e))?;

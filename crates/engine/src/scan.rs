@@ -183,10 +183,11 @@ fn hash_all(
             let s = &entries[i];
             let (Some(local), Some(stamp)) = (&s.local, s.stamp) else { return (i, Ok(Vec::new())) };
             if let Some(h) = cache.get(local, stamp)
-                && h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size)) {
-                    progress(stamp.size);
-                    return (i, Ok(h));
-                }
+                && h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size))
+            {
+                progress(stamp.size);
+                return (i, Ok(h));
+            }
             (i, hash_stable(local, stamp, progress))
         })
         .collect();

@@ -11,9 +11,9 @@
 //! into the server side.
 
 pub mod blocks;
-pub mod sync;
 mod error;
 mod swarm;
+pub mod sync;
 
 pub use error::NetError;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};

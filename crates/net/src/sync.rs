@@ -32,7 +32,12 @@ pub trait SyncSource: Send + Sync + 'static {
     /// Admits `peer` to `folder` with a link secret. Blocking.
     fn join(&self, peer: PeerId, folder: FolderId, secret: [u8; 32]) -> Result<SyncResponse, SyncRefusal>;
     /// Records after `since` for a member. Blocking.
-    fn index(&self, peer: PeerId, folder: FolderId, since: u64) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal>;
+    fn index(
+        &self,
+        peer: PeerId,
+        folder: FolderId,
+        since: u64,
+    ) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal>;
     /// The folder's sequence, to wait on, for a member.
     fn watch(&self, peer: PeerId, folder: FolderId) -> Option<watch::Receiver<u64>>;
     /// A block of a file, checked against `hash`. Blocking.
@@ -58,9 +63,8 @@ pub async fn serve(mut incoming: libp2p_stream::IncomingStreams, source: Arc<dyn
 }
 
 async fn read<S: AsyncRead + Unpin>(s: &mut S, timeout: Duration) -> Result<Option<SyncFrame>, SessionError> {
-    let frame = tokio::time::timeout(timeout, read_frame_with(s, parse_header))
-        .await
-        .map_err(|_| SessionError::Timeout)??;
+    let frame =
+        tokio::time::timeout(timeout, read_frame_with(s, parse_header)).await.map_err(|_| SessionError::Timeout)??;
     match frame {
         None => Ok(None),
         Some((tag, payload)) => {
@@ -86,11 +90,9 @@ where
                 SyncFrame::Response(r.unwrap_or_else(SyncResponse::Refused))
             }
             SyncRequest::Index { folder, since, wait } => {
-                if wait {
-                    if let Some(mut rx) = source.watch(peer, folder) {
-                        // Hold the answer until the folder moves past `since`.
-                        let _ = tokio::time::timeout(LONG_POLL, rx.wait_for(|seq| *seq > since)).await;
-                    }
+                if wait && let Some(mut rx) = source.watch(peer, folder) {
+                    // Hold the answer until the folder moves past `since`.
+                    let _ = tokio::time::timeout(LONG_POLL, rx.wait_for(|seq| *seq > since)).await;
                 }
                 let s = source.clone();
                 match blocking(move || s.index(peer, folder, since)).await? {

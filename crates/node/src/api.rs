@@ -35,6 +35,18 @@ pub enum Request {
         /// Seconds from now until the link stops working.
         #[serde(default)]
         expires_in: Option<u64>,
+        /// Joining through the link waits for the owner's approval.
+        #[serde(default)]
+        approve: bool,
+    },
+    /// Devices asking to join (through links made with `approve`).
+    Requests,
+    /// Let a device that asked join a folder.
+    Approve {
+        /// Id, name or path.
+        folder: String,
+        /// The asking device's PeerId.
+        peer: String,
     },
     /// Join a folder from a link.
     FolderJoin {

@@ -19,7 +19,7 @@ use peerbox_engine::{EngineError, TempFile};
 use peerbox_net::Network;
 use peerbox_net::sync::{self as proto_sync, FolderBlock, SyncSource};
 use peerbox_proto::index::{
-    FolderId, PROTOCOL, Relation, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, short_id, MAX_BATCH,
+    FolderId, MAX_BATCH, PROTOCOL, Relation, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, short_id,
 };
 use peerbox_proto::link::secret_hash;
 use peerbox_proto::manifest::{FileMeta, block_count, block_len, block_size_for};
@@ -164,7 +164,12 @@ impl Folders {
     }
 
     /// Adds a local folder; returns its id.
-    pub(crate) fn add(self: &Arc<Self>, path: &Path, name: Option<String>, mode: FolderMode) -> Result<FolderId, NodeError> {
+    pub(crate) fn add(
+        self: &Arc<Self>,
+        path: &Path,
+        name: Option<String>,
+        mode: FolderMode,
+    ) -> Result<FolderId, NodeError> {
         let path = self.check_new_path(path)?;
         let id: FolderId = rand::random();
         let name = name.unwrap_or_else(|| path.file_name().and_then(|n| n.to_str()).unwrap_or("folder").to_owned());
@@ -203,16 +208,29 @@ impl Folders {
             .collect();
         match hits.len() {
             1 => Ok(hits.into_iter().next().ok_or_else(|| NodeError::Internal("vanished".into()))?),
-            0 => Err(NodeError::BadPath { path: key.into(), reason: "no such shared folder (see `peerbox folder list`)".into() }),
-            _ => Err(NodeError::BadPath { path: key.into(), reason: "more than one folder matches; use its id".into() }),
+            0 => Err(NodeError::BadPath {
+                path: key.into(),
+                reason: "no such shared folder (see `peerbox folder list`)".into(),
+            }),
+            _ => {
+                Err(NodeError::BadPath { path: key.into(), reason: "more than one folder matches; use its id".into() })
+            }
         }
     }
 
     /// Makes a link to a folder.
-    pub(crate) async fn link(&self, key: &str, read_only: bool, expires: Option<u64>) -> Result<String, NodeError> {
+    pub(crate) async fn link(
+        &self,
+        key: &str,
+        read_only: bool,
+        expires: Option<u64>,
+        approve: bool,
+    ) -> Result<String, NodeError> {
         let f = self.resolve(key)?;
         if !f.read_write && !read_only {
-            return Err(NodeError::LinkUnusable("this device has read-only access to the folder; it can only give read-only links".into()));
+            return Err(NodeError::LinkUnusable(
+                "this device has read-only access to the folder; it can only give read-only links".into(),
+            ));
         }
         let secret: [u8; 32] = rand::random();
         lock(&self.store).add_link(&LinkRecord {
@@ -220,6 +238,7 @@ impl Folders {
             target: LinkTarget::Folder(f.id),
             secret_hash: secret_hash(&secret),
             read_only,
+            approve,
             created: peerbox_store::now(),
             expires,
             revoked: false,
@@ -241,14 +260,22 @@ impl Folders {
     }
 
     /// Joins a folder from a link into `path`.
-    pub(crate) async fn join(self: &Arc<Self>, link: &Link, path: &Path, mode: FolderMode) -> Result<FolderId, NodeError> {
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        link: &Link,
+        path: &Path,
+        mode: FolderMode,
+    ) -> Result<FolderId, NodeError> {
         if link.kind != LinkKind::Folder {
-            return Err(NodeError::LinkUnusable("this link shares files, not a folder; download it with `peerbox get`".into()));
+            return Err(NodeError::LinkUnusable(
+                "this link shares files, not a folder; download it with `peerbox get`".into(),
+            ));
         }
         if link.is_expired(peerbox_store::now()) {
             return Err(NodeError::LinkUnusable("this link has expired; ask the sender for a new one".into()));
         }
-        let peer = PeerId::from_bytes(&link.peer).map_err(|_| NodeError::LinkUnusable("the link names an invalid sharer id".into()))?;
+        let peer = PeerId::from_bytes(&link.peer)
+            .map_err(|_| NodeError::LinkUnusable("the link names an invalid sharer id".into()))?;
         if peer == self.me {
             return Err(NodeError::LinkUnusable("this link was made by this device".into()));
         }
@@ -263,11 +290,14 @@ impl Folders {
             .await
             .map_err(|_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }))??;
         let mut stream = self.net.open_stream(peer, PROTOCOL).await?;
-        let answer =
-            proto_sync::request(&mut stream, SyncRequest::Join { folder, secret: link.secret }, Duration::from_secs(30))
-                .await?;
-        let (name, read_write, members) = match answer {
-            SyncResponse::Joined { name, read_write, members } => (name, read_write, members),
+        let answer = proto_sync::request(
+            &mut stream,
+            SyncRequest::Join { folder, secret: link.secret },
+            Duration::from_secs(30),
+        )
+        .await?;
+        let (name, read_write, members, pending) = match answer {
+            SyncResponse::Joined { name, read_write, members, pending } => (name, read_write, members, pending),
             SyncResponse::Refused(SyncRefusal::Expired) => {
                 return Err(NodeError::LinkUnusable("this link has expired; ask the sender for a new one".into()));
             }
@@ -280,7 +310,8 @@ impl Folders {
         };
         let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
         disk::create_marker(&path)?;
-        let mode = if read_write { mode } else if mode == FolderMode::OnDemand { mode } else { FolderMode::ReceiveOnly };
+        // A read-only member cannot send; on-demand stays on-demand.
+        let mode = if read_write || mode == FolderMode::OnDemand { mode } else { FolderMode::ReceiveOnly };
         {
             let mut st = lock(&self.store);
             st.add_folder(&FolderRow { id: folder, name, path, mode, read_write, paused: None })?;
@@ -291,8 +322,49 @@ impl Folders {
                 }
             }
         }
+        if pending {
+            tracing::info!("waiting for the owner to approve this device");
+        }
         self.start(folder);
         Ok(folder)
+    }
+
+    /// Devices waiting for approval to join this device's folders.
+    pub(crate) fn requests(&self) -> Result<Vec<serde_json::Value>, NodeError> {
+        let st = lock(&self.store);
+        let mut out = Vec::new();
+        for r in st.join_requests()? {
+            let name = st.folder(&r.folder)?.map(|f| f.name).unwrap_or_default();
+            let Ok(peer) = PeerId::from_bytes(&r.peer) else { continue };
+            out.push(serde_json::json!({
+                "folder": hex::encode(r.folder),
+                "folder_name": name,
+                "peer": peer.to_string(),
+                "read_write": r.read_write,
+                "asked_at": r.created,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Approves a waiting device: it becomes a member with the rights its link gave.
+    pub(crate) fn approve(&self, key: &str, peer: &PeerId) -> Result<(), NodeError> {
+        let f = self.resolve(key)?;
+        let req = lock(&self.store)
+            .join_requests()?
+            .into_iter()
+            .find(|r| r.folder == f.id && r.peer == peer.to_bytes())
+            .ok_or_else(|| NodeError::BadPath {
+                path: peer.to_string().into(),
+                reason: "has not asked to join this folder".into(),
+            })?;
+        {
+            let mut st = lock(&self.store);
+            st.put_member(&f.id, &Member { peer: req.peer.clone(), read_write: req.read_write, addrs: vec![] })?;
+            st.remove_join_request(&f.id, &req.peer)?;
+        }
+        self.kick(&f.id, Kick::Members);
+        Ok(())
     }
 
     /// Stops syncing a folder and forgets it (its files stay on disk).
@@ -339,10 +411,8 @@ impl Folders {
             };
             let pins = Pins::load(&f);
             let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p));
-            let (local_files, local_bytes) = local
-                .iter()
-                .filter(|r| r.have && !r.deleted && !r.dir)
-                .fold((0, 0), |(n, b), r| (n + 1, b + r.size));
+            let (local_files, local_bytes) =
+                local.iter().filter(|r| r.have && !r.deleted && !r.dir).fold((0, 0), |(n, b), r| (n + 1, b + r.size));
             let need_files = plan.len() as u64;
             let need_bytes: u64 = plan.iter().filter(|a| !a.remote.deleted).map(|a| a.remote.size).sum();
             let total = local_bytes + need_bytes;
@@ -368,7 +438,11 @@ impl Folders {
                 completion: if total == 0 { 100.0 } else { local_bytes as f64 * 100.0 / total as f64 },
                 members: members
                     .iter()
-                    .filter_map(|m| PeerId::from_bytes(&m.peer).ok().map(|p| MemberInfo { peer: p.to_string(), read_write: m.read_write }))
+                    .filter_map(|m| {
+                        PeerId::from_bytes(&m.peer)
+                            .ok()
+                            .map(|p| MemberInfo { peer: p.to_string(), read_write: m.read_write })
+                    })
                     .collect(),
             });
         }
@@ -473,10 +547,10 @@ fn needs(
                 _ => continue,
             },
         }
-        if let Some((b, sources)) = best.get_mut(r.path.as_str()) {
-            if b.version == r.version {
-                *sources = if r.have { vec![peer.clone()] } else { vec![] };
-            }
+        if let Some((b, sources)) = best.get_mut(r.path.as_str())
+            && b.version == r.version
+        {
+            *sources = if r.have { vec![peer.clone()] } else { vec![] };
         }
     }
     let mut out = Vec::new();
@@ -504,7 +578,15 @@ fn needs(
     // Directories first (parents before children), then files, deletes last
     // (children before parents).
     out.sort_by(|a, b| {
-        let rank = |x: &Action| if x.remote.deleted { 2 } else if x.remote.dir { 0 } else { 1 };
+        let rank = |x: &Action| {
+            if x.remote.deleted {
+                2
+            } else if x.remote.dir {
+                0
+            } else {
+                1
+            }
+        };
         rank(a).cmp(&rank(b)).then_with(|| {
             if a.remote.deleted { b.remote.path.cmp(&a.remote.path) } else { a.remote.path.cmp(&b.remote.path) }
         })
@@ -522,7 +604,13 @@ struct FolderTask {
 }
 
 impl FolderTask {
-    async fn run(folders: Arc<Folders>, id: FolderId, mut kicks: mpsc::Receiver<Kick>, kick: mpsc::Sender<Kick>, state: Arc<Mutex<FolderState>>) {
+    async fn run(
+        folders: Arc<Folders>,
+        id: FolderId,
+        mut kicks: mpsc::Receiver<Kick>,
+        kick: mpsc::Sender<Kick>,
+        state: Arc<Mutex<FolderState>>,
+    ) {
         let Ok(Some(row)) = lock(&folders.store).folder(&id) else { return };
         let changes = Arc::new(Changes::default());
         let watcher = start_watcher(&row.path, changes.clone());
@@ -666,7 +754,11 @@ impl FolderTask {
             }
             let (local, remote, members) = {
                 let st = lock(&self.folders.store);
-                (st.files(&self.id).unwrap_or_default(), st.remote_files(&self.id).unwrap_or_default(), st.members(&self.id).unwrap_or_default())
+                (
+                    st.files(&self.id).unwrap_or_default(),
+                    st.remote_files(&self.id).unwrap_or_default(),
+                    st.members(&self.id).unwrap_or_default(),
+                )
             };
             let pins = Pins::load(&row);
             let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p));
@@ -777,7 +869,8 @@ impl FolderTask {
             }
             let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
             let r = {
-                let (root, path, rel, meta, tmp) = (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
+                let (root, path, rel, meta, tmp) =
+                    (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
                 tokio::task::spawn_blocking(move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected))
                     .await
                     .map_err(|e| NodeError::Internal(e.to_string()))?
@@ -869,7 +962,11 @@ fn local_block_index(row: &FolderRow, local: &[FileRecord]) -> LocalBlocks {
     for r in local.iter().filter(|r| r.have && !r.deleted && !r.dir) {
         let path = r.path.split('/').fold(row.path.clone(), |p, s| p.join(s));
         for (i, h) in r.blocks.iter().enumerate() {
-            map.entry(*h).or_insert((path.clone(), i as u64 * r.block_size as u64, block_len(r.size, r.block_size, i as u64)));
+            map.entry(*h).or_insert((
+                path.clone(),
+                i as u64 * r.block_size as u64,
+                block_len(r.size, r.block_size, i as u64),
+            ));
         }
     }
     Arc::new(map)
@@ -914,7 +1011,13 @@ enum ScanReport {
     Paused(String),
 }
 
-fn scan_blocking(folders: &Folders, row: &FolderRow, id: FolderId, scope: Option<Vec<String>>, confirmed: bool) -> Result<ScanReport, NodeError> {
+fn scan_blocking(
+    folders: &Folders,
+    row: &FolderRow,
+    id: FolderId,
+    scope: Option<Vec<String>>,
+    confirmed: bool,
+) -> Result<ScanReport, NodeError> {
     if let Err(e) = disk::check_marker(&row.path) {
         lock(&folders.store).set_paused(&id, Some("stopped: marker missing"))?;
         return Err(e.into());
@@ -956,10 +1059,11 @@ fn scan_blocking(folders: &Folders, row: &FolderRow, id: FolderId, scope: Option
         let mut reverted = Vec::new();
         for r in changed {
             let Some(k) = known.get(&r.path) else { continue };
-            if let Ok(rel) = RelPath::new(&r.path) {
-                if !r.deleted && !r.dir {
-                    let _ = disk::trash(&root, &row.path, &rel);
-                }
+            if let Ok(rel) = RelPath::new(&r.path)
+                && !r.deleted
+                && !r.dir
+            {
+                let _ = disk::trash(&root, &row.path, &rel);
             }
             reverted.push(FileRecord { have: false, local: None, ..k.clone() });
         }
@@ -1057,13 +1161,18 @@ async fn member_task(folders: Arc<Folders>, id: FolderId, peer: PeerId, kick: mp
             Err(e) => {
                 tracing::debug!(%peer, "index exchange: {e}");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
 }
 
-async fn poll_member(folders: &Arc<Folders>, id: FolderId, peer: PeerId, kick: &mpsc::Sender<Kick>) -> Result<(), NodeError> {
+async fn poll_member(
+    folders: &Arc<Folders>,
+    id: FolderId,
+    peer: PeerId,
+    kick: &mpsc::Sender<Kick>,
+) -> Result<(), NodeError> {
     let addrs = member_addrs(&folders.store, &id, &peer.to_bytes());
     tokio::time::timeout(Duration::from_secs(20), folders.net.dial(peer, addrs))
         .await
@@ -1112,7 +1221,10 @@ fn merge_members(folders: &Folders, id: FolderId, members: Vec<WireMember>) -> R
         if m.peer == me || PeerId::from_bytes(&m.peer).is_err() || known.iter().any(|k| k.peer == m.peer) {
             continue;
         }
-        st.put_member(&id, &Member { peer: m.peer, read_write: m.read_write, addrs: m.addrs.into_iter().take(8).collect() })?;
+        st.put_member(
+            &id,
+            &Member { peer: m.peer, read_write: m.read_write, addrs: m.addrs.into_iter().take(8).collect() },
+        )?;
         new = true;
     }
     Ok(new)
@@ -1187,7 +1299,11 @@ impl FolderSource {
 
 impl SyncSource for FolderSource {
     fn join(&self, peer: PeerId, folder: FolderId, secret: [u8; 32]) -> Result<SyncResponse, SyncRefusal> {
-        let link = lock(&self.0.store).link_by_secret_hash(&secret_hash(&secret)).ok().flatten().ok_or(SyncRefusal::NotAllowed)?;
+        let link = lock(&self.0.store)
+            .link_by_secret_hash(&secret_hash(&secret))
+            .ok()
+            .flatten()
+            .ok_or(SyncRefusal::NotAllowed)?;
         if link.target != LinkTarget::Folder(folder) || link.revoked {
             return Err(SyncRefusal::NotAllowed);
         }
@@ -1196,17 +1312,39 @@ impl SyncSource for FolderSource {
         }
         let row = lock(&self.0.store).folder(&folder).ok().flatten().ok_or(SyncRefusal::NotAllowed)?;
         let read_write = !link.read_only && row.read_write;
+        let already =
+            lock(&self.0.store).members(&folder).unwrap_or_default().iter().any(|m| m.peer == peer.to_bytes());
+        if link.approve && !already {
+            let mut st = lock(&self.0.store);
+            st.add_join_request(&peerbox_store::JoinRequest {
+                folder,
+                peer: peer.to_bytes(),
+                read_write,
+                created: peerbox_store::now(),
+            })
+            .map_err(|_| SyncRefusal::NotAllowed)?;
+            let _ = st.count_link_use(link.id);
+            tracing::warn!(%peer, "a device asks to join {:?}; approve with `peerbox approve`", row.name);
+            let me = WireMember { peer: self.0.me.to_bytes(), read_write: true, addrs: vec![] };
+            return Ok(SyncResponse::Joined { name: row.name, read_write, members: vec![me], pending: true });
+        }
         {
             let mut st = lock(&self.0.store);
-            st.put_member(&folder, &Member { peer: peer.to_bytes(), read_write, addrs: vec![] }).map_err(|_| SyncRefusal::NotAllowed)?;
+            st.put_member(&folder, &Member { peer: peer.to_bytes(), read_write, addrs: vec![] })
+                .map_err(|_| SyncRefusal::NotAllowed)?;
             let _ = st.count_link_use(link.id);
         }
         tracing::info!(%peer, read_write, "a device joined {:?}", row.name);
         self.0.kick(&folder, Kick::Members);
-        Ok(SyncResponse::Joined { name: row.name, read_write, members: self.wire_members(&folder) })
+        Ok(SyncResponse::Joined { name: row.name, read_write, members: self.wire_members(&folder), pending: false })
     }
 
-    fn index(&self, peer: PeerId, folder: FolderId, since: u64) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal> {
+    fn index(
+        &self,
+        peer: PeerId,
+        folder: FolderId,
+        since: u64,
+    ) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal> {
         let (row, _) = self.member(&peer, &folder).ok_or(SyncRefusal::NotAllowed)?;
         let st = lock(&self.0.store);
         let records = st.files_since(&folder, since, MAX_BATCH).map_err(|_| SyncRefusal::NotAllowed)?;
@@ -1238,4 +1376,3 @@ impl SyncSource for FolderSource {
         (peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
     }
 }
-

@@ -24,9 +24,9 @@ use peerbox_proto::blocks::PROTOCOL;
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use api::{PeerInfo, Request};
 pub use error::{ApiError, NodeError};
 pub use folders::{FolderInfo, FolderState, MemberInfo};
-pub use api::{PeerInfo, Request};
 pub use get::{GetOptions, GetOutcome, GetProgress};
 pub use home::Home;
 
@@ -106,12 +106,15 @@ impl Node {
                 match ev {
                     peerbox_net::NetEvent::Connected { peer, addr } => {
                         let relayed = addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit));
-                        p.insert(peer, PeerInfo {
-                            peer: peer.to_string(),
-                            connected: true,
-                            addr: addr.to_string(),
-                            kind: if relayed { "relayed" } else { "direct" },
-                        });
+                        p.insert(
+                            peer,
+                            PeerInfo {
+                                peer: peer.to_string(),
+                                connected: true,
+                                addr: addr.to_string(),
+                                kind: if relayed { "relayed" } else { "direct" },
+                            },
+                        );
                     }
                     peerbox_net::NetEvent::Disconnected { peer } => {
                         if let Some(i) = p.get_mut(&peer) {
@@ -197,6 +200,7 @@ impl Node {
             read_only: true,
             expires,
         };
+
         let (files, bytes) = result.entries.iter().fold((0, 0), |(n, b), s| match &s.entry.kind {
             peerbox_proto::EntryKind::File(f) => (n + 1, b + f.size),
             peerbox_proto::EntryKind::Dir => (n, b),
@@ -251,6 +255,7 @@ impl Node {
                     "peer_id": self.peer_id().to_string(),
                     "listen": listen,
                     "folders": self.folders()?.list()?,
+                    "requests": self.folders()?.requests()?,
                     "peers": self.peers(),
                 })
             }
@@ -259,8 +264,16 @@ impl Node {
                 let id = self.folders()?.add(&path, name, mode(m)?)?;
                 json!({ "id": hex::encode(id) })
             }
-            Request::FolderLink { folder, read_only, expires_in } => {
-                json!({ "link": self.folders()?.link(&folder, read_only, expiry(expires_in)).await? })
+            Request::FolderLink { folder, read_only, expires_in, approve } => {
+                json!({ "link": self.folders()?.link(&folder, read_only, expiry(expires_in), approve).await? })
+            }
+            Request::Requests => json!(self.folders()?.requests()?),
+            Request::Approve { folder, peer } => {
+                let peer: PeerId = peer
+                    .parse()
+                    .map_err(|_| NodeError::BadPath { path: peer.clone().into(), reason: "not a PeerId".into() })?;
+                self.folders()?.approve(&folder, &peer)?;
+                json!({})
             }
             Request::FolderJoin { link, path, mode: m } => {
                 let link = Link::decode(&link)?;
@@ -306,9 +319,10 @@ impl Node {
             share::lock(store).revoke_link(rec.id)?;
             return Ok(serde_json::json!({ "revoked": "link" }));
         }
-        let peer: PeerId = target
-            .parse()
-            .map_err(|_| NodeError::BadPath { path: target.into(), reason: "neither a peerbox:// link nor a PeerId".into() })?;
+        let peer: PeerId = target.parse().map_err(|_| NodeError::BadPath {
+            path: target.into(),
+            reason: "neither a peerbox:// link nor a PeerId".into(),
+        })?;
         let n = self.folders()?.remove_member(&peer)?;
         Ok(serde_json::json!({ "revoked": "peer", "folders": n }))
     }

@@ -69,6 +69,7 @@ pub(crate) fn add_link(store: &SharedStore, id: [u8; 32], expires: Option<u64>) 
         target: LinkTarget::Files(id),
         secret_hash: secret_hash(&secret),
         read_only: true,
+        approve: false,
         created: peerbox_store::now(),
         expires,
         revoked: false,

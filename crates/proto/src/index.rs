@@ -180,6 +180,8 @@ pub enum SyncResponse {
         read_write: bool,
         /// Members known to the admitting device (itself included).
         members: Vec<WireMember>,
+        /// The owner must approve this device before it can sync.
+        pending: bool,
     },
     /// A batch of records; `last` is the sequence to ask after next time.
     Index {

@@ -128,7 +128,9 @@ fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
 fn local_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<FileStamp>> {
     let size: Option<i64> = r.get(at)?;
     Ok(match size {
-        Some(size) => Some(FileStamp { size: size as u64, mtime_ns: r.get(at + 1)?, inode: r.get::<_, i64>(at + 2)? as u64 }),
+        Some(size) => {
+            Some(FileStamp { size: size as u64, mtime_ns: r.get(at + 1)?, inode: r.get::<_, i64>(at + 2)? as u64 })
+        }
         None => None,
     })
 }
@@ -145,7 +147,8 @@ impl Store {
 
     /// All folders.
     pub fn folders(&self) -> Result<Vec<FolderRow>> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, name, path, mode, read_write, paused FROM folders ORDER BY name")?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, name, path, mode, read_write, paused FROM folders ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             let id: Vec<u8> = r.get(0)?;
             let mut fid = [0u8; 16];
@@ -200,7 +203,8 @@ impl Store {
 
     /// Removes a member.
     pub fn remove_member(&mut self, folder: &FolderId, peer: &[u8]) -> Result<()> {
-        self.conn.execute("DELETE FROM folder_members WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?;
+        self.conn
+            .execute("DELETE FROM folder_members WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?;
         Ok(())
     }
 
@@ -210,7 +214,11 @@ impl Store {
             self.conn.prepare_cached("SELECT peer, read_write, addrs FROM folder_members WHERE folder_id = ?1")?;
         let rows = stmt.query_map([&folder[..]], |r| {
             let addrs: String = r.get(2)?;
-            Ok(Member { peer: r.get(0)?, read_write: r.get(1)?, addrs: serde_json::from_str(&addrs).unwrap_or_default() })
+            Ok(Member {
+                peer: r.get(0)?,
+                read_write: r.get(1)?,
+                addrs: serde_json::from_str(&addrs).unwrap_or_default(),
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -350,18 +358,19 @@ impl Store {
     pub fn remote_seq(&self, folder: &FolderId, peer: &[u8]) -> Result<u64> {
         let s: Option<i64> = self
             .conn
-            .query_row("SELECT seq FROM remote_seq WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT seq FROM remote_seq WHERE folder_id = ?1 AND peer = ?2",
+                params![&folder[..], peer],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(s.unwrap_or(0) as u64)
     }
 
     /// Every member's announced records for a folder, with the member.
     pub fn remote_files(&self, folder: &FolderId) -> Result<Vec<(Vec<u8>, FileRecord)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT peer, {FILE_COLS} FROM remote_files WHERE folder_id = ?1"))?;
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT peer, {FILE_COLS} FROM remote_files WHERE folder_id = ?1"))?;
         let rows = stmt.query_map([&folder[..]], |r| {
             let peer: Vec<u8> = r.get(0)?;
             // Shift: file_from_row reads from column 0.
@@ -387,5 +396,53 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// A device waiting for the owner's approval to join a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// The folder.
+    pub folder: FolderId,
+    /// PeerId bytes.
+    pub peer: Vec<u8>,
+    /// Rights it will get.
+    pub read_write: bool,
+    /// When it asked, unix seconds.
+    pub created: u64,
+}
+
+impl Store {
+    /// Records a request to join (idempotent).
+    pub fn add_join_request(&mut self, r: &JoinRequest) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO join_requests (folder_id, peer, read_write, created) VALUES (?1, ?2, ?3, ?4)",
+            params![&r.folder[..], r.peer, r.read_write, r.created as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Every waiting request.
+    pub fn join_requests(&self) -> Result<Vec<JoinRequest>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT folder_id, peer, read_write, created FROM join_requests ORDER BY created")?;
+        let rows = stmt.query_map([], |r| {
+            let f: Vec<u8> = r.get(0)?;
+            let mut folder = [0u8; 16];
+            if f.len() == 16 {
+                folder.copy_from_slice(&f);
+            }
+            Ok(JoinRequest { folder, peer: r.get(1)?, read_write: r.get(2)?, created: r.get::<_, i64>(3)? as u64 })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes a request (approved or denied).
+    pub fn remove_join_request(&mut self, folder: &FolderId, peer: &[u8]) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM join_requests WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?
+            > 0)
     }
 }

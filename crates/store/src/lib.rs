@@ -17,7 +17,7 @@ use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::StoreError;
-pub use folders::{FileRecord, FolderMode, FolderRow, Member};
+pub use folders::{FileRecord, FolderMode, FolderRow, JoinRequest, Member};
 
 /// Result alias for store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -69,6 +69,8 @@ pub struct LinkRecord {
     pub secret_hash: [u8; 32],
     /// Whether holders may only read.
     pub read_only: bool,
+    /// Whether a folder join through this link waits for the owner's approval.
+    pub approve: bool,
     /// Creation, unix seconds.
     pub created: u64,
     /// Expiry, unix seconds.
@@ -177,8 +179,8 @@ impl Store {
             LinkTarget::Folder(t) => ("folder", t),
         };
         self.conn.execute(
-            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses)
-             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses, approve)
+             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9)",
             params![
                 target,
                 &link.secret_hash[..],
@@ -187,7 +189,8 @@ impl Store {
                 link.expires.map(|e| e as i64),
                 link.revoked,
                 link.uses as i64,
-                kind
+                kind,
+                link.approve
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -198,7 +201,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, target, secret_hash, read_only, created, expires, revoked, uses, kind
+                "SELECT id, target, secret_hash, read_only, created, expires, revoked, uses, kind, approve
                  FROM links WHERE secret_hash = ?1",
                 [&hash[..]],
                 |r| {
@@ -218,6 +221,7 @@ impl Store {
                         target,
                         secret_hash: blob32(r, 2)?,
                         read_only: r.get(3)?,
+                        approve: r.get(9)?,
                         created: r.get::<_, i64>(4)? as u64,
                         expires: r.get::<_, Option<i64>>(5)?.map(|e| e as u64),
                         revoked: r.get(6)?,
@@ -384,6 +388,7 @@ mod tests {
             target: LinkTarget::Files([5; 32]),
             secret_hash: [8; 32],
             read_only: true,
+            approve: false,
             created: 10,
             expires: Some(20),
             revoked: false,

@@ -108,6 +108,15 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL,
         PRIMARY KEY (folder_id, peer)
      ) WITHOUT ROWID;",
+    // 3: links that need the owner's approval, and the requests waiting for it.
+    "ALTER TABLE links ADD COLUMN approve INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE join_requests (
+        folder_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        read_write INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, peer)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

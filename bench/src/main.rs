@@ -1,0 +1,248 @@
+//! `peerbox-bench`: one file by link, share → get, over loopback.
+//!
+//! Makes one random file, then runs interleaved rounds of three cases — a
+//! plain TCP copy + fsync (the reference), `peerbox share` → `peerbox get`,
+//! and iroh's `sendme` when installed — and prints a markdown table of
+//! medians, per-round figures, ratios to the reference taken within each
+//! round, and peak RSS (see shared/docs/BENCHMARKS.md for the method).
+//!
+//! Exit codes: 0 done (goals met or not: they are only reported); 1 failed,
+//! including any copy whose bytes differ from the source; 130 interrupted.
+
+mod data;
+mod peerbox;
+mod plain;
+mod proc;
+mod report;
+mod sendme;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::data::{Source, WrongBytes};
+use crate::report::{Case, Report};
+
+#[derive(Parser)]
+#[command(
+    name = "peerbox-bench",
+    version,
+    about = "Benchmark one file by link (peerbox share → get) against a plain TCP copy + fsync and sendme, over loopback."
+)]
+struct Cli {
+    /// File size: 1GiB, 256MiB, 500MB, ... (KiB/MiB/GiB are binary, KB/MB/GB decimal).
+    #[arg(long, default_value = "1GiB", value_parser = data::parse_size)]
+    size: u64,
+    /// Interleaved rounds; each runs every case once, reference first.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// The peerbox binary [default: $PEERBOX_BIN, else `peerbox` next to this executable].
+    #[arg(long, env = "PEERBOX_BIN", value_name = "PATH")]
+    peerbox: Option<PathBuf>,
+    /// Also write the table and goal lines to this file.
+    #[arg(long, value_name = "FILE.md")]
+    out: Option<PathBuf>,
+}
+
+/// One case's measurement in one round.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sample {
+    /// Seconds for the whole transfer as that case defines it.
+    pub(crate) secs: f64,
+    /// Peak RSS of the receiving process, bytes.
+    pub(crate) rss_get: Option<u64>,
+    /// Peak RSS of the sending process, bytes.
+    pub(crate) rss_share: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("peerbox-bench: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            r = run(cli) => match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    if e.downcast_ref::<WrongBytes>().is_some() {
+                        eprintln!("\npeerbox-bench: FAILED — {e:#}");
+                    } else {
+                        eprintln!("\npeerbox-bench: {e:#}");
+                    }
+                    ExitCode::FAILURE
+                }
+            },
+            // Dropping `run` kills every child's process group and removes the scratch folder.
+            () = interrupted() => {
+                eprintln!("\npeerbox-bench: interrupted; cleaning up");
+                ExitCode::from(130)
+            }
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Finds the peerbox binary: --peerbox / $PEERBOX_BIN, else next to this executable.
+fn find_peerbox(given: Option<PathBuf>) -> Result<PathBuf> {
+    const HOW: &str =
+        "run `cargo build --release -p peerbox-cli -p peerbox-bench` (or pass --peerbox PATH, or set PEERBOX_BIN)";
+    let path = match given {
+        Some(p) => p,
+        None => {
+            let exe = std::env::current_exe().context("cannot tell where this executable is")?;
+            exe.parent().context("this executable has no folder")?.join("peerbox")
+        }
+    };
+    if !path.is_file() {
+        bail!("the peerbox binary is not at {}; {HOW}", path.display());
+    }
+    std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let peerbox_bin = find_peerbox(cli.peerbox)?;
+    let peerbox_version = proc::probe(&peerbox_bin, &["--version"]).await.unwrap_or_default().trim().to_owned();
+    let sendme = sendme::probe().await;
+
+    let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    // Dropped last (declared first): removes everything the rounds left.
+    let scratch = tempfile::Builder::new()
+        .prefix("peerbox-bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("cannot make a scratch folder in {}", base.display()))?;
+
+    eprintln!("peerbox:  {} ({})", peerbox_bin.display(), peerbox_version);
+    match &sendme {
+        Ok(s) => eprintln!("sendme:   {} (in a loopback-only network namespace)", s.version),
+        Err(why) => eprintln!("sendme: {why}"),
+    }
+    eprintln!("scratch:  {}", scratch.path().display());
+
+    let t = Instant::now();
+    let path = scratch.path().join(format!("random-{}.bin", report::size_label(cli.size).replace(' ', "")));
+    let (size, seed) = (cli.size, seed());
+    eprint!("writing {} of random data ... ", report::size_label(size));
+    let source = tokio::task::spawn_blocking(move || data::generate(&path, size, seed)).await??;
+    eprintln!("{:.1}s, SHA-256 {}", t.elapsed().as_secs_f64(), &source.sha256[..16]);
+    // Dirty pages left by whatever ran just before (bench/run's cargo build
+    // writes hundreds of MB) would otherwise be written back during round 1.
+    let synced = tokio::process::Command::new("sync").status().await.is_ok_and(|s| s.success());
+    if !synced {
+        eprintln!("(could not run sync(1); round 1 may include earlier write-back)");
+    }
+
+    // Generous: a stuck child fails the run instead of hanging it.
+    let limit = Duration::from_secs(120 + size / 5_000_000);
+    let mut report = Report::new(size, cli.rounds);
+    let mut sendme_ok = sendme.as_ref().ok();
+    if let Err(why) = &sendme {
+        report.note(format!("sendme: {why}"));
+    }
+
+    // The disks here write blocks that were never (or not recently) written
+    // several times slower than blocks freed a moment ago, so the first copy
+    // is slow whichever case makes it. One untimed copy evens that out.
+    let dir = round_dir(scratch.path(), 0, "warm-up")?;
+    let s = plain::run(&source, &dir.join("copy.bin")).await.context("warm-up copy")?;
+    eprintln!("warm-up (not counted): plain copy {:.0} MB/s", source.size as f64 / s.secs / 1e6);
+    std::fs::remove_dir_all(&dir)?;
+
+    for round in 1..=cli.rounds {
+        eprintln!("round {round}/{}", cli.rounds);
+        let dir = round_dir(scratch.path(), round, "plain")?;
+        let s = plain::run(&source, &dir.join("copy.bin")).await.context("plain TCP copy")?;
+        progress(Case::Plain, &s, &source);
+        report.add(round, Case::Plain, s);
+        std::fs::remove_dir_all(&dir)?;
+
+        let dir = round_dir(scratch.path(), round, "peerbox")?;
+        let s = peerbox::run(&peerbox_bin, &source, &dir, limit).await.context("peerbox share → get")?;
+        progress(Case::Peerbox, &s, &source);
+        report.add(round, Case::Peerbox, s);
+        std::fs::remove_dir_all(&dir)?;
+
+        if let Some(sm) = sendme_ok {
+            let dir = round_dir(scratch.path(), round, "sendme")?;
+            match sendme::run(sm, &source, &dir, limit).await {
+                Ok(s) => {
+                    progress(Case::Sendme, &s, &source);
+                    report.add(round, Case::Sendme, s);
+                }
+                Err(e) if e.downcast_ref::<WrongBytes>().is_some() => return Err(e),
+                Err(e) => {
+                    // A reference that cannot run is reported, not fatal.
+                    eprintln!("  sendme failed, skipping it from now on: {e:#}");
+                    report.note(format!("sendme failed in round {round}: {}", first_line(&format!("{e:#}"))));
+                    sendme_ok = None;
+                }
+            }
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+
+    let text = report.render(&peerbox_version, sendme.as_ref().ok().map(|s| s.version.as_str()));
+    println!();
+    print!("{text}");
+    std::io::stdout().flush()?;
+    if let Some(out) = &cli.out {
+        std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    drop(scratch);
+    Ok(())
+}
+
+fn round_dir(scratch: &Path, round: u32, case: &str) -> Result<PathBuf> {
+    let dir = scratch.join(format!("round{round}-{case}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn progress(case: Case, s: &Sample, source: &Source) {
+    let mib = |b: Option<u64>| b.map_or_else(|| "-".to_owned(), |b| format!("{:.0}", b as f64 / 1048576.0));
+    let rss = if s.rss_get.is_some() || s.rss_share.is_some() {
+        format!(", peak RSS {} {} / {} {} MiB", case.get_side(), mib(s.rss_get), case.share_side(), mib(s.rss_share))
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "  {:<24} {:>8.0} MB/s ({:.2}s){rss}, bytes verified",
+        case.name(),
+        source.size as f64 / s.secs / 1e6,
+        s.secs
+    );
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+fn seed() -> u64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
