@@ -354,3 +354,99 @@ pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
 pub fn content(root: &Path) -> BTreeMap<String, String> {
     tree(root).into_iter().filter(|(k, _)| !k.starts_with(".peerbox")).collect()
 }
+
+/// A folder member that passed the handshake and joined with a valid link, then
+/// announces whatever records the test gives it and serves `block_data` for every
+/// block request.
+pub struct FakeMember {
+    pub peer: PeerId,
+    _net: Network,
+}
+
+struct FakeIndex {
+    records: Vec<peerbox_proto::index::WireRecord>,
+    block_data: Bytes,
+}
+
+impl peerbox_net::sync::SyncSource for FakeIndex {
+    fn join(
+        &self,
+        _: PeerId,
+        _: peerbox_proto::index::FolderId,
+        _: [u8; 32],
+    ) -> Result<peerbox_proto::index::SyncResponse, peerbox_proto::index::SyncRefusal> {
+        Err(peerbox_proto::index::SyncRefusal::NotAllowed)
+    }
+    fn index(
+        &self,
+        _: PeerId,
+        _: peerbox_proto::index::FolderId,
+        since: u64,
+    ) -> Result<
+        (Vec<peerbox_proto::index::WireRecord>, u64, Vec<peerbox_proto::index::WireMember>),
+        peerbox_proto::index::SyncRefusal,
+    > {
+        let records = if since == 0 { self.records.clone() } else { Vec::new() };
+        Ok((records, 1, Vec::new()))
+    }
+    fn watch(&self, _: PeerId, _: peerbox_proto::index::FolderId) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    fn block(&self, _: PeerId, _: peerbox_proto::index::FolderId, _: &str, _: u32, _: [u8; 32]) -> Option<Bytes> {
+        Some(self.block_data.clone())
+    }
+}
+
+impl FakeMember {
+    /// Joins the folder behind `link` (a real daemon's folder link) and starts
+    /// announcing `records`.
+    pub async fn join(link: &str, records: Vec<peerbox_proto::index::WireRecord>, block_data: Bytes) -> Self {
+        let (net, mut events) = Network::start(Config {
+            keypair: Keypair::generate_ed25519(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+            mdns: false,
+        })
+        .await
+        .expect("fake network");
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let incoming = net.accept(peerbox_proto::index::PROTOCOL).expect("accept");
+        tokio::spawn(peerbox_net::sync::serve(incoming, Arc::new(FakeIndex { records, block_data })));
+        let link = Link::decode(link).expect("link");
+        let owner = PeerId::from_bytes(&link.peer).expect("peer");
+        let addrs = link.addrs.iter().filter_map(|a| peerbox_net::Multiaddr::try_from(a.clone()).ok()).collect();
+        net.dial(owner, addrs).await.expect("dial owner");
+        let mut stream = net.open_stream(owner, peerbox_proto::index::PROTOCOL).await.expect("stream");
+        let mut folder = [0u8; 16];
+        folder.copy_from_slice(&link.id[..16]);
+        let answer = peerbox_net::sync::request(
+            &mut stream,
+            peerbox_proto::index::SyncRequest::Join { folder, secret: link.secret },
+            STEP,
+        )
+        .await
+        .expect("join");
+        assert!(matches!(answer, peerbox_proto::index::SyncResponse::Joined { pending: false, .. }), "{answer:?}");
+        Self { peer: net.peer_id(), _net: net }
+    }
+}
+
+/// A record as an honest member would announce a file with `data`.
+pub fn wire_file(path: &str, data: &[u8], device: u64) -> peerbox_proto::index::WireRecord {
+    let EntryKind::File(meta) = file_entry(path, data).kind else { unreachable!("file entry") };
+    let mut version = peerbox_proto::index::Version::default();
+    version.0.insert(device, 1);
+    peerbox_proto::index::WireRecord {
+        path: path.into(),
+        dir: false,
+        deleted: false,
+        size: meta.size,
+        mtime_ns: meta.mtime_ns,
+        executable: false,
+        block_size: meta.block_size,
+        blocks: meta.blocks,
+        version,
+        seq: 1,
+        modified_by: device,
+        have: true,
+    }
+}

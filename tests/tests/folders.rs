@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use peerbox_tests::*;
 
 fn write(p: &Path, data: &[u8]) {
@@ -363,4 +364,55 @@ async fn a_daemon_killed_mid_pull_finishes_after_restart_with_no_partial_files()
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// A member with a valid link announces paths that escape the folder, names
+/// Peerbox keeps for itself, sizes that lie, and serves wrong bytes: nothing
+/// outside the folder changes, no bad file appears, and the daemon keeps working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_member_cannot_escape_the_folder_or_plant_bad_bytes() {
+    let g = Group::new();
+    let a_dir = g.path("a/F");
+    write(&a_dir.join("mine.txt"), b"alice's file");
+    let a = g.daemon("a").await;
+    a.ok(&["folder", "add", a_dir.to_str().expect("utf8")]).await;
+    let link = a.ok(&["folder", "link", "F"]).await;
+
+    let mut records: Vec<_> =
+        ["../escape.txt", "../../etc/evil", "/tmp/abs", ".peerbox/trash/evil", "a/../../x", "n\0ul", "mine.txt/x"]
+            .iter()
+            .map(|p| wire_file(p, b"evil", 77))
+            .collect();
+    let mut lying = wire_file("lying.bin", &pattern(300_000, 1), 77);
+    lying.size += 10_000_000;
+    records.push(lying);
+    // A well-formed record whose blocks the member then serves wrong.
+    records.push(wire_file("good-name.txt", b"promised content", 77));
+    // It also claims a newer version of Alice's own file, with bytes that don't match.
+    let mut takeover = wire_file("mine.txt", b"replaced by the attacker", 77);
+    takeover.version.0.insert(u64::MAX, 99);
+    records.push(takeover);
+
+    let before_parent = tree(&g.root.join("a"));
+    let outside: Vec<_> =
+        tree(&g.root).into_keys().filter(|k| !k.starts_with("a/") && !k.starts_with("home-")).collect();
+    let _fake = FakeMember::join(&link, records, Bytes::from_static(b"garbage bytes!")).await;
+
+    // Wait until Alice has seen the member and tried; status keeps answering.
+    let s = wait_status(&a, |s| s["folders"][0]["members"].as_array().is_some_and(|m| !m.is_empty())).await;
+    assert_eq!(s["folders"][0]["members"].as_array().map(Vec::len), Some(1), "{s}");
+    // Give the pull its chance: the wrong bytes must have been refused by then.
+    let _ = wait_status(&a, |s| s["folders"][0]["state"]["state"] == "idle").await;
+
+    assert_eq!(read(&a_dir.join("mine.txt")).as_deref(), Some(&b"alice's file"[..]), "a bad block replaced a file");
+    assert!(!a_dir.join("good-name.txt").exists(), "unverified bytes were written");
+    assert!(!a_dir.join("lying.bin").exists());
+    let after_outside: Vec<_> =
+        tree(&g.root).into_keys().filter(|k| !k.starts_with("a/") && !k.starts_with("home-")).collect();
+    assert_eq!(after_outside, outside, "something was written outside the folder");
+    let after_parent: Vec<_> = tree(&g.root.join("a")).into_keys().filter(|k| !k.starts_with("F/")).collect();
+    let before_parent: Vec<_> = before_parent.into_keys().filter(|k| !k.starts_with("F/")).collect();
+    assert_eq!(after_parent, before_parent);
+    assert!(!tree(&a_dir.join(".peerbox")).keys().any(|k| k.contains("evil")));
+    a.stop().await;
 }

@@ -777,7 +777,11 @@ impl FolderTask {
             self.set(|s| s.state = "syncing".into());
             plan.truncate(PULL_BATCH);
             match self.apply(&row, plan).await {
-                Ok(0) => return,
+                Ok(0) => {
+                    // Nothing more can be done now; members announcing news wake us.
+                    self.set(|s| s.state = "idle".into());
+                    return;
+                }
                 Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!("pull failed: {e}");
@@ -1180,6 +1184,7 @@ async fn poll_member(
     let mut stream = folders.net.open_stream(peer, PROTOCOL).await?;
     loop {
         let since = lock(&folders.store).remote_seq(&id, &peer.to_bytes())?;
+        let asked = tokio::time::Instant::now();
         let answer = proto_sync::request(
             &mut stream,
             SyncRequest::Index { folder: id, since, wait: true },
@@ -1207,6 +1212,10 @@ async fn poll_member(
         }
         if got {
             let _ = kick.try_send(Kick::Pull);
+        } else if asked.elapsed() < Duration::from_secs(1) {
+            // Honest members hold an empty answer (long-poll); one that answers
+            // at once is not allowed to make us spin.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
