@@ -416,3 +416,23 @@ async fn a_hostile_member_cannot_escape_the_folder_or_plant_bad_bytes() {
     assert!(!tree(&a_dir.join(".peerbox")).keys().any(|k| k.contains("evil")));
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn share_goes_through_a_running_daemon_and_keeps_serving() {
+    let g = Group::new();
+    let a = g.daemon("a").await;
+    let file = g.path("video.bin");
+    write(&file, &pattern(400_000, 8));
+    // The daemon owns the home; `share` hands the work to it and returns.
+    let link = a.ok(&["share", file.to_str().expect("utf8")]).await;
+    assert!(link.starts_with("peerbox://"), "{link}");
+    let dest = g.path("dl");
+    let run = get(&link, &dest, &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(read(&dest.join("video.bin")), read(&file));
+    // Revoking the link at the daemon ends it.
+    a.ok(&["revoke", &link]).await;
+    let run = get(&link, &g.path("dl2"), &[]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    a.stop().await;
+}

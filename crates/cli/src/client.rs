@@ -22,6 +22,16 @@ pub(crate) struct DaemonError {
     message: String,
 }
 
+/// Whether a daemon answers for `home` (its address file exists and it accepts
+/// connections).
+pub(crate) fn daemon_running(home: &Path) -> bool {
+    let Ok(api) = std::fs::read_to_string(home.join(API_FILE)) else { return false };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&api) else { return false };
+    let Some(hostport) = v["url"].as_str().and_then(|u| u.strip_prefix("http://")) else { return false };
+    let Ok(addr) = hostport.parse::<std::net::SocketAddr>() else { return false };
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+}
+
 /// Sends one API request to the daemon owning `home`.
 pub(crate) async fn call(home: &Path, req: serde_json::Value) -> anyhow::Result<serde_json::Value> {
     let api = std::fs::read_to_string(home.join(API_FILE)).map_err(|_| {

@@ -467,6 +467,25 @@ async fn share(
     json: bool,
     paths: Vec<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
+    // A running daemon owns this home: it shares for us and keeps serving.
+    if client::daemon_running(&home) {
+        let abs: Vec<PathBuf> = paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
+        let v = client::call(
+            &home,
+            serde_json::json!({ "op": "share", "paths": abs, "expires_in": expires.map(|d| d.as_secs()) }),
+        )
+        .await?;
+        for s in v["skipped"].as_array().into_iter().flatten() {
+            eprintln!("peerbox: skipped {}", text(s));
+        }
+        if json {
+            println!("{v}");
+        } else {
+            println!("{}", text(&v["link"]));
+        }
+        eprintln!("Shared through the running daemon, which serves it until it stops or the link is revoked.");
+        return Ok(ExitCode::SUCCESS);
+    }
     let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: true }).await?;
     let expires = expires.map(|d| peerbox_store_now() + d.as_secs().max(1));
     let (tx, rx) = tokio::sync::watch::channel(Default::default());

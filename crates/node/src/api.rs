@@ -14,6 +14,14 @@ pub enum Request {
     Status,
     /// Folders with state.
     FolderList,
+    /// Share files and folders by link; the node serves them while it runs.
+    Share {
+        /// Paths to share (absolute).
+        paths: Vec<PathBuf>,
+        /// Seconds from now until the link stops working.
+        #[serde(default)]
+        expires_in: Option<u64>,
+    },
     /// Add a local folder.
     FolderAdd {
         /// Where it is.

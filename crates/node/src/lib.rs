@@ -260,6 +260,10 @@ impl Node {
                 })
             }
             Request::FolderList => json!(self.folders()?.list()?),
+            Request::Share { paths, expires_in } => {
+                let (tx, _rx) = watch::channel(ShareProgress::default());
+                json!(self.share(paths, expiry(expires_in), tx).await?)
+            }
             Request::FolderAdd { path, name, mode: m } => {
                 let id = self.folders()?.add(&path, name, mode(m)?)?;
                 json!({ "id": hex::encode(id) })
