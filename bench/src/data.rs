@@ -87,6 +87,14 @@ pub(crate) fn generate(path: &Path, size: u64, seed: u64) -> Result<Source> {
     Ok(Source { path: path.to_owned(), size, sha256: hex::encode(hasher.finalize()) })
 }
 
+/// `len` pseudo-random bytes from `seed`: the same seed always gives the same
+/// bytes, so a small file's expected content can be made again to check a copy.
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    Xoshiro256::new(seed).fill(&mut buf);
+    buf
+}
+
 /// Streams a file through SHA-256; returns (size, lowercase hex digest).
 /// Blocking: call from `spawn_blocking`.
 pub(crate) fn sha256_file(path: &Path) -> Result<(u64, String)> {
