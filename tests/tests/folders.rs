@@ -80,6 +80,13 @@ async fn two_members_stay_identical_through_edits_renames_and_deletes() {
     std::fs::rename(a_dir.join("big.bin"), a_dir.join("empty/moved.bin")).expect("rename");
     assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "after rename: {:?}", content(&b_dir));
 
+    // A whole directory deleted on Alice's side disappears on Bob's.
+    write(&a_dir.join("old/sub/a.txt"), b"a");
+    write(&a_dir.join("old/b.txt"), b"b");
+    assert!(wait_until(|| b_dir.join("old/sub/a.txt").exists()).await);
+    std::fs::remove_dir_all(a_dir.join("old")).expect("rm -r");
+    assert!(wait_until(|| !b_dir.join("old").exists()).await, "{:?}", content(&b_dir));
+
     // A delete reaches Bob, and Bob can restore it from his trash.
     std::fs::remove_file(a_dir.join("from-bob/notes.md")).expect("rm");
     assert!(wait_until(|| !b_dir.join("from-bob/notes.md").exists()).await);

@@ -395,6 +395,15 @@ fn print_status(v: &serde_json::Value) {
         for c in f["state"]["conflicts"].as_array().into_iter().flatten() {
             println!("  conflict: {}", text(c));
         }
+        for t in f["state"]["transfers"].as_array().into_iter().flatten() {
+            println!(
+                "  pulling {} ({}, from {} member{})",
+                text(&t["path"]),
+                progress::bytes(t["size"].as_u64().unwrap_or(0)),
+                t["sources"],
+                if t["sources"] == 1 { "" } else { "s" }
+            );
+        }
     }
     for r in v["requests"].as_array().into_iter().flatten() {
         println!(

@@ -81,6 +81,21 @@ pub struct FolderState {
     pub error: Option<String>,
     /// Conflict copies made on this device.
     pub conflicts: Vec<String>,
+    /// Files being pulled right now.
+    pub transfers: Vec<Transfer>,
+}
+
+/// A file being pulled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transfer {
+    /// Path in the folder.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Bytes already verified when the pull started (resumed or reused locally).
+    pub had: u64,
+    /// Members it comes from.
+    pub sources: usize,
 }
 
 /// A folder as `status` and `folder list` show it.
@@ -866,7 +881,19 @@ impl FolderTask {
                 }
             }
         }
+        self.set(|s| {
+            s.transfers = pulls
+                .iter()
+                .map(|(a, rel, meta, tmp)| Transfer {
+                    path: rel.as_str().to_owned(),
+                    size: meta.size,
+                    had: tmp.verified_bytes(),
+                    sources: a.sources.len(),
+                })
+                .collect();
+        });
         self.fetch(row, &pulls).await;
+        self.set(|s| s.transfers.clear());
         for (a, rel, meta, tmp) in &pulls {
             if !tmp.is_complete() {
                 continue;
