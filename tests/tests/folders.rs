@@ -261,7 +261,7 @@ async fn bad_folder_requests_are_refused_clearly() {
     let r = b.cli(&["folder", "join", &link, g.path("b/F").to_str().expect("utf8")]).await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("does not recognise"), "{}", r.stderr);
-    assert!(!g.path("b/F/.peerbox").exists());
+    assert!(!g.path("b/F").exists(), "a refused join left a folder behind");
     a.stop().await;
     b.stop().await;
 }

@@ -299,7 +299,25 @@ impl Folders {
         if lock(&self.store).folder(&folder)?.is_some() {
             return Err(NodeError::LinkUnusable("this device already has that folder".into()));
         }
+        let existed = path.exists();
         let path = self.check_new_path(path)?;
+        let result = self.join_at(link, peer, folder, &path, mode).await;
+        if result.is_err() && !existed {
+            // Leave no trace of a join that did not happen.
+            let _ = std::fs::remove_dir(&path);
+        }
+        result
+    }
+
+    async fn join_at(
+        self: &Arc<Self>,
+        link: &Link,
+        peer: PeerId,
+        folder: FolderId,
+        path: &Path,
+        mode: FolderMode,
+    ) -> Result<FolderId, NodeError> {
+        let path = path.to_owned();
         let addrs: Vec<Multiaddr> = link.addrs.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
         tokio::time::timeout(Duration::from_secs(30), self.net.dial(peer, addrs.clone()))
             .await
