@@ -170,6 +170,33 @@ async fn concurrent_edits_keep_both_versions() {
     assert!(wait_until(|| both(&a_dir) && both(&b_dir)).await, "a: {:?} b: {:?}", content(&a_dir), content(&b_dir));
     assert!(content(&a_dir).keys().any(|k| k.contains(".sync-conflict-")), "{:?}", content(&a_dir));
     assert!(wait_until(|| content(&a_dir) == content(&b_dir)).await);
+    // Both devices list the conflict.
+    for d in [&a, &b] {
+        let s =
+            wait_status(d, |s| s["folders"][0]["state"]["conflicts"].as_array().is_some_and(|c| c.len() == 1)).await;
+        assert_eq!(s["folders"][0]["state"]["conflicts"].as_array().map(Vec::len), Some(1), "{s}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_differing_only_in_case_are_reported_not_overwritten() {
+    let g = Group::new();
+    let (a_dir, b_dir) = (g.path("a/F"), g.path("b/F"));
+    write(&a_dir.join("Readme.md"), b"one");
+    write(&a_dir.join("README.md"), b"two");
+    let a = g.daemon("a").await;
+    let b = g.daemon("b").await;
+    a.ok(&["folder", "add", a_dir.to_str().expect("utf8")]).await;
+    let link = a.ok(&["folder", "link", "F"]).await;
+    b.ok(&["folder", "join", &link, b_dir.to_str().expect("utf8")]).await;
+    let s = wait_status(&a, |s| s["folders"][0]["state"]["skipped"].as_array().is_some_and(|k| !k.is_empty())).await;
+    assert!(s["folders"][0]["state"]["skipped"][0].as_str().unwrap_or_default().contains("case"), "{s}");
+    // Alice keeps both of hers untouched; Bob gets exactly one of them.
+    assert!(wait_until(|| content(&b_dir).len() == 1).await, "{:?}", content(&b_dir));
+    assert_eq!(read(&a_dir.join("Readme.md")).as_deref(), Some(&b"one"[..]));
+    assert_eq!(read(&a_dir.join("README.md")).as_deref(), Some(&b"two"[..]));
     a.stop().await;
     b.stop().await;
 }

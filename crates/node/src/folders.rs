@@ -79,8 +79,10 @@ pub struct FolderState {
     pub state: String,
     /// The last error, if any.
     pub error: Option<String>,
-    /// Conflict copies made on this device.
+    /// Conflict copies in the folder (made here or by any member).
     pub conflicts: Vec<String>,
+    /// Local entries the last scan left out, and why (collisions, bad names, links).
+    pub skipped: Vec<String>,
     /// Files being pulled right now.
     pub transfers: Vec<Transfer>,
 }
@@ -169,6 +171,12 @@ impl Folders {
     fn kick(&self, id: &FolderId, k: Kick) {
         if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             let _ = r.kick.try_send(k);
+        }
+    }
+
+    fn set_state(&self, id: &FolderId, f: impl FnOnce(&mut FolderState)) {
+        if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            f(&mut r.state.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
 
@@ -449,13 +457,18 @@ impl Folders {
             let need_files = plan.len() as u64;
             let need_bytes: u64 = plan.iter().filter(|a| !a.remote.deleted).map(|a| a.remote.size).sum();
             let total = local_bytes + need_bytes;
-            let state = self
+            let mut state = self
                 .running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&f.id)
                 .map(|r| r.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .unwrap_or_default();
+            state.conflicts = local
+                .iter()
+                .filter(|r| !r.deleted && !r.dir && r.path.contains(".sync-conflict-"))
+                .map(|r| r.path.clone())
+                .collect();
             out.push(FolderInfo {
                 id: hex::encode(f.id),
                 name: f.name.clone(),
@@ -1079,6 +1092,11 @@ fn scan_blocking(
     let out = disk::scan_folder(&row.path, &known, folders.me_short, scope.as_deref())?;
     for s in &out.skipped {
         tracing::warn!("{}: {}", s.path.display(), s.reason);
+    }
+    if scope.is_none() {
+        let skipped: Vec<String> =
+            out.skipped.iter().take(100).map(|s| format!("{}: {}", s.path.display(), s.reason)).collect();
+        folders.set_state(&id, |st| st.skipped = skipped);
     }
     {
         let mut st = lock(&folders.store);
