@@ -470,3 +470,35 @@ async fn share_goes_through_a_running_daemon_and_keeps_serving() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_drive_lists_folders_and_searches_names() {
+    let g = Group::new();
+    let a_dir = g.path("a/F");
+    write(&a_dir.join("사진/여행 🏖.jpg"), b"jpg");
+    write(&a_dir.join("<img src=x onerror=alert(1)>.txt"), b"x");
+    let a = g.daemon("a").await;
+    a.ok(&["folder", "add", a_dir.to_str().expect("utf8")]).await;
+    let list = |v: &serde_json::Value| -> Vec<String> {
+        v["entries"].as_array().into_iter().flatten().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect()
+    };
+    let mut root = serde_json::Value::Null;
+    for _ in 0..200 {
+        root = serde_json::from_str(&a.ok(&["ls", "F", "--json"]).await).expect("json");
+        if list(&root).len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut names = list(&root);
+    names.sort();
+    assert_eq!(names, ["<img src=x onerror=alert(1)>.txt", "사진"], "{root}");
+    let inner: serde_json::Value = serde_json::from_str(&a.ok(&["ls", "F", "사진", "--json"]).await).expect("json");
+    assert_eq!(list(&inner), ["여행 🏖.jpg"]);
+    assert_eq!(inner["entries"][0]["state"], "local");
+    let found: serde_json::Value = serde_json::from_str(&a.ok(&["search", "여행", "--json"]).await).expect("json");
+    assert_eq!(found["entries"][0]["path"], "사진/여행 🏖.jpg");
+    let r = a.cli(&["ls", "F", "../etc"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    a.stop().await;
+}

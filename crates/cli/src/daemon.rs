@@ -47,13 +47,54 @@ pub(crate) async fn run(
         serde_json::json!({ "url": url, "pid": std::process::id() }).to_string().as_bytes(),
     )?;
     println!("api {url}");
+    println!("ui {url}/#token={token}");
     eprintln!("Peerbox daemon {} running; API on {url} (token in {})", node.peer_id(), home.join(TOKEN_FILE).display());
-    let state = Arc::new(Api { node, token, port: addr.port() });
-    let app = axum::Router::new().route("/api/v1/call", axum::routing::post(call)).with_state(state);
+    let state = Arc::new(Api { node, token: token.clone(), port: addr.port() });
+    let app = axum::Router::new()
+        .route("/api/v1/call", axum::routing::post(call))
+        .route("/", axum::routing::get(|| async { ui_file("index.html") }))
+        .route(
+            "/ui/{file}",
+            axum::routing::get(|axum::extract::Path(file): axum::extract::Path<String>| async move { ui_file(&file) }),
+        )
+        .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(crate::shutdown_signal()).await?;
     let _ = std::fs::remove_file(home.join(API_FILE));
     eprintln!("Peerbox daemon stopped.");
     Ok(())
+}
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/ui_files.rs"));
+}
+
+/// The policy the UI runs under: nothing but its own files and the API.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
+
+fn ui_file(name: &str) -> Response {
+    let Some((_, body)) = embedded::UI_FILES.iter().find(|(n, _)| *n == name) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let mime = match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    (
+        [
+            ("content-type", mime),
+            ("content-security-policy", CSP),
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+            ("referrer-policy", "no-referrer"),
+        ],
+        *body,
+    )
+        .into_response()
 }
 
 fn hex_token() -> String {

@@ -99,6 +99,25 @@ enum Command {
         /// A peerbox:// link or a PeerId.
         target: String,
     },
+    /// List what is inside a shared folder (or a directory in it), as the drive shows it.
+    Ls {
+        /// Folder id, name or path.
+        folder: String,
+        /// Directory inside the folder.
+        #[arg(default_value = "")]
+        path: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find files and folders by name in every shared folder.
+    Search {
+        /// Part of a name.
+        query: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch a file or folder of an on-demand folder and keep it.
     Fetch {
         /// Folder id, name or path.
@@ -353,6 +372,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke { target } => {
             let v = client::call(&home, serde_json::json!({ "op": "revoke", "target": target })).await?;
             eprintln!("revoked {}", text(&v["revoked"]));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { folder, path, json } => {
+            let v = client::call(&home, serde_json::json!({ "op": "browse", "folder": folder, "path": path })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for e in v["entries"].as_array().into_iter().flatten() {
+                    let size = if e["dir"].as_bool() == Some(true) {
+                        "-".to_owned()
+                    } else {
+                        progress::bytes(e["size"].as_u64().unwrap_or(0))
+                    };
+                    let slash = if e["dir"].as_bool() == Some(true) { "/" } else { "" };
+                    println!("{:>10}  {:<8}  {}{slash}", size, text(&e["state"]), text(&e["name"]));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search { query, json } => {
+            let v = client::call(&home, serde_json::json!({ "op": "search", "query": query })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for e in v["entries"].as_array().into_iter().flatten() {
+                    println!("{}: {}", text(&e["folder_name"]), text(&e["path"]));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Fetch { folder, path } => {

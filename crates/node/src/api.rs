@@ -14,6 +14,19 @@ pub enum Request {
     Status,
     /// Folders with state.
     FolderList,
+    /// The entries inside a folder's directory.
+    Browse {
+        /// Id, name or path.
+        folder: String,
+        /// Directory inside the folder ("" for the root).
+        #[serde(default)]
+        path: String,
+    },
+    /// Entries whose name contains `query`, in every folder.
+    Search {
+        /// Part of a name.
+        query: String,
+    },
     /// Share files and folders by link; the node serves them while it runs.
     Share {
         /// Paths to share (absolute).

@@ -495,6 +495,82 @@ impl Folders {
         Ok(out)
     }
 
+    /// The entries directly inside `path` ("" for the root) of a folder, as the
+    /// drive shows them: from this device's index, plus what members have that
+    /// is still to come.
+    pub(crate) fn browse(&self, key: &str, path: &str) -> Result<serde_json::Value, NodeError> {
+        let f = self.resolve(key)?;
+        if !path.is_empty() {
+            RelPath::new(path).map_err(|e| NodeError::BadPath { path: path.into(), reason: e.to_string() })?;
+        }
+        let (local, remote, members) = {
+            let st = lock(&self.store);
+            (st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
+        };
+        let pins = Pins::load(&f);
+        let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p));
+        let pending: HashMap<&str, &Action> = plan.iter().map(|a| (a.remote.path.as_str(), a)).collect();
+        let inside = |p: &str| match p.rsplit_once('/') {
+            Some((parent, _)) => parent == path,
+            None => path.is_empty(),
+        };
+        let mut seen = HashSet::new();
+        let mut entries = Vec::new();
+        for r in local.iter().filter(|r| !r.deleted && inside(&r.path)) {
+            seen.insert(r.path.as_str());
+            let state = if pending.contains_key(r.path.as_str()) {
+                "syncing"
+            } else if r.path.contains(".sync-conflict-") {
+                "conflict"
+            } else if !r.have && !r.dir {
+                "remote"
+            } else {
+                "local"
+            };
+            entries.push(entry_json(r, state));
+        }
+        for a in plan
+            .iter()
+            .filter(|a| !a.remote.deleted && inside(&a.remote.path) && !seen.contains(a.remote.path.as_str()))
+        {
+            let state = if f.mode == FolderMode::OnDemand && !a.remote.dir && !pins.covers(&a.remote.path) {
+                "remote"
+            } else {
+                "syncing"
+            };
+            entries.push(entry_json(&a.remote, state));
+        }
+        let info = self.list()?.into_iter().find(|i| i.id == hex::encode(f.id));
+        Ok(serde_json::json!({ "folder": info, "path": path, "entries": entries }))
+    }
+
+    /// Files and folders whose name contains `query` (case-insensitive), in every folder.
+    pub(crate) fn search(&self, query: &str) -> Result<serde_json::Value, NodeError> {
+        let q = query.trim().to_lowercase();
+        let mut out = Vec::new();
+        if q.is_empty() {
+            return Ok(serde_json::json!({ "entries": out }));
+        }
+        // Collect first: a guard in the `for` head would live through the loop.
+        let folders = lock(&self.store).folders()?;
+        for f in folders {
+            let files = lock(&self.store).files(&f.id)?;
+            for r in files.iter().filter(|r| !r.deleted) {
+                let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+                if name.to_lowercase().contains(&q) {
+                    let mut e = entry_json(r, if r.have || r.dir { "local" } else { "remote" });
+                    e["folder"] = serde_json::json!(hex::encode(f.id));
+                    e["folder_name"] = serde_json::json!(f.name);
+                    out.push(e);
+                    if out.len() >= 200 {
+                        return Ok(serde_json::json!({ "entries": out }));
+                    }
+                }
+            }
+        }
+        Ok(serde_json::json!({ "entries": out }))
+    }
+
     /// A folder's trash.
     pub(crate) fn trash_list(&self, key: &str) -> Result<Vec<disk::TrashEntry>, NodeError> {
         let f = self.resolve(key)?;
@@ -524,6 +600,17 @@ impl Folders {
         self.kick(&f.id, Kick::Pull);
         Ok(())
     }
+}
+
+fn entry_json(r: &FileRecord, state: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.path.rsplit('/').next().unwrap_or(&r.path),
+        "path": r.path,
+        "dir": r.dir,
+        "size": r.size,
+        "mtime_ns": r.mtime_ns,
+        "state": state,
+    })
 }
 
 /// Paths of an on-demand folder the user asked to keep (`peerbox fetch`).

@@ -260,6 +260,8 @@ impl Node {
                 })
             }
             Request::FolderList => json!(self.folders()?.list()?),
+            Request::Browse { folder, path } => self.folders()?.browse(&folder, &path)?,
+            Request::Search { query } => self.folders()?.search(&query)?,
             Request::Share { paths, expires_in } => {
                 let (tx, _rx) = watch::channel(ShareProgress::default());
                 json!(self.share(paths, expiry(expires_in), tx).await?)
