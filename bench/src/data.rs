@@ -115,7 +115,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<(u64, String)> {
 
 /// A copy whose bytes differ from the source: always fatal, whichever case made it.
 #[derive(Debug)]
-pub(crate) struct WrongBytes(String);
+pub(crate) struct WrongBytes(pub(crate) String);
 
 impl std::fmt::Display for WrongBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

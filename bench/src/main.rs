@@ -1,6 +1,8 @@
-//! `peerbox-bench`: one file by link, share → get, over loopback.
+//! `peerbox-bench`: one file by link, share → get, over loopback (the default,
+//! or `peerbox-bench transfer`); and folder sync against Syncthing
+//! (`peerbox-bench sync`, in `sync.rs`).
 //!
-//! Makes one random file, then runs interleaved rounds of three cases — a
+//! The transfer benchmark makes one random file, then runs interleaved rounds of three cases — a
 //! plain TCP copy + fsync (the reference), `peerbox share` → `peerbox get`,
 //! and iroh's `sendme` when installed — and prints a markdown table of
 //! medians, per-round figures, ratios to the reference taken within each
@@ -10,11 +12,16 @@
 //! including any copy whose bytes differ from the source; 130 interrupted.
 
 mod data;
+mod ext4;
+mod http;
 mod peerbox;
 mod plain;
 mod proc;
 mod report;
 mod sendme;
+mod sync;
+mod sync_peerbox;
+mod syncthing;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::data::{Source, WrongBytes};
 use crate::report::{Case, Report};
@@ -31,9 +38,30 @@ use crate::report::{Case, Report};
 #[command(
     name = "peerbox-bench",
     version,
-    about = "Benchmark one file by link (peerbox share → get) against a plain TCP copy + fsync and sendme, over loopback."
+    about = "Benchmark one file by link (peerbox share → get) against a plain TCP copy + fsync and sendme, over loopback \
+             (the default, or `transfer`); or folder sync against Syncthing (`sync`).",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// The transfer benchmark's options, when no mode is named.
+    #[command(flatten)]
+    transfer: TransferArgs,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// One file by link, share → get, against a plain TCP copy + fsync and sendme (the default).
+    Transfer(TransferArgs),
+    /// Folder sync between two daemons (latency, 10,000 small files, one big file, RSS) against Syncthing.
+    /// Needs root: runs in a loopback-only network namespace, on loop-mounted ext4 images.
+    Sync(sync::SyncArgs),
+}
+
+/// Options of the transfer benchmark.
+#[derive(Args)]
+struct TransferArgs {
     /// File size: 1GiB, 256MiB, 500MB, ... (KiB/MiB/GiB are binary, KB/MB/GB decimal).
     #[arg(long, default_value = "1GiB", value_parser = data::parse_size)]
     size: u64,
@@ -61,6 +89,11 @@ pub(crate) struct Sample {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.mode {
+        None => cli.transfer,
+        Some(Mode::Transfer(t)) => t,
+        Some(Mode::Sync(s)) => return sync::main(s),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -91,7 +124,7 @@ fn main() -> ExitCode {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
@@ -107,7 +140,7 @@ async fn interrupted() {
 }
 
 /// Finds the peerbox binary: --peerbox / $PEERBOX_BIN, else next to this executable.
-fn find_peerbox(given: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn find_peerbox(given: Option<PathBuf>) -> Result<PathBuf> {
     const HOW: &str =
         "run `cargo build --release -p peerbox-cli -p peerbox-bench` (or pass --peerbox PATH, or set PEERBOX_BIN)";
     let path = match given {
@@ -123,7 +156,7 @@ fn find_peerbox(given: Option<PathBuf>) -> Result<PathBuf> {
     std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: TransferArgs) -> Result<()> {
     let peerbox_bin = find_peerbox(cli.peerbox)?;
     let peerbox_version = proc::probe(&peerbox_bin, &["--version"]).await.unwrap_or_default().trim().to_owned();
     let sendme = sendme::probe().await;
@@ -242,7 +275,8 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
 }
 
-fn seed() -> u64 {
+/// A seed that differs between runs.
+pub(crate) fn seed() -> u64 {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
 }

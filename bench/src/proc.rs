@@ -140,6 +140,20 @@ pub(crate) fn peak_rss_of(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The largest peak RSS (VmHWM) among a live process and its direct children,
+/// in bytes: for programs such as `syncthing serve` whose work is done by a child
+/// that a small monitor process started.
+pub(crate) fn peak_rss_with_children(pid: u32) -> Option<u64> {
+    let children = std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| {
+        let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+        // pid (comm) state ppid …; comm may hold spaces, so split after the last ')'.
+        let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == pid).then_some(child)
+    });
+    std::iter::once(pid).chain(children).filter_map(peak_rss_of).max()
+}
+
 /// Reads lines from a child's stdout until `pick` returns something, at most
 /// `limit`; then keeps draining the rest in the background so the child never
 /// blocks on a full pipe. Returns the pick and every line seen so far.

@@ -169,7 +169,7 @@ fn verdict(ok: Option<bool>) -> &'static str {
     }
 }
 
-fn fmt(v: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fmt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
