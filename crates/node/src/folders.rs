@@ -40,6 +40,10 @@ const FULL_RESCAN: Duration = Duration::from_secs(60);
 const WATCH_QUEUE: usize = 4096;
 /// Blocks requested ahead per source while pulling.
 const PULL_WINDOW: usize = 32;
+/// Files finished (fsync, rename, directory fsync) at once.
+const FINISH_IN_FLIGHT: usize = 16;
+/// Blocks verified and written at once per source.
+const WRITES_IN_FLIGHT: usize = 4;
 /// Files pulled per round, bounding temp files and memory per round.
 const PULL_BATCH: usize = 2000;
 /// Fewer live entries than this and the mass-delete guard stays quiet.
@@ -1012,22 +1016,32 @@ impl FolderTask {
         });
         self.fetch(row, &pulls).await;
         self.set(|s| s.transfers.clear());
+        // Finish files several at a time: their fsyncs overlap, so the filesystem
+        // commits them together instead of one journal flush per file.
+        let mut jobs = Vec::new();
         for (a, rel, meta, tmp) in &pulls {
             if !tmp.is_complete() {
                 continue;
             }
             let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
-            let r = {
-                let (root, path, rel, meta, tmp) =
-                    (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
-                tokio::task::spawn_blocking(move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected))
-                    .await
-                    .map_err(|e| NodeError::Internal(e.to_string()))?
-            };
+            let (root, path, rel, meta, tmp) = (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
+            let remote = a.remote.clone();
+            jobs.push(async move {
+                let r = tokio::task::spawn_blocking({
+                    let rel = rel.clone();
+                    move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected)
+                })
+                .await;
+                (remote, rel, r)
+            });
+        }
+        let mut finished = futures::StreamExt::buffer_unordered(futures::stream::iter(jobs), FINISH_IN_FLIGHT);
+        while let Some((remote, rel, r)) = futures::StreamExt::next(&mut finished).await {
             match r {
-                Ok(stamp) => done.push(adopt(&a.remote, Some(stamp), true)),
-                Err(ApplyError::LocalChanged(_)) => rescan.push(rel.as_str().to_owned()),
-                Err(e) => tracing::warn!("cannot put {rel} in place: {e}"),
+                Ok(Ok(stamp)) => done.push(adopt(&remote, Some(stamp), true)),
+                Ok(Err(ApplyError::LocalChanged(_))) => rescan.push(rel.as_str().to_owned()),
+                Ok(Err(e)) => tracing::warn!("cannot put {rel} in place: {e}"),
+                Err(e) => return Err(NodeError::Internal(e.to_string())),
             }
         }
         let n = done.len();
@@ -1075,12 +1089,26 @@ impl FolderTask {
                 let Ok(stream) = net.open_stream(peer, PROTOCOL).await else { return };
                 let (tx, mut rx) = mpsc::channel::<(FolderBlock, Option<Bytes>)>(8);
                 let fetch = tokio::spawn(proto_sync::fetch_blocks(stream, folder, blocks, PULL_WINDOW, tx));
-                while let Some((b, data)) = rx.recv().await {
-                    let Some(data) = data else { continue };
-                    let Some(tmp) = targets.get(&(b.path.clone(), b.index)).cloned() else { continue };
-                    let r = tokio::task::spawn_blocking(move || tmp.write_block(b.index as u64, &data)).await;
-                    if let Ok(Err(e)) = r {
-                        tracing::warn!(%peer, "discarded a block: {e}");
+                // Verify and write several blocks at once (hashing is the costly part),
+                // a bounded number so memory stays bounded too.
+                let mut writes = futures::stream::FuturesUnordered::new();
+                let mut open = true;
+                while open || !writes.is_empty() {
+                    tokio::select! {
+                        got = rx.recv(), if open && writes.len() < WRITES_IN_FLIGHT => match got {
+                            None => open = false,
+                            Some((_, None)) => {}
+                            Some((b, Some(data))) => {
+                                if let Some(tmp) = targets.get(&(b.path.clone(), b.index)).cloned() {
+                                    writes.push(tokio::task::spawn_blocking(move || tmp.write_block(b.index as u64, &data)));
+                                }
+                            }
+                        },
+                        Some(r) = futures::StreamExt::next(&mut writes), if !writes.is_empty() => {
+                            if let Ok(Err(e)) = r {
+                                tracing::warn!(%peer, "discarded a block: {e}");
+                            }
+                        }
                     }
                 }
                 if let Ok(Err(e)) = fetch.await {
