@@ -53,8 +53,14 @@ pub(crate) async fn run(
     let app = axum::Router::new()
         .route("/api/v1/call", axum::routing::post(call))
         .route("/", axum::routing::get(|| async { ui_file("index.html") }))
+        // The UI's files sit beside index.html (as in the desktop app), and also
+        // under /ui/ for links written that way.
         .route(
             "/ui/{file}",
+            axum::routing::get(|axum::extract::Path(file): axum::extract::Path<String>| async move { ui_file(&file) }),
+        )
+        .route(
+            "/{file}",
             axum::routing::get(|axum::extract::Path(file): axum::extract::Path<String>| async move { ui_file(&file) }),
         )
         .with_state(state);

@@ -1,0 +1,1070 @@
+// The drive: state, navigation and the views (locker, folder, search, transfers,
+// peers, trash) and dialogs (folder link, open link, add folder). Views render from
+// `state` and call api.js for every backend action.
+
+import { api, ApiError, hasToken, refreshNow, subscribe } from './api.js';
+import { applyStatic, lang, onLangChange, setLang, t } from './i18n.js';
+import { copyText, el, fileIcon, humanSize, humanTime, replace, shortPeer, uiIcon } from './dom.js';
+import { EntryList, parentOf, sortEntries } from './files.js';
+import { closeMenu, errorLine, field, loading, openDialog, openMenu, placeholder, showError, toast } from './widgets.js';
+
+const PREFS_KEY = 'peerbox.prefs';
+
+const state = {
+  status: null,
+  error: null,
+  /** {kind: 'home'|'folder'|'search'|'transfers'|'peers'|'trash', id?, path?, q?} */
+  view: { kind: 'home' },
+  /** The last browse/search/trash answer for the current view. */
+  data: null,
+  dataKey: null,
+  dataError: null,
+  loading: false,
+  signature: null,
+  prefs: loadPrefs(),
+  list: null,
+  reveal: null,
+};
+
+function loadPrefs() {
+  const base = { mode: 'list', sort: 'name', desc: false };
+  try {
+    return { ...base, ...JSON.parse(localStorage.getItem(PREFS_KEY) || '{}') };
+  } catch {
+    return base;
+  }
+}
+
+function savePrefs() {
+  try {
+    localStorage.setItem(PREFS_KEY, JSON.stringify(state.prefs));
+  } catch {
+    // not persisted
+  }
+}
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------- navigation
+
+function sameView(a, b) {
+  return a.kind === b.kind && a.id === b.id && (a.path || '') === (b.path || '') && a.q === b.q;
+}
+
+/** Go to a view; pushes a history entry so the browser's Back works. */
+function navigate(view, { push = true, replaceEntry = false } = {}) {
+  closeMenu();
+  if (push && !sameView(view, state.view)) {
+    if (replaceEntry) history.replaceState({ view }, '');
+    else history.pushState({ view }, '');
+  }
+  const changed = !sameView(view, state.view);
+  state.view = view;
+  if (changed) {
+    state.signature = null;
+    state.data = null;
+    state.dataError = null;
+    state.dataKey = null;
+    state.list = null;
+  }
+  if (view.kind !== 'search') $('search').value = '';
+  render();
+  load();
+}
+
+window.addEventListener('popstate', (e) => {
+  if (e.state && e.state.view) navigate(e.state.view, { push: false });
+});
+
+function folderById(id) {
+  return state.status?.folders.find((f) => f.id === id) || null;
+}
+
+function up() {
+  const v = state.view;
+  if (v.kind !== 'folder') return;
+  if (!v.path) navigate({ kind: 'home' });
+  else navigate({ kind: 'folder', id: v.id, path: parentOf(v.path) });
+}
+
+// ---------------------------------------------------------------- loading data
+
+function viewKey(v) {
+  return JSON.stringify([v.kind, v.id || '', v.path || '', v.q || '']);
+}
+
+async function load({ quiet = false } = {}) {
+  const v = state.view;
+  const key = viewKey(v);
+  let fn = null;
+  if (v.kind === 'folder') fn = () => api.browse(v.id, v.path || '');
+  else if (v.kind === 'search') fn = () => api.search(v.q);
+  else if (v.kind === 'trash' && v.id) fn = () => api.trashList(v.id);
+  if (!fn) return;
+  if (!quiet) {
+    state.loading = true;
+    renderMain();
+  }
+  try {
+    const data = await fn();
+    if (viewKey(state.view) !== key) return;
+    state.data = data;
+    state.dataError = null;
+    state.dataKey = key;
+  } catch (e) {
+    if (viewKey(state.view) !== key) return;
+    if (!quiet || !state.data) state.dataError = e;
+  } finally {
+    if (viewKey(state.view) === key) state.loading = false;
+  }
+  if (viewKey(state.view) === key) renderMain();
+}
+
+/** What, in a folder's status, means its listing may have changed. */
+function folderSignature(f) {
+  if (!f) return '';
+  const s = f.state || {};
+  return [f.local_files, f.local_bytes, f.need_files, f.need_bytes, s.state, (s.conflicts || []).length, (s.transfers || []).length].join('|');
+}
+
+let lastStatusJson = null;
+
+function onStatus(status, error) {
+  const hadError = state.error;
+  state.error = error;
+  renderBanner();
+  // Re-render only on change: a re-render every second would steal keyboard focus.
+  const json = status ? JSON.stringify(status) : null;
+  if (json === lastStatusJson && Boolean(hadError) === Boolean(error)) return;
+  lastStatusJson = json;
+  if (status) state.status = status;
+  keepFocus($('nav'), renderSidebar);
+  if (state.view.kind === 'folder' || (state.view.kind === 'trash' && state.view.id)) {
+    const sig = folderSignature(folderById(state.view.id));
+    if (state.signature !== null && sig !== state.signature) load({ quiet: true });
+    state.signature = sig;
+    renderCrumbs();
+  } else if (['home', 'transfers', 'peers'].includes(state.view.kind) || (state.view.kind === 'trash' && !state.view.id)) {
+    keepFocus($('content'), renderMain);
+  }
+  if (hadError && !error && state.dataError) load();
+}
+
+// ---------------------------------------------------------------- rendering
+
+/** Run `render`, then put focus back on the same-numbered button inside `root`. */
+function keepFocus(root, render) {
+  const ae = document.activeElement;
+  const buttons = () => [...root.querySelectorAll('button, select, input')];
+  const idx = ae && root.contains(ae) ? buttons().indexOf(ae) : -1;
+  render();
+  if (idx >= 0) buttons()[idx]?.focus({ preventScroll: true });
+}
+
+function render() {
+  renderSidebar();
+  renderCrumbs();
+  renderTools();
+  renderMain();
+}
+
+function renderBanner() {
+  const b = $('banner');
+  if (!state.error) {
+    b.hidden = true;
+    replace(b);
+    return;
+  }
+  const msg = state.error.status === 401 ? t('error.token') : state.error.code === 'offline' ? t('error.offline') : state.error.message;
+  replace(b, uiIcon('alert'), el('span', { text: msg }));
+  b.hidden = false;
+}
+
+function folderBadge(f) {
+  const s = (f.state && f.state.state) || 'idle';
+  const pct = Math.floor(Number(f.completion) || 0);
+  let cls = 'ok';
+  let label = t('fstate.idle');
+  let text = '';
+  if (f.state && f.state.error) {
+    cls = 'err';
+    label = f.state.error;
+    text = '!';
+  } else if (s === 'syncing' || pct < 100) {
+    cls = 'busy';
+    label = t('fstate.syncing', { pct });
+    text = `${pct}%`;
+  } else if (s !== 'idle') {
+    cls = s === 'paused' || s === 'stopped' ? 'warn' : 'busy';
+    label = t(`fstate.${s}`);
+  }
+  if (f.paused) {
+    cls = 'warn';
+    label = `${t('fstate.paused')}: ${f.paused}`;
+  }
+  return el('span', { class: `fbadge fbadge-${cls}`, attrs: { title: label, 'aria-label': label } }, el('span', { class: 'dot', attrs: { 'aria-hidden': 'true' } }), text ? el('span', { text }) : null);
+}
+
+function navItem({ icon, iconNode, label, view, count, badge, current }) {
+  return el(
+    'li',
+    {},
+    el(
+      'button',
+      {
+        class: `nav-item${current ? ' current' : ''}`,
+        attrs: { type: 'button', 'aria-current': current ? 'page' : null },
+        on: { click: () => navigate(view) },
+      },
+      iconNode || uiIcon(icon),
+      el('span', { class: 'nav-label', text: label }),
+      count ? el('span', { class: 'count', text: String(count) }) : null,
+      badge || null,
+    ),
+  );
+}
+
+function renderSidebar() {
+  const folders = state.status?.folders || [];
+  const v = state.view;
+  const mine = folders.filter((f) => f.read_write);
+  const shared = folders.filter((f) => !f.read_write);
+  const folderItems = (list, empty) =>
+    list.length
+      ? list.map((f) =>
+          navItem({
+            iconNode: fileIcon('folder'),
+            label: f.name,
+            view: { kind: 'folder', id: f.id, path: '' },
+            badge: folderBadge(f),
+            current: v.kind === 'folder' && v.id === f.id,
+          }),
+        )
+      : [el('li', { class: 'nav-empty', text: empty })];
+  const transfers = folders.reduce((n, f) => n + ((f.state && f.state.transfers) || []).length, 0);
+  const peersOnline = (state.status?.peers || []).filter((p) => p.connected).length;
+  const requests = (state.status?.requests || []).length;
+  const section = (title, view, items) =>
+    el(
+      'div',
+      { class: 'nav-section' },
+      el(
+        'h2',
+        {},
+        el('button', {
+          class: `nav-title${v.kind === 'home' && view ? ' current' : ''}`,
+          attrs: { type: 'button' },
+          text: title,
+          on: { click: () => navigate(view || { kind: 'home' }) },
+        }),
+      ),
+      el('ul', {}, items),
+    );
+  replace(
+    $('nav'),
+    section(t('nav.locker'), { kind: 'home' }, folderItems(mine, t('nav.noFolders'))),
+    section(t('nav.shared'), null, folderItems(shared, t('nav.noShared'))),
+    el(
+      'ul',
+      { class: 'nav-main' },
+      navItem({ icon: 'transfers', label: t('nav.transfers'), view: { kind: 'transfers' }, count: transfers, current: v.kind === 'transfers' }),
+      navItem({ icon: 'peers', label: t('nav.peers'), view: { kind: 'peers' }, count: peersOnline, current: v.kind === 'peers' }),
+      requests
+        ? navItem({ icon: 'requests', label: t('nav.requests'), view: { kind: 'peers' }, count: requests, current: false })
+        : null,
+      navItem({
+        icon: 'trash',
+        label: t('nav.trash'),
+        view: { kind: 'trash', id: v.kind === 'folder' ? v.id : folders[0]?.id },
+        current: v.kind === 'trash',
+      }),
+    ),
+    el(
+      'button',
+      { class: 'btn add-folder', attrs: { type: 'button' }, on: { click: addFolderDialog } },
+      uiIcon('plus'),
+      el('span', { text: t('nav.addFolder') }),
+    ),
+  );
+  const local = folders.reduce((n, f) => n + (Number(f.local_bytes) || 0), 0);
+  const need = folders.reduce((n, f) => n + (Number(f.need_bytes) || 0), 0);
+  const bar = el('progress', { attrs: { max: String(local + need || 1), value: String(local), 'aria-label': t('storage.label') } });
+  replace(
+    $('storage'),
+    el('div', { class: 'storage-title', text: t('storage.label') }),
+    bar,
+    el('div', { class: 'storage-line', text: t('storage.line', { local: humanSize(local), need: humanSize(need) }) }),
+  );
+}
+
+function crumb(label, view, current) {
+  if (current) return el('li', {}, el('span', { class: 'crumb current', attrs: { 'aria-current': 'location' }, text: label }));
+  return el('li', {}, el('button', { class: 'crumb', attrs: { type: 'button' }, text: label, on: { click: () => navigate(view) } }));
+}
+
+function renderCrumbs() {
+  const v = state.view;
+  const items = [];
+  const home = { kind: 'home' };
+  if (v.kind === 'home') items.push(crumb(t('nav.locker'), home, true));
+  else if (v.kind === 'folder') {
+    const f = folderById(v.id);
+    const root = f ? f.name : v.id;
+    items.push(crumb(f && !f.read_write ? t('nav.shared') : t('nav.locker'), home, false));
+    const segs = v.path ? v.path.split('/') : [];
+    items.push(crumb(root, { kind: 'folder', id: v.id, path: '' }, segs.length === 0));
+    segs.forEach((s, i) => {
+      items.push(crumb(s, { kind: 'folder', id: v.id, path: segs.slice(0, i + 1).join('/') }, i === segs.length - 1));
+    });
+  } else if (v.kind === 'search') {
+    items.push(crumb(t('nav.locker'), home, false));
+    items.push(crumb(t('search.title', { q: v.q }), v, true));
+  } else {
+    items.push(crumb(t(`nav.${v.kind}`), v, true));
+  }
+  replace($('crumbs'), el('ol', {}, items));
+}
+
+function renderTools() {
+  const { mode, sort } = state.prefs;
+  $('view-list').setAttribute('aria-pressed', String(mode === 'list'));
+  $('view-grid').setAttribute('aria-pressed', String(mode === 'grid'));
+  $('sort').value = sort;
+  const inFolder = state.view.kind === 'folder';
+  const listed = inFolder || state.view.kind === 'search';
+  for (const id of ['view-list', 'view-grid', 'sort']) $(id).disabled = !listed;
+  $('btn-link').disabled = !inFolder;
+  $('btn-link').title = inFolder ? '' : t('share.noFolder');
+  $('lang').value = lang();
+}
+
+function renderMain() {
+  const main = $('content');
+  const v = state.view;
+  if (!hasToken() && !state.status) {
+    replace(main, placeholder({ icon: 'alert', kind: 'error', title: t('error.token') }));
+    return;
+  }
+  if (v.kind === 'home') return renderHome(main);
+  if (v.kind === 'folder') return renderFolder(main);
+  if (v.kind === 'search') return renderSearch(main);
+  if (v.kind === 'transfers') return renderTransfers(main);
+  if (v.kind === 'peers') return renderPeers(main);
+  if (v.kind === 'trash') return renderTrash(main);
+  return undefined;
+}
+
+function formatCount(n) {
+  return new Intl.NumberFormat(lang() === 'ko' ? 'ko-KR' : 'en-US').format(Number(n) || 0);
+}
+
+function viewTitle(text, ...extra) {
+  return el('div', { class: 'view-head' }, el('h1', { text }), ...extra);
+}
+
+// ---------------------------------------------------------------- home (all folders)
+
+function renderHome(main) {
+  if (!state.status) {
+    replace(main, state.error ? placeholder({ icon: 'alert', kind: 'error', title: state.error.message }) : loading());
+    return;
+  }
+  const folders = state.status.folders;
+  if (!folders.length) {
+    replace(
+      main,
+      placeholder({
+        icon: 'locker',
+        title: t('home.empty.title'),
+        body: t('home.empty.body'),
+        action: { label: t('top.openLink'), run: joinDialog },
+      }),
+    );
+    return;
+  }
+  const card = (f) =>
+    el(
+      'button',
+      {
+        class: 'card',
+        attrs: { type: 'button', title: f.path },
+        on: { click: () => navigate({ kind: 'folder', id: f.id, path: '' }) },
+      },
+      fileIcon('folder'),
+      el('span', { class: 'card-name', text: f.name }),
+      el('span', { class: 'card-meta', text: `${t(`mode.${f.mode}`)} · ${f.read_write ? t('rights.rw') : t('rights.ro')}` }),
+      el('span', { class: 'card-meta', text: t('home.files', { n: formatCount(f.local_files), size: humanSize(f.local_bytes) }) }),
+      el('progress', { attrs: { max: '100', value: String(Math.floor(Number(f.completion) || 0)), 'aria-label': t('fstate.syncing', { pct: Math.floor(Number(f.completion) || 0) }) } }),
+      folderBadge(f),
+    );
+  const mine = folders.filter((f) => f.read_write);
+  const shared = folders.filter((f) => !f.read_write);
+  replace(
+    main,
+    viewTitle(t('home.title')),
+    mine.length ? el('div', { class: 'cards' }, mine.map(card)) : null,
+    shared.length ? el('h2', { class: 'sub-head', text: t('nav.shared') }) : null,
+    shared.length ? el('div', { class: 'cards' }, shared.map(card)) : null,
+  );
+}
+
+// ---------------------------------------------------------------- folder listing
+
+function transferProgress(folder) {
+  const m = new Map();
+  for (const tr of folder?.state?.transfers || []) {
+    const size = Number(tr.size) || 0;
+    m.set(tr.path, size ? Math.floor((100 * (Number(tr.had) || 0)) / size) : 0);
+  }
+  return m;
+}
+
+function renderFolder(main) {
+  const v = state.view;
+  const f = folderById(v.id) || state.data?.folder;
+  if (state.dataError && !state.data) {
+    replace(
+      main,
+      placeholder({
+        icon: 'alert',
+        kind: 'error',
+        title: t('folder.error'),
+        body: state.dataError.message,
+        action: { label: t('folder.retry'), run: () => load() },
+      }),
+    );
+    return;
+  }
+  if (!state.data) {
+    replace(main, loading());
+    return;
+  }
+  const entries = sortEntries([...state.data.entries], state.prefs.sort, state.prefs.desc);
+  const count = el('span', { class: 'muted count-line', text: t('folder.count', { n: formatCount(entries.length) }) });
+  const head = viewTitle(
+    v.path ? v.path.split('/').pop() : f?.name || '',
+    f ? el('span', { class: 'chip', text: `${t(`mode.${f.mode}`)} · ${f.read_write ? t('rights.rw') : t('rights.ro')}` }) : null,
+    f ? folderBadge(f) : null,
+    count,
+  );
+  const conflicts = f?.state?.conflicts || [];
+  const notes = [];
+  if (f?.state?.error) notes.push(el('p', { class: 'note note-error', attrs: { role: 'alert' }, text: f.state.error }));
+  if (conflicts.length) notes.push(el('p', { class: 'note note-warn', text: `${t('state.conflict')}: ${conflicts.join(', ')}` }));
+  if (!entries.length) {
+    replace(main, head, notes, placeholder({ icon: 'locker', title: t('folder.empty.title'), body: t('folder.empty.body') }));
+    state.list = null;
+    return;
+  }
+  const hadFocus = state.list && state.list.list.contains(document.activeElement);
+  const prevActive = state.list ? state.list.entries[state.list.active]?.path : null;
+  const selected = state.list ? state.list.selected : state.reveal ? new Set([`\u0000${state.reveal}`]) : new Set();
+  const list = new EntryList({
+    entries,
+    mode: state.prefs.mode,
+    search: false,
+    sort: { key: state.prefs.sort, desc: state.prefs.desc },
+    progress: transferProgress(f),
+    selected,
+    onOpen: (e) => openEntry(v.id, e),
+    onUp: up,
+    onMenu: (sel, x, y) => entryMenu(v.id, sel, x, y),
+    onSort: sortBy,
+    onSelect: (sel) => {
+      count.textContent = sel.length ? t('folder.selected', { n: sel.length }) : t('folder.count', { n: formatCount(entries.length) });
+    },
+  });
+  state.list = list;
+  const scroll = main.scrollTop;
+  replace(main, head, notes, list.root);
+  main.scrollTop = scroll;
+  const again = entries.findIndex((e) => e.path === (prevActive || state.reveal));
+  if (again >= 0) list.setActive(again);
+  state.reveal = null;
+  const ae = document.activeElement;
+  if (hadFocus || ae === document.body || ae === main || (ae && ae.closest('#content') && !ae.closest('.list'))) list.focus();
+}
+
+function sortBy(key) {
+  if (state.prefs.sort === key) state.prefs.desc = !state.prefs.desc;
+  else {
+    state.prefs.sort = key;
+    state.prefs.desc = false;
+  }
+  savePrefs();
+  renderTools();
+  renderMain();
+}
+
+async function keepOffline(folderId, entry) {
+  toast(t('toast.fetching', { name: entry.name }));
+  try {
+    await api.fetch(folderId, entry.path);
+    toast(t('toast.fetched', { name: entry.name }));
+    refreshNow();
+    load({ quiet: true });
+  } catch (e) {
+    toast(e.message, 'error');
+  }
+}
+
+function openEntry(folderId, entry) {
+  if (entry.dir) {
+    navigate({ kind: 'folder', id: folderId, path: entry.path });
+  } else if (entry.state === 'remote') {
+    keepOffline(folderId, entry);
+  } else {
+    const f = folderById(folderId);
+    const abs = f ? `${f.path.replace(/\/$/, '')}/${entry.path}` : entry.path;
+    copyText(abs).then((ok) => ok && toast(`${t('toast.copied')}: ${abs}`));
+  }
+}
+
+function absPath(folderId, entry) {
+  const f = folderById(folderId);
+  return f ? `${f.path.replace(/[/\\]$/, '')}/${entry.path}` : entry.path;
+}
+
+function entryMenu(folderId, sel, x, y) {
+  const one = sel.length === 1 ? sel[0] : null;
+  const f = folderById(folderId);
+  const fetchable = sel.filter((e) => e.state === 'remote' || (e.dir && f?.mode === 'on-demand'));
+  openMenu(
+    [
+      { label: t('menu.open'), disabled: !one, run: () => openEntry(folderId, one) },
+      {
+        label: t('menu.keep'),
+        disabled: !fetchable.length,
+        run: () => fetchable.forEach((e) => keepOffline(folderId, e)),
+      },
+      {
+        label: t('menu.copyPath'),
+        run: () => copyText(sel.map((e) => absPath(folderId, e)).join('\n')).then((ok) => ok && toast(t('toast.copied'))),
+      },
+      {
+        label: t('menu.share'),
+        disabled: !sel.length || sel.some((e) => e.state === 'remote'),
+        run: () => shareFilesDialog(sel.map((e) => absPath(folderId, e)), one ? one.name : `${sel.length}`),
+      },
+      'sep',
+      { label: t('menu.rename'), disabled: true },
+      { label: t('menu.move'), disabled: true },
+      { label: t('menu.delete'), disabled: true },
+      { label: t('menu.versions'), disabled: true },
+      { label: t('menu.showInFiles'), disabled: true },
+      'sep',
+      { label: t('menu.trash'), run: () => navigate({ kind: 'trash', id: folderId }) },
+    ],
+    x,
+    y,
+  );
+}
+
+// ---------------------------------------------------------------- search
+
+function renderSearch(main) {
+  const v = state.view;
+  if (state.dataError) {
+    replace(main, placeholder({ icon: 'alert', kind: 'error', title: t('folder.error'), body: state.dataError.message, action: { label: t('folder.retry'), run: () => load() } }));
+    return;
+  }
+  if (!state.data) {
+    replace(main, loading());
+    return;
+  }
+  const entries = sortEntries([...(state.data.entries || [])], state.prefs.sort, state.prefs.desc);
+  if (!entries.length) {
+    replace(main, viewTitle(t('search.title', { q: v.q })), placeholder({ icon: 'search', title: t('search.empty', { q: v.q }) }));
+    return;
+  }
+  const list = new EntryList({
+    entries,
+    mode: state.prefs.mode,
+    search: true,
+    sort: { key: state.prefs.sort, desc: state.prefs.desc },
+    onOpen: (e) => {
+      if (e.dir) navigate({ kind: 'folder', id: e.folder, path: e.path });
+      else {
+        state.reveal = e.path;
+        navigate({ kind: 'folder', id: e.folder, path: parentOf(e.path) });
+      }
+    },
+    onUp: () => history.back(),
+    onMenu: (sel, x, y) => entryMenu(sel[0].folder, sel.filter((e) => e.folder === sel[0].folder), x, y),
+    onSort: sortBy,
+  });
+  state.list = list;
+  replace(
+    main,
+    viewTitle(t('search.title', { q: v.q }), el('span', { class: 'muted count-line', text: t('search.count', { n: entries.length }) })),
+    entries.length >= 200 ? el('p', { class: 'note', text: t('search.max') }) : null,
+    list.root,
+  );
+}
+
+let searchTimer = null;
+function onSearchInput() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, 250);
+}
+
+function runSearch() {
+  clearTimeout(searchTimer);
+  const q = $('search').value.trim();
+  if (!q) {
+    if (state.view.kind === 'search') history.back();
+    return;
+  }
+  const view = { kind: 'search', q };
+  const inSearch = state.view.kind === 'search';
+  navigate(view, { replaceEntry: inSearch });
+  $('search').value = q;
+}
+
+// ---------------------------------------------------------------- transfers
+
+function renderTransfers(main) {
+  if (!state.status) {
+    replace(main, loading());
+    return;
+  }
+  const rows = [];
+  for (const f of state.status.folders) {
+    for (const tr of f.state?.transfers || []) {
+      const size = Number(tr.size) || 0;
+      const had = Number(tr.had) || 0;
+      const name = tr.path.split('/').pop();
+      rows.push(
+        el(
+          'li',
+          { class: 'transfer' },
+          fileIcon('file'),
+          el('div', { class: 'transfer-main' }, el('span', { class: 'name', text: name, attrs: { title: tr.path } }), el('span', { class: 'muted', text: `${f.name} / ${tr.path}` })),
+          el('progress', { attrs: { max: String(size || 1), value: String(had), 'aria-label': name } }),
+          el('span', { class: 'muted', text: t('transfers.progress', { had: humanSize(had), size: humanSize(size) }) }),
+          el('span', { class: 'muted', text: t('transfers.sources', { n: Array.isArray(tr.sources) ? tr.sources.length : Number(tr.sources) || 0 }) }),
+        ),
+      );
+    }
+  }
+  const waiting = state.status.folders
+    .filter((f) => Number(f.need_files) > 0)
+    .map((f) => el('li', { class: 'note' }, el('span', { text: t('transfers.waiting', { n: f.need_files, size: humanSize(f.need_bytes), folder: f.name }) })));
+  if (!rows.length && !waiting.length) {
+    replace(main, viewTitle(t('transfers.title')), placeholder({ icon: 'transfers', title: t('transfers.empty.title'), body: t('transfers.empty.body') }));
+    return;
+  }
+  replace(main, viewTitle(t('transfers.title')), waiting.length ? el('ul', { class: 'plain' }, waiting) : null, el('ul', { class: 'transfers' }, rows));
+}
+
+// ---------------------------------------------------------------- peers and join requests
+
+function renderPeers(main) {
+  if (!state.status) {
+    replace(main, loading());
+    return;
+  }
+  const s = state.status;
+  const me = el(
+    'section',
+    { class: 'panel' },
+    el('h2', { text: t('peers.me') }),
+    el('p', {}, el('code', { class: 'peer-id', text: s.peer_id })),
+    el('ul', { class: 'plain muted' }, (s.listen || []).map((a) => el('li', {}, el('code', { text: a })))),
+  );
+  const reqs = (s.requests || []).map((r) =>
+    el(
+      'li',
+      { class: 'request' },
+      uiIcon('requests'),
+      el('span', {
+        class: 'grow',
+        text: t('requests.body', { peer: shortPeer(r.peer), folder: r.folder_name || r.folder, rights: r.read_write ? t('rights.rw') : t('rights.ro') }),
+        attrs: { title: r.peer },
+      }),
+      el('span', { class: 'muted', text: humanTime(r.asked_at) }),
+      el('button', {
+        class: 'btn primary',
+        attrs: { type: 'button' },
+        text: t('requests.approve'),
+        on: {
+          click: async (e) => {
+            e.currentTarget.disabled = true;
+            try {
+              await api.approve(r.folder, r.peer);
+              toast(t('requests.approved'));
+              refreshNow();
+            } catch (err) {
+              toast(err.message, 'error');
+              e.target.disabled = false;
+            }
+          },
+        },
+      }),
+    ),
+  );
+  const peers = s.peers || [];
+  const table = peers.length
+    ? el(
+        'table',
+        { class: 'table' },
+        el('thead', {}, el('tr', {}, [t('peers.id'), t('peers.presence'), t('peers.connection'), t('peers.address')].map((h) => el('th', { text: h, attrs: { scope: 'col' } })))),
+        el(
+          'tbody',
+          {},
+          peers.map((p) =>
+            el(
+              'tr',
+              {},
+              el(
+                'td',
+                {},
+                el('code', { text: shortPeer(p.peer), attrs: { title: p.peer } }),
+                el('button', {
+                  class: 'link-btn',
+                  attrs: { type: 'button' },
+                  text: t('peers.copyId'),
+                  on: { click: () => copyText(p.peer).then((ok) => ok && toast(t('toast.copied'))) },
+                }),
+              ),
+              el('td', {}, el('span', { class: `presence ${p.connected ? 'on' : 'off'}`, text: p.connected ? t('peers.online') : t('peers.offline') })),
+              el('td', { text: p.kind === 'relayed' ? t('peers.relayed') : t('peers.direct') }),
+              el('td', {}, el('code', { class: 'muted', text: p.addr || '' })),
+            ),
+          ),
+        ),
+      )
+    : placeholder({ icon: 'peers', title: t('peers.empty.title'), body: t('peers.empty.body') });
+  replace(
+    main,
+    viewTitle(t('peers.title')),
+    reqs.length ? el('section', { class: 'panel' }, el('h2', { text: t('requests.title') }), el('ul', { class: 'plain' }, reqs)) : null,
+    table,
+    me,
+  );
+}
+
+// ---------------------------------------------------------------- trash
+
+function renderTrash(main) {
+  const v = state.view;
+  const folders = state.status?.folders || [];
+  if (!v.id) {
+    if (folders.length) {
+      navigate({ kind: 'trash', id: folders[0].id }, { replaceEntry: true });
+      return;
+    }
+    replace(main, viewTitle(t('trash.title')), placeholder({ icon: 'trash', title: t('trash.empty.title'), body: t('trash.noFolder') }));
+    return;
+  }
+  const pick = el(
+    'select',
+    { attrs: { 'aria-label': t('trash.pick') }, on: { change: (e) => navigate({ kind: 'trash', id: e.target.value }) } },
+    folders.map((f) => el('option', { attrs: { value: f.id, selected: f.id === v.id }, text: f.name })),
+  );
+  const head = viewTitle(t('trash.title'), el('label', { class: 'inline' }, el('span', { text: t('trash.pick') }), pick));
+  if (state.dataError) {
+    replace(main, head, placeholder({ icon: 'alert', kind: 'error', title: t('folder.error'), body: state.dataError.message, action: { label: t('folder.retry'), run: () => load() } }));
+    return;
+  }
+  if (!state.data) {
+    replace(main, head, loading());
+    return;
+  }
+  const items = Array.isArray(state.data) ? state.data : state.data.entries || [];
+  if (!items.length) {
+    replace(main, head, placeholder({ icon: 'trash', title: t('trash.empty.title'), body: t('trash.empty.body') }));
+    return;
+  }
+  const rows = items.map((it) =>
+    el(
+      'tr',
+      {},
+      el('td', {}, el('span', { class: 'cell-name' }, fileIcon('file'), el('span', { text: it.path }))),
+      el('td', { class: 'num', text: humanSize(it.size) }),
+      el('td', { text: humanTime(it.deleted_at) }),
+      el(
+        'td',
+        {},
+        el('button', {
+          class: 'btn',
+          attrs: { type: 'button' },
+          text: t('trash.restore'),
+          on: {
+            click: async (e) => {
+              e.currentTarget.disabled = true;
+              try {
+                await api.trashRestore(v.id, it.path, it.deleted_at != null ? String(it.deleted_at) : undefined);
+                toast(t('trash.restored', { path: it.path }));
+                load({ quiet: true });
+              } catch (err) {
+                toast(err.message, 'error');
+                e.target.disabled = false;
+              }
+            },
+          },
+        }),
+      ),
+    ),
+  );
+  replace(
+    main,
+    head,
+    el(
+      'table',
+      { class: 'table' },
+      el('thead', {}, el('tr', {}, [t('col.path'), t('col.size'), t('trash.deleted'), ''].map((h) => el('th', { text: h, attrs: { scope: 'col' } })))),
+      el('tbody', {}, rows),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------- dialogs
+
+const EXPIRY = [
+  ['never', 0],
+  ['1h', 3600],
+  ['1d', 86400],
+  ['7d', 7 * 86400],
+  ['30d', 30 * 86400],
+];
+
+function expirySelect() {
+  return el('select', {}, EXPIRY.map(([k, secs]) => el('option', { attrs: { value: String(secs) }, text: t(`expiry.${k}`) })));
+}
+
+function linkResult(link) {
+  const out = el('input', { class: 'link-out', attrs: { type: 'text', readonly: true, 'aria-label': t('share.link'), spellcheck: 'false' } });
+  out.value = link;
+  const copy = el('button', {
+    class: 'btn primary',
+    attrs: { type: 'button' },
+    text: t('share.copy'),
+    on: {
+      click: async () => {
+        out.select();
+        if (await copyText(link)) toast(t('toast.copied'));
+      },
+    },
+  });
+  return el('div', { class: 'link-result' }, out, copy);
+}
+
+function folderLinkDialog() {
+  const v = state.view;
+  const f = folderById(v.id);
+  if (v.kind !== 'folder' || !f) {
+    toast(t('share.noFolder'), 'error');
+    return;
+  }
+  openDialog(t('share.title', { name: f.name }), () => {
+    const ro = el('input', { attrs: { type: 'radio', name: 'rights', value: 'ro', checked: true } });
+    const rw = el('input', { attrs: { type: 'radio', name: 'rights', value: 'rw' } });
+    const expiry = expirySelect();
+    const approve = el('input', { attrs: { type: 'checkbox', checked: true } });
+    const err = errorLine();
+    const result = el('div', { class: 'result' });
+    const create = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('share.create') });
+    const form = el(
+      'form',
+      {
+        on: {
+          submit: async (e) => {
+            e.preventDefault();
+            create.disabled = true;
+            showError(err, '');
+            try {
+              const r = await api.folderLink(f.id, { readOnly: ro.checked, expiresIn: Number(expiry.value), approve: approve.checked });
+              replace(result, linkResult(r.link));
+              result.querySelector('input').select();
+              toast(t('toast.linkMade'));
+            } catch (ex) {
+              showError(err, ex.message);
+            } finally {
+              create.disabled = false;
+            }
+          },
+        },
+      },
+      el(
+        'fieldset',
+        {},
+        el('legend', { text: t('share.rights') }),
+        el('label', { class: 'choice' }, ro, el('span', { text: t('rights.ro') })),
+        el('label', { class: 'choice' }, rw, el('span', { text: t('rights.rw') })),
+      ),
+      field(t('share.expiry'), expiry),
+      el('label', { class: 'choice' }, approve, el('span', { text: t('share.approve') })),
+      err,
+      el('div', { class: 'actions' }, create),
+      result,
+    );
+    return form;
+  });
+}
+
+function shareFilesDialog(paths, label) {
+  openDialog(t('share.title', { name: label }), () => {
+    const expiry = expirySelect();
+    const err = errorLine();
+    const result = el('div', { class: 'result' });
+    const create = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('share.create') });
+    return el(
+      'form',
+      {
+        on: {
+          submit: async (e) => {
+            e.preventDefault();
+            create.disabled = true;
+            showError(err, '');
+            try {
+              const r = await api.share(paths, Number(expiry.value) || undefined);
+              replace(result, linkResult(r.link));
+            } catch (ex) {
+              showError(err, ex.message);
+            } finally {
+              create.disabled = false;
+            }
+          },
+        },
+      },
+      field(t('share.expiry'), expiry),
+      err,
+      el('div', { class: 'actions' }, create),
+      result,
+    );
+  });
+}
+
+function modeSelect(def) {
+  return el(
+    'select',
+    {},
+    ['send-receive', 'receive-only', 'on-demand'].map((m) => el('option', { attrs: { value: m, selected: m === def }, text: t(`mode.${m}`) })),
+  );
+}
+
+function joinDialog() {
+  openDialog(t('join.title'), (close) => {
+    const link = el('textarea', { attrs: { rows: '3', required: true, spellcheck: 'false', placeholder: 'peerbox://…' } });
+    const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
+    const mode = modeSelect('send-receive');
+    const err = errorLine();
+    const submit = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('join.submit') });
+    return el(
+      'form',
+      {
+        on: {
+          submit: async (e) => {
+            e.preventDefault();
+            submit.disabled = true;
+            showError(err, '');
+            try {
+              const r = await api.folderJoin(link.value.trim(), path.value.trim(), mode.value);
+              close();
+              toast(t('toast.joined'));
+              refreshNow();
+              if (r && r.id) navigate({ kind: 'folder', id: r.id, path: '' });
+            } catch (ex) {
+              showError(err, ex.message);
+            } finally {
+              submit.disabled = false;
+            }
+          },
+        },
+      },
+      field(t('join.link'), link),
+      field(t('join.path'), path),
+      field(t('join.mode'), mode),
+      err,
+      el('div', { class: 'actions' }, el('button', { class: 'btn', attrs: { type: 'button' }, text: t('dialog.cancel'), on: { click: close } }), submit),
+    );
+  });
+}
+
+function addFolderDialog() {
+  openDialog(t('add.title'), (close) => {
+    const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
+    const name = el('input', { attrs: { type: 'text', autocomplete: 'off' } });
+    const mode = modeSelect('send-receive');
+    const err = errorLine();
+    const submit = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('add.submit') });
+    return el(
+      'form',
+      {
+        on: {
+          submit: async (e) => {
+            e.preventDefault();
+            submit.disabled = true;
+            showError(err, '');
+            try {
+              const r = await api.folderAdd(path.value.trim(), name.value.trim(), mode.value);
+              close();
+              toast(t('toast.added'));
+              refreshNow();
+              if (r && r.id) navigate({ kind: 'folder', id: r.id, path: '' });
+            } catch (ex) {
+              showError(err, ex.message);
+            } finally {
+              submit.disabled = false;
+            }
+          },
+        },
+      },
+      field(t('add.path'), path),
+      field(t('add.name'), name),
+      field(t('join.mode'), mode),
+      err,
+      el('div', { class: 'actions' }, el('button', { class: 'btn', attrs: { type: 'button' }, text: t('dialog.cancel'), on: { click: close } }), submit),
+    );
+  });
+}
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  applyStatic(document);
+  $('view-list').append(uiIcon('list'));
+  $('view-grid').append(uiIcon('grid'));
+  $('btn-link').prepend(uiIcon('link'));
+  $('btn-open').prepend(uiIcon('open'));
+  $('search-form').prepend(uiIcon('search', 'ui-icon search-icon'));
+  $('view-list').addEventListener('click', () => {
+    state.prefs.mode = 'list';
+    savePrefs();
+    renderTools();
+    renderMain();
+  });
+  $('view-grid').addEventListener('click', () => {
+    state.prefs.mode = 'grid';
+    savePrefs();
+    renderTools();
+    renderMain();
+  });
+  $('sort').addEventListener('change', (e) => {
+    state.prefs.sort = e.target.value;
+    state.prefs.desc = e.target.value !== 'name';
+    savePrefs();
+    renderMain();
+  });
+  $('btn-link').addEventListener('click', folderLinkDialog);
+  $('btn-open').addEventListener('click', joinDialog);
+  $('lang').addEventListener('change', (e) => setLang(e.target.value));
+  $('search').addEventListener('input', onSearchInput);
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    runSearch();
+  });
+  onLangChange(() => {
+    replace($('toasts'));
+    render();
+    renderBanner();
+  });
+  history.replaceState({ view: state.view }, '');
+  render();
+  if (!hasToken()) return;
+  subscribe(onStatus);
+}
+
+export { ApiError };
+start();
