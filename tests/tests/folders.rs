@@ -258,6 +258,8 @@ async fn an_on_demand_member_sees_everything_and_fetches_what_it_opens() {
     assert_eq!(s["folders"][0]["mode"], "on-demand");
     assert!(!b_dir.join("movies/one.bin").exists());
 
+    let listed: serde_json::Value = serde_json::from_str(&b.ok(&["ls", "F", "--json"]).await).expect("json");
+    assert_eq!(listed["entries"][0]["state"], "remote", "{listed}");
     b.ok(&["fetch", "F", "movies/one.bin"]).await;
     assert!(wait_until(|| read(&b_dir.join("movies/one.bin")) == read(&a_dir.join("movies/one.bin"))).await);
     assert!(!b_dir.join("movies/two.bin").exists(), "fetched more than asked");
@@ -500,5 +502,8 @@ async fn the_drive_lists_folders_and_searches_names() {
     assert_eq!(found["entries"][0]["path"], "사진/여행 🏖.jpg");
     let r = a.cli(&["ls", "F", "../etc"]).await;
     assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = a.cli(&["ls", "F", "no-such-dir"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no such folder"), "{}", r.stderr);
     a.stop().await;
 }

@@ -518,6 +518,20 @@ impl Folders {
             Some((parent, _)) => parent == path,
             None => path.is_empty(),
         };
+        let exists = path.is_empty()
+            || local.iter().any(|r| r.path == path && r.dir && !r.deleted)
+            || plan.iter().any(|a| a.remote.path == path && a.remote.dir && !a.remote.deleted);
+        if !exists {
+            return Err(NodeError::BadPath {
+                path: path.into(),
+                reason: "no such folder inside this shared folder".into(),
+            });
+        }
+        // In an on-demand folder a directory is "local" only if something in it is.
+        let holds_content = |dir: &str| {
+            let prefix = format!("{dir}/");
+            local.iter().any(|r| r.have && !r.dir && !r.deleted && r.path.starts_with(&prefix))
+        };
         let mut seen = HashSet::new();
         let mut entries = Vec::new();
         for r in local.iter().filter(|r| !r.deleted && inside(&r.path)) {
@@ -526,7 +540,7 @@ impl Folders {
                 "syncing"
             } else if r.path.contains(".sync-conflict-") {
                 "conflict"
-            } else if !r.have && !r.dir {
+            } else if !r.have && !r.dir || r.dir && f.mode == FolderMode::OnDemand && !holds_content(&r.path) {
                 "remote"
             } else {
                 "local"
