@@ -944,13 +944,14 @@ function modeSelect(def) {
   );
 }
 
-function joinDialog() {
-  openDialog(t('join.title'), (close) => {
-    const link = el('textarea', { attrs: { rows: '3', required: true, spellcheck: 'false', placeholder: 'peerbox://…' } });
-    const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
-    const mode = modeSelect('send-receive');
+/**
+ * A dialog with a form: the given fields, an error line, Cancel and a submit
+ * button. `action` runs on submit; a result with an `id` opens that folder.
+ */
+function formDialog(title, submitLabel, fields, action, doneToast) {
+  openDialog(title, (close) => {
     const err = errorLine();
-    const submit = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('join.submit') });
+    const submit = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: submitLabel });
     return el(
       'form',
       {
@@ -960,9 +961,9 @@ function joinDialog() {
             submit.disabled = true;
             showError(err, '');
             try {
-              const r = await api.folderJoin(link.value.trim(), path.value.trim(), mode.value);
+              const r = await action();
               close();
-              toast(t('toast.joined'));
+              toast(doneToast);
               refreshNow();
               if (r && r.id) navigate({ kind: 'folder', id: r.id, path: '' });
             } catch (ex) {
@@ -973,51 +974,37 @@ function joinDialog() {
           },
         },
       },
-      field(t('join.link'), link),
-      field(t('join.path'), path),
-      field(t('join.mode'), mode),
+      ...fields.map(([label, input]) => field(label, input)),
       err,
       el('div', { class: 'actions' }, el('button', { class: 'btn', attrs: { type: 'button' }, text: t('dialog.cancel'), on: { click: close } }), submit),
     );
   });
 }
 
+function joinDialog() {
+  const link = el('textarea', { attrs: { rows: '3', required: true, spellcheck: 'false', placeholder: 'peerbox://…' } });
+  const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
+  const mode = modeSelect('send-receive');
+  formDialog(
+    t('join.title'),
+    t('join.submit'),
+    [[t('join.link'), link], [t('join.path'), path], [t('join.mode'), mode]],
+    () => api.folderJoin(link.value.trim(), path.value.trim(), mode.value),
+    t('toast.joined'),
+  );
+}
+
 function addFolderDialog() {
-  openDialog(t('add.title'), (close) => {
-    const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
-    const name = el('input', { attrs: { type: 'text', autocomplete: 'off' } });
-    const mode = modeSelect('send-receive');
-    const err = errorLine();
-    const submit = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('add.submit') });
-    return el(
-      'form',
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            submit.disabled = true;
-            showError(err, '');
-            try {
-              const r = await api.folderAdd(path.value.trim(), name.value.trim(), mode.value);
-              close();
-              toast(t('toast.added'));
-              refreshNow();
-              if (r && r.id) navigate({ kind: 'folder', id: r.id, path: '' });
-            } catch (ex) {
-              showError(err, ex.message);
-            } finally {
-              submit.disabled = false;
-            }
-          },
-        },
-      },
-      field(t('add.path'), path),
-      field(t('add.name'), name),
-      field(t('join.mode'), mode),
-      err,
-      el('div', { class: 'actions' }, el('button', { class: 'btn', attrs: { type: 'button' }, text: t('dialog.cancel'), on: { click: close } }), submit),
-    );
-  });
+  const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
+  const name = el('input', { attrs: { type: 'text', autocomplete: 'off' } });
+  const mode = modeSelect('send-receive');
+  formDialog(
+    t('add.title'),
+    t('add.submit'),
+    [[t('add.path'), path], [t('add.name'), name], [t('join.mode'), mode]],
+    () => api.folderAdd(path.value.trim(), name.value.trim(), mode.value),
+    t('toast.added'),
+  );
 }
 
 // ---------------------------------------------------------------- start
