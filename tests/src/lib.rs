@@ -226,17 +226,23 @@ impl ShareReader for FakeReader {
     }
 }
 
+/// A network of a fresh identity on loopback, as every fake peer uses.
+async fn fake_network() -> Network {
+    let (net, mut events) = Network::start(Config {
+        keypair: Keypair::generate_ed25519(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        mdns: false,
+    })
+    .await
+    .expect("fake network");
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    net
+}
+
 impl FakeSharer {
     /// Starts a fake sharer of `entries` on loopback; `answer` serves blocks.
     pub async fn start(entries: Vec<Entry>, answer: Arc<Answer>) -> Self {
-        let (net, mut events) = Network::start(Config {
-            keypair: Keypair::generate_ed25519(),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
-            mdns: false,
-        })
-        .await
-        .expect("fake network");
-        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let net = fake_network().await;
         let secret = [42u8; 32];
         let id = content_id(&entries);
         let incoming = net.accept(PROTOCOL).expect("accept");
@@ -401,14 +407,7 @@ impl FakeMember {
     /// Joins the folder behind `link` (a real daemon's folder link) and starts
     /// announcing `records`.
     pub async fn join(link: &str, records: Vec<peerbox_proto::index::WireRecord>, block_data: Bytes) -> Self {
-        let (net, mut events) = Network::start(Config {
-            keypair: Keypair::generate_ed25519(),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
-            mdns: false,
-        })
-        .await
-        .expect("fake network");
-        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let net = fake_network().await;
         let incoming = net.accept(peerbox_proto::index::PROTOCOL).expect("accept");
         tokio::spawn(peerbox_net::sync::serve(incoming, Arc::new(FakeIndex { records, block_data })));
         let link = Link::decode(link).expect("link");

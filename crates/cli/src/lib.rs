@@ -543,10 +543,9 @@ async fn share(
         return Ok(ExitCode::SUCCESS);
     }
     let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: true }).await?;
-    let expires = expires.map(|d| peerbox_store_now() + d.as_secs().max(1));
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::hashing(rx);
-    let outcome = node.share(paths, expires, tx).await;
+    let outcome = node.share(paths, expires.map(|d| d.as_secs()), tx).await;
     bar.finish().await;
     let outcome = outcome?;
     for s in &outcome.skipped {
@@ -627,10 +626,6 @@ async fn get(
         }
         Ok(ExitCode::from(EXIT_FAILED))
     }
-}
-
-fn peerbox_store_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::EngineError;
 use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_executable, sync_parent};
-use crate::scan::{Skipped, Stamp};
+use crate::scan::{Skipped, Stamp, stamp_of};
 
 /// The marker directory in every folder root; holds the trash. Its absence means
 /// the folder is not there (an unplugged drive): sync stops, nothing is deleted.
@@ -105,7 +105,7 @@ pub fn scan_folder(
         .filter(|(p, e)| {
             !e.dir
                 && match known.get(*p) {
-                    Some(k) if !k.deleted && !k.dir => k.local != Some(to_stamp(e.stamp)),
+                    Some(k) if !k.deleted && !k.dir => k.local != Some(e.stamp),
                     _ => true,
                 }
         })
@@ -113,9 +113,9 @@ pub fn scan_folder(
     type Hashed = Result<(String, Vec<[u8; 32]>, Stamp), EngineError>;
     let hashed: Vec<Hashed> = to_hash
         .par_iter()
-        .map(|(p, e)| {
+        .map(|(p, _)| {
             let local = p.split('/').fold(root.to_owned(), |a, s| a.join(s));
-            let (hashes, stamp) = crate::scan::hash_stable_with_stamp(&local, e.stamp)?;
+            let (hashes, stamp) = crate::scan::hash_stable(&local, &|_| {})?;
             Ok(((*p).clone(), hashes, stamp))
         })
         .collect();
@@ -132,7 +132,7 @@ pub fn scan_folder(
         let prev = known.get(&path);
         let same = prev.is_some_and(|k| !k.deleted && !k.dir && k.blocks == blocks && k.size == stamp.size);
         if same {
-            out.restamped.push((path, to_stamp(stamp)));
+            out.restamped.push((path, stamp));
             continue;
         }
         let version = prev.map(|k| k.version.clone()).unwrap_or_default().bump(me);
@@ -149,7 +149,7 @@ pub fn scan_folder(
             seq: 0,
             modified_by: me,
             have: true,
-            local: Some(to_stamp(stamp)),
+            local: Some(stamp),
         });
     }
     for (path, e) in &found {
@@ -196,12 +196,7 @@ fn entry(m: &std::fs::Metadata, dir: bool) -> LocalEntry {
     };
     #[cfg(not(unix))]
     let executable = false;
-    LocalEntry { dir, stamp: Stamp::of(m), executable }
-}
-
-/// Converts a scan stamp to the index's.
-pub fn to_stamp(s: Stamp) -> FileStamp {
-    FileStamp { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode }
+    LocalEntry { dir, stamp: stamp_of(m), executable }
 }
 
 fn walk(
@@ -259,7 +254,7 @@ pub fn local_stamp(root: &Dir, rel: &RelPath) -> Option<Stamp> {
         return None;
     }
     let f = root.open(rel.as_str()).ok()?.into_std();
-    Some(Stamp::of(&f.metadata().ok()?))
+    Some(stamp_of(&f.metadata().ok()?))
 }
 
 /// Opens (or resumes) the temp file for pulling `meta` into `rel`.
@@ -298,25 +293,25 @@ pub fn finish_pull(
     let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
     let _ = f.set_modified(mtime);
     set_executable(f, meta.executable);
-    let current = local_stamp(root, rel).map(to_stamp);
+    let current = local_stamp(root, rel);
     if current != expected && !(expected.is_none() && current.is_none()) {
         return Err(ApplyError::LocalChanged(rel.to_string()));
     }
     // The stamp comes from the handle before the rename (the inode and mtime
     // survive it): read after, it could already describe a user's next edit, which
     // would then never be noticed.
-    let stamp = Stamp::of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?);
+    let stamp = stamp_of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?);
     if current.is_some() {
         trash(root, root_path, rel)?;
     }
     root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
     sync_parent(root, rel).map_err(|e| EngineError::io(&shown, e))?;
-    Ok(to_stamp(stamp))
+    Ok(stamp)
 }
 
 /// Deletes the file at `rel` into the trash, if it is still what the index knows.
 pub fn delete(root: &Dir, root_path: &Path, rel: &RelPath, expected: Option<FileStamp>) -> Result<(), ApplyError> {
-    match local_stamp(root, rel).map(to_stamp) {
+    match local_stamp(root, rel) {
         None => Ok(()),
         Some(s) if Some(s) == expected => {
             trash(root, root_path, rel)?;
@@ -503,7 +498,7 @@ mod tests {
         std::fs::write(root.join("docs/plan.txt"), b"v1").unwrap();
         let dir = open_root(&root).unwrap();
         let rel = RelPath::new("docs/plan.txt").unwrap();
-        let stamp = local_stamp(&dir, &rel).map(to_stamp);
+        let stamp = local_stamp(&dir, &rel);
         delete(&dir, &root, &rel, stamp).unwrap();
         assert!(!root.join("docs/plan.txt").exists());
         let list = trash_list(&root).unwrap();

@@ -12,4 +12,4 @@ pub mod scan;
 
 pub use download::{BlockError, Download, FileStatus, PlannedFile, TempFile};
 pub use error::EngineError;
-pub use scan::{HashCache, NoCache, ScanResult, Scanned, Skipped, Stamp, hash_block, scan};
+pub use scan::{HashCache, NoCache, ScanResult, Scanned, Skipped, Stamp, hash_block, scan, stamp_of};

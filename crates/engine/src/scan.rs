@@ -31,22 +31,12 @@ impl HashCache for NoCache {
     }
 }
 
-/// What `stat` says about a file's contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, unix nanoseconds.
-    pub mtime_ns: i64,
-    /// Inode, or 0.
-    pub inode: u64,
-}
+/// What `stat` says about a file's contents: the index's own type.
+pub use peerbox_store::FileStamp as Stamp;
 
-impl Stamp {
-    /// The stamp of `meta`.
-    pub fn of(meta: &Metadata) -> Self {
-        Self { size: meta.len(), mtime_ns: mtime_ns(meta), inode: inode(meta) }
-    }
+/// The stamp of `meta`.
+pub fn stamp_of(meta: &Metadata) -> Stamp {
+    Stamp { size: meta.len(), mtime_ns: mtime_ns(meta), inode: inode(meta) }
 }
 
 /// One scanned entry: the manifest entry and, for files, where it lives and its stamp.
@@ -105,7 +95,7 @@ fn walk(local: &Path, rel: &RelPath, meta: &Metadata, out: &mut ScanResult) -> R
         out.entries.push(Scanned {
             entry: Entry { path: rel.as_str().to_owned(), kind: EntryKind::File(placeholder(meta)) },
             local: Some(local.to_owned()),
-            stamp: Some(Stamp::of(meta)),
+            stamp: Some(stamp_of(meta)),
         });
         return Ok(());
     }
@@ -171,64 +161,54 @@ fn hash_all(
 ) -> Result<(), EngineError> {
     // Files small enough to be one block are one work item; big files are split so
     // a single large file still uses every core.
-    let jobs: Vec<usize> = entries
+    let jobs: Vec<(usize, PathBuf, Stamp)> = entries
         .iter()
         .enumerate()
         .filter(|(_, s)| matches!(s.entry.kind, EntryKind::File(_)))
-        .map(|(i, _)| i)
+        .filter_map(|(i, s)| Some((i, s.local.clone()?, s.stamp?)))
         .collect();
-    let results: Vec<(usize, Result<Vec<BlockHash>, EngineError>)> = jobs
+    type Hashed = Result<(Vec<BlockHash>, Stamp), EngineError>;
+    let results: Vec<(usize, Hashed)> = jobs
         .par_iter()
-        .map(|&i| {
-            let s = &entries[i];
-            let (Some(local), Some(stamp)) = (&s.local, s.stamp) else { return (i, Ok(Vec::new())) };
-            if let Some(h) = cache.get(local, stamp)
+        .map(|(i, local, stamp)| {
+            if let Some(h) = cache.get(local, *stamp)
                 && h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size))
             {
                 progress(stamp.size);
-                return (i, Ok(h));
+                return (*i, Ok((h, *stamp)));
             }
-            (i, hash_stable(local, stamp, progress))
+            (*i, hash_stable(local, progress))
         })
         .collect();
     for (i, r) in results {
-        let hashes = r?;
-        if let EntryKind::File(f) = &mut entries[i].entry.kind {
+        let (hashes, stamp) = r?;
+        let s = &mut entries[i];
+        if let EntryKind::File(f) = &mut s.entry.kind {
+            // The hashes describe the file as it was when read, which may be newer
+            // than what the walk saw.
+            f.size = stamp.size;
+            f.mtime_ns = stamp.mtime_ns;
+            f.block_size = block_size_for(stamp.size);
             f.blocks = hashes;
         }
+        s.stamp = Some(stamp);
     }
     Ok(())
 }
 
-/// Hashes a file, again if it changed meanwhile; gives up after a few tries.
-fn hash_stable(path: &Path, stamp: Stamp, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<BlockHash>, EngineError> {
-    let mut expected = stamp;
+/// Hashes a file, again if it changed meanwhile (its stamp differs before and
+/// after); gives up after a few tries. Returns the hashes and the stamp they
+/// belong to.
+pub fn hash_stable(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
     for _ in 0..3 {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
-        let hashes = hash_file(&file, expected.size, progress).map_err(|e| EngineError::io(path, e))?;
-        let after = Stamp::of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
-        if after == expected {
-            return Ok(hashes);
-        }
-        expected = after;
-    }
-    Err(EngineError::KeepsChanging(path.to_owned()))
-}
-
-/// Like [`hash_stable`], also returning the stamp the hashes belong to.
-pub fn hash_stable_with_stamp(path: &Path, stamp: Stamp) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
-    let mut expected = stamp;
-    for _ in 0..3 {
-        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
-        let now = Stamp::of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
-        let hashes = hash_file(&file, now.size, &|_| {}).map_err(|e| EngineError::io(path, e))?;
-        let after = Stamp::of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
-        if after == now {
+        let before = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        let hashes = hash_file(&file, before.size, progress).map_err(|e| EngineError::io(path, e))?;
+        let after = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        if after == before {
             return Ok((hashes, after));
         }
-        expected = after;
     }
-    let _ = expected;
     Err(EngineError::KeepsChanging(path.to_owned()))
 }
 

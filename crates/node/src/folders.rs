@@ -800,7 +800,7 @@ impl FolderTask {
                             more = kicks.recv() => match more {
                                 Some(Kick::Scan(p)) => { full |= p.is_empty(); all.extend(p); }
                                 Some(Kick::Pull) => pull = true,
-                                Some(Kick::Members) => self_start(&mut t),
+                                Some(Kick::Members) => t.start_members(),
                                 None => return,
                             },
                         }
@@ -1136,10 +1136,6 @@ impl FolderTask {
     }
 }
 
-fn self_start(t: &mut FolderTask) {
-    t.start_members();
-}
-
 /// The record we keep after taking a member's version.
 fn adopt(remote: &FileRecord, stamp: Option<peerbox_store::FileStamp>, have: bool) -> FileRecord {
     FileRecord { have, local: stamp, seq: 0, ..remote.clone() }
@@ -1178,7 +1174,6 @@ fn copy_local_blocks(tmp: &TempFile, meta: &FileMeta, local: &LocalBlocks) {
             let _ = tmp.write_block(b, &buf);
         }
     }
-    let _ = block_count;
 }
 
 fn member_addrs(store: &SharedStore, folder: &FolderId, peer: &[u8]) -> Vec<Multiaddr> {

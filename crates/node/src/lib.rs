@@ -161,14 +161,15 @@ impl Node {
         Ok(self.net.listen_addrs().await?)
     }
 
-    /// Hashes `paths`, records them as a share and returns a link to it. The node
-    /// serves the share for as long as it runs.
+    /// Hashes `paths`, records them as a share and returns a link to it, valid for
+    /// `expires_in` seconds if given. The node serves the share for as long as it runs.
     pub async fn share(
         &self,
         paths: Vec<PathBuf>,
-        expires: Option<u64>,
+        expires_in: Option<u64>,
         progress: watch::Sender<ShareProgress>,
     ) -> Result<ShareOutcome, NodeError> {
+        let expires = expires_in.map(|s| peerbox_store::now() + s.max(1));
         let store = self.store.clone().ok_or_else(|| NodeError::Internal("this node does not serve".into()))?;
         let roots = share::check_paths(&paths)?;
         let scan_store = store.clone();
@@ -264,7 +265,7 @@ impl Node {
             Request::Search { query } => self.folders()?.search(&query)?,
             Request::Share { paths, expires_in } => {
                 let (tx, _rx) = watch::channel(ShareProgress::default());
-                json!(self.share(paths, expiry(expires_in), tx).await?)
+                json!(self.share(paths, expires_in, tx).await?)
             }
             Request::FolderAdd { path, name, mode: m } => {
                 let id = self.folders()?.add(&path, name, mode(m)?)?;

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use libp2p::PeerId;
-use peerbox_engine::{HashCache, Scanned, Stamp};
+use peerbox_engine::{HashCache, Scanned, Stamp, stamp_of};
 use peerbox_net::blocks::{BlockSource, ShareReader};
 use peerbox_proto::blocks::{MissingReason, Refusal};
 use peerbox_proto::link::secret_hash;
 use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, block_count, block_len, content_id};
-use peerbox_store::{FileStamp, LinkRecord, LinkTarget, Share, SharedEntry, Store};
+use peerbox_store::{LinkRecord, LinkTarget, Share, SharedEntry, Store};
 
 use crate::NodeError;
 
@@ -29,8 +29,7 @@ pub(crate) fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
 pub(crate) struct StoreCache(pub(crate) SharedStore);
 
 impl HashCache for StoreCache {
-    fn get(&self, path: &Path, s: Stamp) -> Option<Vec<BlockHash>> {
-        let stamp = FileStamp { size: s.size, mtime_ns: s.mtime_ns, inode: s.inode };
+    fn get(&self, path: &Path, stamp: Stamp) -> Option<Vec<BlockHash>> {
         lock(&self.0).cached_hashes(path, stamp).ok().flatten().map(|(_, h)| h)
     }
 }
@@ -54,7 +53,6 @@ pub(crate) fn record_share(store: &SharedStore, scanned: &[Scanned]) -> Result<(
     st.put_share(&share)?;
     for s in scanned {
         if let (Some(local), Some(stamp), EntryKind::File(f)) = (&s.local, s.stamp, &s.entry.kind) {
-            let stamp = FileStamp { size: stamp.size, mtime_ns: stamp.mtime_ns, inode: stamp.inode };
             st.cache_hashes(local, stamp, f.block_size, &f.blocks)?;
         }
     }
@@ -161,7 +159,7 @@ impl OpenShare {
             let e = self.entries.get(idx as usize)?;
             let (EntryKind::File(meta), Some(local)) = (&e.entry.kind, &e.local) else { return None };
             let f = File::open(local).ok()?;
-            let stamp = Stamp::of(&f.metadata().ok()?);
+            let stamp = stamp_of(&f.metadata().ok()?);
             (stamp.size == meta.size && stamp.mtime_ns == meta.mtime_ns).then(|| Arc::new(f))
         })();
         if opened.is_none() {

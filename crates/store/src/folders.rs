@@ -369,32 +369,10 @@ impl Store {
 
     /// Every member's announced records for a folder, with the member.
     pub fn remote_files(&self, folder: &FolderId) -> Result<Vec<(Vec<u8>, FileRecord)>> {
+        // The record's columns first, so the same row mapping serves both tables.
         let mut stmt =
-            self.conn.prepare_cached(&format!("SELECT peer, {FILE_COLS} FROM remote_files WHERE folder_id = ?1"))?;
-        let rows = stmt.query_map([&folder[..]], |r| {
-            let peer: Vec<u8> = r.get(0)?;
-            // Shift: file_from_row reads from column 0.
-            let blocks: Vec<u8> = r.get(8)?;
-            let version: String = r.get(9)?;
-            Ok((
-                peer,
-                FileRecord {
-                    path: r.get(1)?,
-                    dir: r.get(2)?,
-                    deleted: r.get(3)?,
-                    size: r.get::<_, i64>(4)? as u64,
-                    mtime_ns: r.get(5)?,
-                    executable: r.get(6)?,
-                    block_size: r.get(7)?,
-                    blocks: split_hashes(&blocks),
-                    version: serde_json::from_str(&version).unwrap_or_default(),
-                    seq: r.get::<_, i64>(10)? as u64,
-                    modified_by: r.get::<_, i64>(11)? as u64,
-                    have: r.get(12)?,
-                    local: None,
-                },
-            ))
-        })?;
+            self.conn.prepare_cached(&format!("SELECT {FILE_COLS}, peer FROM remote_files WHERE folder_id = ?1"))?;
+        let rows = stmt.query_map([&folder[..]], |r| Ok((r.get(12)?, file_from_row(r)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
