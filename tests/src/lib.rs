@@ -342,6 +342,19 @@ impl Daemon {
     }
 }
 
+/// Polls `status --json` until `cond` holds on it (or the step limit passes);
+/// returns the last status, so a test asserts with what it saw.
+pub async fn wait_status(d: &Daemon, mut cond: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let s = d.status().await;
+        if cond(&s) || tokio::time::Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `cond` holds, checking every 20 ms, for at most `STEP`. Returns
 /// whether it held — so a test can assert with its own message.
 pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {

@@ -37,18 +37,6 @@ impl Group {
     }
 }
 
-/// Polls an async status condition until it holds (or the step limit passes).
-async fn wait_status(d: &Daemon, mut cond: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        let s = d.status().await;
-        if cond(&s) || tokio::time::Instant::now() > deadline {
-            return s;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_members_stay_identical_through_edits_renames_and_deletes() {
     let g = Group::new();

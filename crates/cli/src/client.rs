@@ -86,3 +86,15 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// The drive's address with the login token, for the daemon owning `home`.
+pub(crate) fn ui_url(home: &Path) -> anyhow::Result<String> {
+    if !daemon_running(home) {
+        bail!("no Peerbox daemon is running for {}; start one with `peerbox daemon`", home.display());
+    }
+    let api: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(home.join(API_FILE))?)
+        .context("api.json is damaged; restart the daemon")?;
+    let url = api["url"].as_str().context("api.json has no url")?;
+    let token = std::fs::read_to_string(home.join(TOKEN_FILE)).context("cannot read the API token")?;
+    Ok(format!("{url}/#token={}", token.trim()))
+}

@@ -4,6 +4,14 @@
 //! folder (mode 0600), accepts only a loopback `Host` (no DNS rebinding), and sends
 //! no CORS headers, so web pages cannot use it. `api.json` in the home tells other
 //! `peerbox` processes where it is.
+//!
+//! Besides `POST /api/v1/call` (one request, one JSON answer) it has three routes the
+//! browser UI needs: `GET /api/v1/events` (a Server-Sent Events stream: `change`,
+//! throttled to 10 a second, and `notice`), `PUT /api/v1/upload?folder=&path=` (a file
+//! streamed into a folder, or into the quick-share drop folder when `folder` is
+//! absent), and `GET /api/v1/download/TICKET` (a file of a folder, by a one-time
+//! ticket from `POST /api/v1/ticket`, so a plain link can start a browser download
+//! without putting the token in a URL).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +33,15 @@ struct Api {
     node: Node,
     token: String,
     port: u16,
+    tickets: std::sync::Mutex<std::collections::HashMap<String, (PathBuf, std::time::Instant)>>,
 }
+
+/// How long a download ticket stays good.
+const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Tickets outstanding at most (old ones are dropped first).
+const MAX_TICKETS: usize = 256;
+/// The least time between two `change` events on one stream.
+const EVENT_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(crate) async fn run(
     home: PathBuf,
@@ -49,9 +65,13 @@ pub(crate) async fn run(
     println!("api {url}");
     println!("ui {url}/#token={token}");
     eprintln!("Peerbox daemon {} running; API on {url} (token in {})", node.peer_id(), home.join(TOKEN_FILE).display());
-    let state = Arc::new(Api { node, token: token.clone(), port: addr.port() });
+    let state = Arc::new(Api { node, token: token.clone(), port: addr.port(), tickets: Default::default() });
     let app = axum::Router::new()
         .route("/api/v1/call", axum::routing::post(call))
+        .route("/api/v1/events", axum::routing::get(events))
+        .route("/api/v1/upload", axum::routing::put(upload))
+        .route("/api/v1/ticket", axum::routing::post(ticket))
+        .route("/api/v1/download/{ticket}", axum::routing::get(download))
         .route("/", axum::routing::get(|| async { ui_file("index.html") }))
         // The UI's files sit beside index.html (as in the desktop app), and also
         // under /ui/ for links written that way.
@@ -129,17 +149,38 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": { "code": code, "message": message } }))).into_response()
 }
 
-async fn call(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+fn check_host(api: &Api, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let host_ok = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .is_some_and(|h| h == format!("127.0.0.1:{}", api.port) || h == format!("localhost:{}", api.port));
-    if !host_ok {
-        return error(StatusCode::FORBIDDEN, "bad_host", "requests must be addressed to the loopback API".into());
+    if host_ok {
+        Ok(())
+    } else {
+        Err(Box::new(error(StatusCode::FORBIDDEN, "bad_host", "requests must be addressed to the loopback API".into())))
     }
+}
+
+/// The loopback Host and the bearer token, which every route but the ticketed
+/// download requires.
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    check_host(api, headers)?;
     let token = headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
     if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), api.token.as_bytes())) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong API token".into());
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong API token".into())));
+    }
+    Ok(())
+}
+
+fn node_error(e: &peerbox_node::NodeError) -> Response {
+    let status = if e.is_bad_input() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let a = e.to_api();
+    error(status, a.code, a.message)
+}
+
+async fn call(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorize(&api, &headers) {
+        return *r;
     }
     let req: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -147,12 +188,175 @@ async fn call(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body:
     };
     match api.node.call(req).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => {
-            let status = if e.is_bad_input() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
-            let a = e.to_api();
-            error(status, a.code, a.message)
+        Err(e) => node_error(&e),
+    }
+}
+
+/// `change` whenever the node's state moves (at most every [`EVENT_GAP`]), and
+/// `notice` for each notice. The stream ends when the client goes away.
+async fn events(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if let Err(r) = authorize(&api, &headers) {
+        return *r;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    let mut changes = api.node.changes();
+    let mut notices = api.node.notices();
+    tokio::spawn(async move {
+        // The first event tells the client the stream is live.
+        let mut pending = true;
+        loop {
+            if pending {
+                let n = *changes.borrow_and_update();
+                if tx.send(Event::default().event("change").data(format!("{{\"gen\":{n}}}"))).await.is_err() {
+                    return;
+                }
+                pending = false;
+                tokio::time::sleep(EVENT_GAP).await;
+            }
+            tokio::select! {
+                c = changes.changed() => match c {
+                    Ok(()) => pending = true,
+                    Err(_) => return,
+                },
+                n = notices.recv() => match n {
+                    Ok(notice) => {
+                        let data = serde_json::to_string(&notice).unwrap_or_default();
+                        if tx.send(Event::default().event("notice").data(data)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pending = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct UploadQuery {
+    #[serde(default)]
+    folder: Option<String>,
+    path: String,
+}
+
+/// A file streamed into a folder (or the quick-share drop folder). Answers with
+/// where it landed: `{path, abs, bytes}`.
+async fn upload(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<UploadQuery>,
+    body: axum::body::Body,
+) -> Response {
+    use futures::StreamExt;
+    if let Err(r) = authorize(&api, &headers) {
+        return *r;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let feed = async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(|e| e.to_string());
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    };
+    let folder = q.folder.filter(|f| !f.is_empty());
+    let (_, result) = tokio::join!(feed, api.node.upload(folder.as_deref(), &q.path, rx));
+    match result {
+        Ok(added) => Json(added).into_response(),
+        Err(e) => node_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketRequest {
+    folder: String,
+    path: String,
+}
+
+/// A one-time address for downloading one local file of a folder.
+async fn ticket(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorize(&api, &headers) {
+        return *r;
+    }
+    let req: TicketRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    let path = match api.node.call(Request::LocalPath { folder: req.folder, path: req.path }).await {
+        Ok(v) => match v.get("path").and_then(|p| p.as_str()) {
+            Some(p) => PathBuf::from(p),
+            None => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no path".into()),
+        },
+        Err(e) => return node_error(&e),
+    };
+    let t = hex_token();
+    let mut tickets = api.tickets.lock().unwrap_or_else(|p| p.into_inner());
+    tickets.retain(|_, (_, at)| at.elapsed() < TICKET_TTL);
+    if tickets.len() >= MAX_TICKETS
+        && let Some(oldest) = tickets.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+    {
+        tickets.remove(&oldest);
+    }
+    tickets.insert(t.clone(), (path, std::time::Instant::now()));
+    Json(serde_json::json!({ "url": format!("/api/v1/download/{t}") })).into_response()
+}
+
+/// Streams the file a ticket names, once.
+async fn download(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::extract::Path(t): axum::extract::Path<String>,
+) -> Response {
+    if let Err(r) = check_host(&api, &headers) {
+        return *r;
+    }
+    let entry = api.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(&t);
+    let Some((path, at)) = entry.filter(|(_, at)| at.elapsed() < TICKET_TTL) else {
+        return error(StatusCode::NOT_FOUND, "no_ticket", "this download address has been used or has expired".into());
+    };
+    let _ = at;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::NOT_FOUND, "io", format!("{}: {e}", path.display())),
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("download");
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+    (
+        [
+            ("content-type", "application/octet-stream".to_owned()),
+            ("content-length", len.to_string()),
+            ("content-disposition", format!("attachment; filename*=UTF-8''{}", percent_encode(name))),
+            ("x-content-type-options", "nosniff".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// RFC 5987 encoding for a file name in Content-Disposition.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
+    out
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -118,6 +118,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the drive's address (with a login token) and open it in a browser if one can start.
+    Open,
+    /// Make a directory in a shared folder.
+    Mkdir {
+        /// Folder id, name or path.
+        folder: String,
+        /// The new directory's path inside the folder.
+        path: String,
+    },
+    /// Rename or move something inside a shared folder (never replaces anything).
+    Mv {
+        /// Folder id, name or path.
+        folder: String,
+        /// Path now.
+        from: String,
+        /// Path after.
+        to: String,
+    },
+    /// Delete from a shared folder: into its trash, here and on every member.
+    Rm {
+        /// Folder id, name or path.
+        folder: String,
+        /// Paths inside the folder.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// The daemon's download queue; or pause, resume or cancel one download.
+    Transfers {
+        /// pause, resume or cancel.
+        #[arg(value_parser = ["pause", "resume", "cancel"], requires = "id")]
+        action: Option<String>,
+        /// The download's id (see the list).
+        id: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a download in the daemon (it runs in the background, resumes after restarts).
+    Download {
+        /// The peerbox:// link.
+        link: String,
+        /// Destination folder [default: your Downloads folder].
+        dest: Option<PathBuf>,
+    },
     /// Fetch a file or folder of an on-demand folder and keep it.
     Fetch {
         /// Folder id, name or path.
@@ -404,6 +448,65 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Fetch { folder, path } => {
             client::call(&home, serde_json::json!({ "op": "fetch", "folder": folder, "path": path })).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Open => {
+            let url = client::ui_url(&home)?;
+            println!("{url}");
+            // A browser needs a display; on a headless server the address is the answer.
+            if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(&url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mkdir { folder, path } => {
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let v =
+                client::call(&home, serde_json::json!({ "op": "mkdir", "folder": folder, "dir": dir, "name": name }))
+                    .await?;
+            println!("{}", text(&v["path"]));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mv { folder, from, to } => {
+            client::call(&home, serde_json::json!({ "op": "rename", "folder": folder, "from": from, "to": to }))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rm { folder, paths } => {
+            client::call(&home, serde_json::json!({ "op": "delete", "folder": folder, "paths": paths })).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Download { link, dest } => {
+            let dest = dest.map(|d| std::path::absolute(&d)).transpose()?;
+            let v = client::call(&home, serde_json::json!({ "op": "download", "link": link, "dest": dest })).await?;
+            println!("{}", v["id"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Transfers { action, id, json } => {
+            if let (Some(action), Some(id)) = (action, id) {
+                client::call(&home, serde_json::json!({ "op": format!("transfer_{action}"), "id": id })).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let v = client::call(&home, serde_json::json!({ "op": "transfers" })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for t in v.as_array().into_iter().flatten() {
+                    let (done, total) = (t["done_bytes"].as_u64().unwrap_or(0), t["total_bytes"].as_u64().unwrap_or(0));
+                    let pct = (done * 100).checked_div(total).unwrap_or(0);
+                    println!(
+                        "{}  {:<8} {pct:>3}%  {}  -> {}",
+                        t["id"],
+                        text(&t["state"]),
+                        text(&t["label"]),
+                        text(&t["dest"])
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -42,6 +42,9 @@ pub enum EngineError {
     /// Nothing by that name in the trash.
     #[error("{0} is not in the trash")]
     NotInTrash(String),
+    /// An operation that would do harm, refused.
+    #[error("{0}")]
+    Refused(String),
     /// A file was finished before all of its blocks arrived.
     #[error("{}: not all blocks have arrived", .0.display())]
     Incomplete(PathBuf),

@@ -5,6 +5,7 @@
 //! what is still missing.
 
 pub mod download;
+pub mod edit;
 mod error;
 pub mod folder;
 pub mod io;

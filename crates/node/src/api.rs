@@ -111,6 +111,83 @@ pub enum Request {
         /// Path in the folder.
         path: String,
     },
+    /// Make a directory in a folder.
+    Mkdir {
+        /// Id, name or path.
+        folder: String,
+        /// The directory it goes in ("" for the root).
+        #[serde(default)]
+        dir: String,
+        /// Its name.
+        name: String,
+    },
+    /// Rename or move an entry inside a folder.
+    Rename {
+        /// Id, name or path.
+        folder: String,
+        /// Path now.
+        from: String,
+        /// Path after.
+        to: String,
+    },
+    /// Move entries to the folder's trash (on every member).
+    Delete {
+        /// Id, name or path.
+        folder: String,
+        /// Paths in the folder.
+        paths: Vec<String>,
+    },
+    /// Copy files or folders from this machine into a folder.
+    AddPaths {
+        /// Id, name or path.
+        folder: String,
+        /// The directory they go in ("" for the root).
+        #[serde(default)]
+        dir: String,
+        /// Absolute paths on this machine.
+        paths: Vec<PathBuf>,
+    },
+    /// Settle a conflict: keep the "original" or the conflict "copy".
+    ResolveConflict {
+        /// Id, name or path.
+        folder: String,
+        /// The conflict copy's path.
+        path: String,
+        /// "original" or "copy".
+        keep: String,
+    },
+    /// Where a local file of a folder is on this machine.
+    LocalPath {
+        /// Id, name or path.
+        folder: String,
+        /// Path in the folder.
+        path: String,
+    },
+    /// Download what a file link opens, in the background (the transfer queue).
+    Download {
+        /// The link.
+        link: String,
+        /// Destination folder (default: the user's Downloads folder).
+        #[serde(default)]
+        dest: Option<PathBuf>,
+    },
+    /// The transfer queue.
+    Transfers,
+    /// Pause a download.
+    TransferPause {
+        /// Its id.
+        id: i64,
+    },
+    /// Resume a paused or failed download.
+    TransferResume {
+        /// Its id.
+        id: i64,
+    },
+    /// Cancel a download (partial files removed), or clear an ended one.
+    TransferCancel {
+        /// Its id.
+        id: i64,
+    },
     /// Connected and known peers.
     Peers,
     /// Revoke a link, or remove a peer from every folder.

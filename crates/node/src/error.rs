@@ -100,9 +100,15 @@ impl From<peerbox_engine::EngineError> for NodeError {
     fn from(e: peerbox_engine::EngineError) -> Self {
         match e {
             peerbox_engine::EngineError::WouldOverwrite(_) => Self::WouldOverwrite(e.to_string()),
-            peerbox_engine::EngineError::DuplicateName(_) => {
+            peerbox_engine::EngineError::DuplicateName(_)
+            | peerbox_engine::EngineError::Refused(_)
+            | peerbox_engine::EngineError::NotInTrash(_) => {
                 Self::BadPath { path: PathBuf::new(), reason: e.to_string() }
             }
+            peerbox_engine::EngineError::Exists(path) => {
+                Self::BadPath { path, reason: "something with that name is already there".into() }
+            }
+            peerbox_engine::EngineError::Path(path, err) => Self::BadPath { path, reason: err.to_string() },
             other => Self::Engine(other),
         }
     }

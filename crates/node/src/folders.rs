@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId};
+mod edit;
+
+pub use edit::Added;
 use peerbox_engine::folder::{self as disk, ApplyError};
 use peerbox_engine::{EngineError, TempFile};
 use peerbox_net::Network;
@@ -56,6 +59,7 @@ pub(crate) struct Folders {
     me: PeerId,
     me_short: u64,
     running: Mutex<HashMap<FolderId, Running>>,
+    live: Arc<crate::live::Live>,
 }
 
 struct Running {
@@ -89,6 +93,9 @@ pub struct FolderState {
     pub skipped: Vec<String>,
     /// Files being pulled right now.
     pub transfers: Vec<Transfer>,
+    /// Moves whenever this device's or a member's index of the folder changes, so a
+    /// view knows to list it again (remote-only entries change no count).
+    pub revision: u64,
 }
 
 /// A file being pulled.
@@ -145,9 +152,9 @@ pub struct MemberInfo {
 }
 
 impl Folders {
-    pub(crate) fn new(store: SharedStore, net: Network) -> Arc<Self> {
+    pub(crate) fn new(store: SharedStore, net: Network, live: Arc<crate::live::Live>) -> Arc<Self> {
         let me = net.peer_id();
-        Arc::new(Self { store, net, me, me_short: short_id(&me.to_bytes()), running: Mutex::new(HashMap::new()) })
+        Arc::new(Self { store, net, me, me_short: short_id(&me.to_bytes()), running: Mutex::new(HashMap::new()), live })
     }
 
     /// Starts the tasks of every folder in the index.
@@ -182,12 +189,14 @@ impl Folders {
         if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             f(&mut r.state.lock().unwrap_or_else(|p| p.into_inner()));
         }
+        self.live.bump();
     }
 
     fn publish_seq(&self, id: &FolderId, seq: u64) {
         if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             r.seq.send_replace(seq);
         }
+        self.set_state(id, |s| s.revision += 1);
     }
 
     /// Adds a local folder; returns its id.
@@ -826,6 +835,7 @@ impl FolderTask {
 
     fn set(&self, f: impl FnOnce(&mut FolderState)) {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.folders.live.bump();
     }
 
     fn row(&self) -> Option<FolderRow> {
@@ -958,6 +968,7 @@ impl FolderTask {
                 match disk::move_to_conflict_copy(&root, &row.path, &rel, &short_name(&self.folders.me)) {
                     Ok(name) => {
                         self.set(|s| s.conflicts.push(name.as_str().to_owned()));
+                        self.folders.live.notice("conflict", rel.as_str(), name.as_str());
                         rescan.push(name.as_str().to_owned());
                     }
                     Err(e) => tracing::warn!("cannot make a conflict copy of {rel}: {e}"),
@@ -1398,6 +1409,8 @@ async fn poll_member(
             let _ = kick.try_send(Kick::Members);
         }
         if got {
+            // What members have shows in the drive (remote-only and syncing entries).
+            folders.set_state(&id, |s| s.revision += 1);
             let _ = kick.try_send(Kick::Pull);
         } else if asked.elapsed() < Duration::from_secs(1) {
             // Honest members hold an empty answer (long-poll); one that answers
@@ -1521,6 +1534,7 @@ impl SyncSource for FolderSource {
             .map_err(|_| SyncRefusal::NotAllowed)?;
             let _ = st.count_link_use(link.id);
             tracing::warn!(%peer, "a device asks to join {:?}; approve with `peerbox approve`", row.name);
+            self.0.live.notice("join_request", row.name.clone(), peer.to_string());
             let me = WireMember { peer: self.0.me.to_bytes(), read_write: true, addrs: vec![] };
             return Ok(SyncResponse::Joined { name: row.name, read_write, members: vec![me], pending: true });
         }

@@ -43,6 +43,16 @@ pub struct GetOptions {
     pub overwrite: bool,
 }
 
+/// Names a share's top entries as people say it: "trip.mp4", "photos and 2 more".
+fn label_of(entries: &[(peerbox_proto::RelPath, peerbox_proto::Entry)]) -> String {
+    let tops: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).filter(|p| !p.contains('/')).collect();
+    match tops.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    }
+}
+
 /// Progress of a download, for bars and the API.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GetProgress {
@@ -56,6 +66,11 @@ pub struct GetProgress {
     pub files_total: usize,
     /// Files complete.
     pub files_done: usize,
+    /// What the share holds, as its top names say it (peer data).
+    pub label: String,
+    /// Temp files this download fills (under the destination), for a cancel to remove.
+    #[serde(skip)]
+    pub temps: Vec<PathBuf>,
 }
 
 /// The result of a download.
@@ -113,8 +128,19 @@ pub(crate) async fn get(
         };
         let opened = blocks::open_share(stream, link.id, link.secret).await?;
         if plan.is_none() {
+            let label = label_of(&opened.entries);
             let p = Plan::new(opts, opened.entries).await?;
+            let temps =
+                p.dl.files
+                    .iter()
+                    .filter_map(|f| match &f.status {
+                        peerbox_engine::FileStatus::Pending(t) => Some(opts.dest.join(t.rel_path())),
+                        _ => None,
+                    })
+                    .collect();
             progress.send_modify(|pr| {
+                pr.label = label;
+                pr.temps = temps;
                 pr.total_bytes = p.dl.total_bytes();
                 pr.resumed_bytes = p.dl.resumed_bytes;
                 pr.done_bytes = p.dl.resumed_bytes;

@@ -13,6 +13,9 @@ const KEY_FILE: &str = "identity.key";
 const LOCK_FILE: &str = "lock";
 /// The index file's name inside the home.
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
+/// Where files uploaded from a browser for a quick share are kept (they are
+/// served from there while their links live).
+pub(crate) const DROP_DIR: &str = "Shared files";
 
 /// An opened home folder.
 pub struct Home {

@@ -12,7 +12,9 @@ mod error;
 mod folders;
 mod get;
 mod home;
+mod live;
 mod share;
+mod transfers;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -26,9 +28,11 @@ use tokio::sync::watch;
 
 pub use api::{PeerInfo, Request};
 pub use error::{ApiError, NodeError};
-pub use folders::{FolderInfo, FolderState, MemberInfo};
+pub use folders::{Added, FolderInfo, FolderState, MemberInfo};
 pub use get::{GetOptions, GetOutcome, GetProgress};
 pub use home::Home;
+pub use live::Notice;
+pub use transfers::TransferInfo;
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -50,7 +54,9 @@ pub struct Node {
     store: Option<share::SharedStore>,
     home: Home,
     folders: Option<Arc<folders::Folders>>,
+    transfers: Option<Arc<transfers::Transfers>>,
     peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>>,
+    live: Arc<live::Live>,
 }
 
 /// Progress of hashing for a share.
@@ -99,9 +105,12 @@ impl Node {
         };
         let (net, mut events) = Network::start(NetConfig { keypair, listen: config.listen, mdns: config.mdns }).await?;
         let peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>> = Arc::default();
+        let live = Arc::new(live::Live::default());
         let seen = peers.clone();
+        let peer_live = live.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
+                peer_live.bump();
                 let mut p = seen.lock().unwrap_or_else(|e| e.into_inner());
                 match ev {
                     peerbox_net::NetEvent::Connected { peer, addr } => {
@@ -133,7 +142,7 @@ impl Node {
         }
         let folders = match &store {
             Some(store) => {
-                let f = folders::Folders::new(store.clone(), net.clone());
+                let f = folders::Folders::new(store.clone(), net.clone(), live.clone());
                 let incoming = net
                     .accept(peerbox_proto::index::PROTOCOL)
                     .ok_or_else(|| NodeError::Internal("sync protocol registered twice".into()))?;
@@ -143,12 +152,31 @@ impl Node {
             }
             None => None,
         };
-        Ok(Self { net, store, home, folders, peers })
+        let transfers = match &store {
+            Some(store) => {
+                let t = transfers::Transfers::new(store.clone(), net.clone(), live.clone());
+                t.resume_all()?;
+                Some(t)
+            }
+            None => None,
+        };
+        Ok(Self { net, store, home, folders, transfers, peers, live })
     }
 
     /// This node's PeerId on the network.
     pub fn peer_id(&self) -> PeerId {
         self.net.peer_id()
+    }
+
+    /// A counter that moves whenever something a status view shows changes.
+    /// Consumers throttle: it can move thousands of times a second during a sync.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.live.changes()
+    }
+
+    /// Things to tell the user about, as they happen.
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+        self.live.notices()
     }
 
     /// The home folder.
@@ -236,6 +264,17 @@ impl Node {
         self.folders.as_ref().ok_or_else(|| NodeError::Internal("this node does not keep folders".into()))
     }
 
+    fn transfers(&self) -> Result<&Arc<transfers::Transfers>, NodeError> {
+        self.transfers.as_ref().ok_or_else(|| NodeError::Internal("this node does not keep a transfer queue".into()))
+    }
+
+    /// Where downloads go unless told otherwise.
+    pub fn downloads_dir(&self) -> PathBuf {
+        directories::UserDirs::new()
+            .and_then(|d| d.download_dir().map(|p| p.to_owned()))
+            .unwrap_or_else(|| self.home.dir().join("Downloads"))
+    }
+
     /// Dispatches one API request; the answer is JSON.
     pub async fn call(&self, req: Request) -> Result<serde_json::Value, NodeError> {
         use serde_json::json;
@@ -258,6 +297,8 @@ impl Node {
                     "folders": self.folders()?.list()?,
                     "requests": self.folders()?.requests()?,
                     "peers": self.peers(),
+                    "transfers": self.transfers()?.list()?,
+                    "downloads_dir": self.downloads_dir(),
                 })
             }
             Request::FolderList => json!(self.folders()?.list()?),
@@ -304,9 +345,49 @@ impl Node {
                 self.folders()?.fetch(&folder, &path)?;
                 json!({})
             }
+            Request::Mkdir { folder, dir, name } => json!({ "path": self.folders()?.mkdir(&folder, &dir, &name)? }),
+            Request::Rename { folder, from, to } => {
+                self.folders()?.rename(&folder, &from, &to)?;
+                json!({})
+            }
+            Request::Delete { folder, paths } => json!({ "deleted": self.folders()?.delete(&folder, &paths)? }),
+            Request::AddPaths { folder, dir, paths } => self.folders()?.add_paths(&folder, &dir, &paths)?,
+            Request::ResolveConflict { folder, path, keep } => {
+                json!({ "path": self.folders()?.resolve_conflict(&folder, &path, &keep)? })
+            }
+            Request::LocalPath { folder, path } => json!({ "path": self.folders()?.local_file(&folder, &path)? }),
+            Request::Download { link, dest } => {
+                let dest = dest.unwrap_or_else(|| self.downloads_dir());
+                json!({ "id": self.transfers()?.add(&link, &dest)? })
+            }
+            Request::Transfers => json!(self.transfers()?.list()?),
+            Request::TransferPause { id } => {
+                self.transfers()?.pause(id)?;
+                json!({})
+            }
+            Request::TransferResume { id } => {
+                self.transfers()?.resume(id)?;
+                json!({})
+            }
+            Request::TransferCancel { id } => {
+                self.transfers()?.cancel(id)?;
+                json!({})
+            }
             Request::Peers => json!(self.peers()),
             Request::Revoke { target } => self.revoke(&target)?,
         })
+    }
+
+    /// Receives a file from a stream of chunks into a folder (`folder` Some) or, for
+    /// a quick share, into the home's drop folder; never replaces an existing file.
+    pub async fn upload(
+        &self,
+        folder: Option<&str>,
+        path: &str,
+        chunks: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    ) -> Result<folders::Added, NodeError> {
+        let drop_dir = self.home.dir().join(home::DROP_DIR);
+        self.folders()?.upload(folder, &drop_dir, path, chunks).await
     }
 
     /// Peers seen since start.

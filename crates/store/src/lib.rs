@@ -10,6 +10,7 @@
 mod error;
 pub mod folders;
 mod schema;
+mod transfers;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::StoreError;
 pub use folders::{FileRecord, FolderMode, FolderRow, JoinRequest, Member};
+pub use transfers::TransferRow;
 
 /// Result alias for store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -117,6 +117,21 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         PRIMARY KEY (folder_id, peer)
      ) WITHOUT ROWID;",
+    // 4: downloads from links, queued and resumable across restarts.
+    "CREATE TABLE transfers (
+        id INTEGER PRIMARY KEY,
+        link TEXT NOT NULL,
+        dest BLOB NOT NULL,
+        label TEXT NOT NULL,
+        state TEXT NOT NULL,
+        total_bytes INTEGER NOT NULL DEFAULT 0,
+        done_bytes INTEGER NOT NULL DEFAULT 0,
+        files_total INTEGER NOT NULL DEFAULT 0,
+        files_done INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created INTEGER NOT NULL,
+        finished INTEGER
+     );",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
