@@ -28,4 +28,4 @@ peerbox_need_rust() {
 # Packages every build needs.
 PEERBOX_BUILD_DEBS=(build-essential pkg-config)
 # The desktop app (Tauri 2 on WebKitGTK).
-PEERBOX_DESKTOP_DEBS=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev)
+PEERBOX_DESKTOP_DEBS=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev dbus-daemon)

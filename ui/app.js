@@ -2,7 +2,7 @@
 // peers, trash) and dialogs (folder link, open link, add folder). Views render from
 // `state` and call api.js for every backend action.
 
-import { api, ApiError, hasToken, refreshNow, subscribe } from './api.js';
+import { api, ApiError, hasToken, isDesktop, onNotice, onShellEvent, openFile, refreshNow, shellCommand, subscribe, upload } from './api.js';
 import { applyStatic, lang, onLangChange, setLang, t } from './i18n.js';
 import { copyText, el, fileIcon, humanSize, humanTime, replace, shortPeer, uiIcon } from './dom.js';
 import { EntryList, parentOf, sortEntries } from './files.js';
@@ -24,6 +24,8 @@ const state = {
   prefs: loadPrefs(),
   list: null,
   reveal: null,
+  /** Browser uploads of this page: {id, name, sent, total, done, error}. */
+  uploads: [],
 };
 
 function loadPrefs() {
@@ -76,6 +78,11 @@ window.addEventListener('popstate', (e) => {
   if (e.state && e.state.view) navigate(e.state.view, { push: false });
 });
 
+/** Whether this device may change a folder (edits would reach the others). */
+function canWrite(f) {
+  return Boolean(f && f.read_write && f.mode !== 'receive-only' && !f.paused);
+}
+
 function folderById(id) {
   return state.status?.folders.find((f) => f.id === id) || null;
 }
@@ -124,7 +131,7 @@ async function load({ quiet = false } = {}) {
 function folderSignature(f) {
   if (!f) return '';
   const s = f.state || {};
-  return [f.local_files, f.local_bytes, f.need_files, f.need_bytes, s.state, (s.conflicts || []).length, (s.transfers || []).length].join('|');
+  return [f.local_files, f.local_bytes, f.need_files, f.need_bytes, s.state, s.revision, (s.conflicts || []).length, (s.transfers || []).length].join('|');
 }
 
 let lastStatusJson = null;
@@ -335,6 +342,9 @@ function renderTools() {
   for (const id of ['view-list', 'view-grid', 'sort']) $(id).disabled = !listed;
   $('btn-link').disabled = !inFolder;
   $('btn-link').title = inFolder ? '' : t('share.noFolder');
+  const writable = inFolder && canWrite(folderById(state.view.id));
+  $('btn-upload').disabled = !writable;
+  $('btn-mkdir').disabled = !writable;
   $('lang').value = lang();
 }
 
@@ -514,10 +524,184 @@ function openEntry(folderId, entry) {
   } else if (entry.state === 'remote') {
     keepOffline(folderId, entry);
   } else {
-    const f = folderById(folderId);
-    const abs = f ? `${f.path.replace(/\/$/, '')}/${entry.path}` : entry.path;
-    copyText(abs).then((ok) => ok && toast(`${t('toast.copied')}: ${abs}`));
+    openFile(folderId, entry.path).catch((e) => toast(e.message, 'error'));
   }
+}
+
+async function edit(run, done) {
+  try {
+    await run();
+    if (done) toast(done);
+    refreshNow();
+    load({ quiet: true });
+  } catch (e) {
+    toast(e.message, 'error');
+  }
+}
+
+function renameDialog(folderId, entry, moving) {
+  const input = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off', value: moving ? entry.path : entry.name } });
+  const parent = parentOf(entry.path);
+  formDialog(
+    moving ? t('edit.moveTitle', { name: entry.name }) : t('edit.renameTitle', { name: entry.name }),
+    moving ? t('menu.move') : t('menu.rename'),
+    [[moving ? t('edit.moveTo') : t('edit.newName'), input]],
+    async () => {
+      const v = input.value.trim().replace(/^\/+|\/+$/g, '');
+      const to = moving ? v : parent ? `${parent}/${v}` : v;
+      await api.rename(folderId, entry.path, to);
+      load({ quiet: true });
+    },
+    t('toast.done'),
+  );
+}
+
+function mkdirDialog() {
+  const v = state.view;
+  const input = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
+  formDialog(t('edit.mkdirTitle'), t('edit.create'), [[t('edit.newName'), input]], async () => {
+    const r = await api.mkdir(v.id, v.path || '', input.value.trim());
+    state.reveal = r.path;
+    load({ quiet: true });
+  }, t('toast.done'));
+}
+
+function deleteEntries(folderId, sel) {
+  const names = sel.map((e) => e.name);
+  openDialog(t('edit.deleteTitle', { n: sel.length }), (close) => {
+    const go = el('button', { class: 'btn danger', attrs: { type: 'button' }, text: t('menu.delete') });
+    go.addEventListener('click', () => {
+      close();
+      edit(() => api.del(folderId, sel.map((e) => e.path)), t('toast.deleted', { n: sel.length }));
+    });
+    return el(
+      'div',
+      {},
+      el('p', { text: t('edit.deleteBody') }),
+      el('ul', { class: 'plain names' }, names.slice(0, 10).map((n) => el('li', { text: n }))),
+      names.length > 10 ? el('p', { class: 'muted', text: `+${names.length - 10}` }) : null,
+      el('div', { class: 'actions' }, el('button', { class: 'btn', attrs: { type: 'button' }, text: t('dialog.cancel'), on: { click: close } }), go),
+    );
+  });
+}
+
+// ---------------------------------------------------------------- bringing files in
+
+/** Files of a browser drop, with their paths (folders walked). */
+async function droppedFiles(dt) {
+  const out = [];
+  const entries = [...(dt.items || [])].map((i) => (i.webkitGetAsEntry ? i.webkitGetAsEntry() : null)).filter(Boolean);
+  if (!entries.length) return [...(dt.files || [])].map((f) => ({ file: f, path: f.name }));
+  const walk = async (entry, prefix) => {
+    if (entry.isFile) {
+      const file = await new Promise((res, rej) => entry.file(res, rej));
+      out.push({ file, path: prefix + entry.name });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+        if (!batch.length) break;
+        for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
+      }
+    }
+  };
+  for (const e of entries) await walk(e, '');
+  return out;
+}
+
+/** Upload browser files into the current folder, or (outside one) for a quick share. */
+async function uploadFiles(items) {
+  const v = state.view;
+  const f = v.kind === 'folder' ? folderById(v.id) : null;
+  if (f && !canWrite(f)) {
+    toast(t('edit.readOnly'), 'error');
+    return;
+  }
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const base = f ? (v.path ? `${v.path}/` : '') : `${stamp}/`;
+  const job = { id: `up-${Date.now()}`, name: items.length === 1 ? items[0].path : t('upload.many', { n: items.length }), sent: 0, total: items.reduce((n, i) => n + i.file.size, 0), error: null };
+  state.uploads.push(job);
+  renderIfTransfers();
+  const tops = new Set();
+  try {
+    for (const item of items) {
+      const before = job.sent;
+      const r = await upload(f ? f.id : null, base + item.path, item.file, (loaded) => {
+        job.sent = before + loaded;
+        renderIfTransfers();
+      });
+      job.sent = before + item.file.size;
+      if (!f && r && r.abs) {
+        // Share the top of what was dropped: the file, or the folder it came in.
+        const top = item.path.split('/')[0];
+        tops.add(r.abs.slice(0, r.abs.length - item.path.length) + top);
+      }
+    }
+    job.done = true;
+    toast(t('toast.uploaded', { name: job.name }));
+  } catch (e) {
+    job.error = e.message;
+    toast(e.message, 'error');
+  }
+  renderIfTransfers();
+  if (f) load({ quiet: true });
+  else if (tops.size && !job.error) shareFilesDialog([...tops], job.name);
+}
+
+function renderIfTransfers() {
+  if (state.view.kind === 'transfers') renderMain();
+}
+
+/** Native paths dropped on the desktop window: copy into the folder, or share in place. */
+function onDropPaths(payload) {
+  const paths = Array.isArray(payload && payload.paths) ? payload.paths.filter((p) => typeof p === 'string') : [];
+  if (!paths.length) return;
+  const v = state.view;
+  const f = v.kind === 'folder' ? folderById(v.id) : null;
+  if (f) {
+    edit(() => api.addPaths(f.id, v.path || '', paths), t('toast.added.files', { n: paths.length }));
+  } else {
+    shareFilesDialog(paths, paths.length === 1 ? paths[0].split(/[/\\]/).pop() : t('upload.many', { n: paths.length }));
+  }
+}
+
+function pickFiles() {
+  const input = el('input', { attrs: { type: 'file', multiple: true }, class: 'offscreen' });
+  input.addEventListener('change', () => {
+    const items = [...input.files].map((file) => ({ file, path: file.name }));
+    input.remove();
+    if (items.length) uploadFiles(items);
+  });
+  document.body.append(input);
+  input.click();
+}
+
+function setupDrop() {
+  let depth = 0;
+  const shade = $('drop-shade');
+  const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+  document.addEventListener('dragenter', (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth++;
+    shade.hidden = false;
+    shade.textContent = state.view.kind === 'folder' ? t('drop.folder') : t('drop.share');
+  });
+  document.addEventListener('dragover', (e) => {
+    if (hasFiles(e)) e.preventDefault();
+  });
+  document.addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) shade.hidden = true;
+  });
+  document.addEventListener('drop', async (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    shade.hidden = true;
+    const items = await droppedFiles(e.dataTransfer);
+    if (items.length) uploadFiles(items);
+  });
 }
 
 function absPath(folderId, entry) {
@@ -529,9 +713,11 @@ function entryMenu(folderId, sel, x, y) {
   const one = sel.length === 1 ? sel[0] : null;
   const f = folderById(folderId);
   const fetchable = sel.filter((e) => e.state === 'remote' || (e.dir && f?.mode === 'on-demand'));
+  const writable = canWrite(f);
+  const local = sel.filter((e) => e.state !== 'remote');
   openMenu(
     [
-      { label: t('menu.open'), disabled: !one, run: () => openEntry(folderId, one) },
+      { label: one && !one.dir && one.state !== 'remote' && !isDesktop() ? t('menu.download') : t('menu.open'), disabled: !one, run: () => openEntry(folderId, one) },
       {
         label: t('menu.keep'),
         disabled: !fetchable.length,
@@ -547,11 +733,25 @@ function entryMenu(folderId, sel, x, y) {
         run: () => shareFilesDialog(sel.map((e) => absPath(folderId, e)), one ? one.name : `${sel.length}`),
       },
       'sep',
-      { label: t('menu.rename'), disabled: true },
-      { label: t('menu.move'), disabled: true },
-      { label: t('menu.delete'), disabled: true },
-      { label: t('menu.versions'), disabled: true },
-      { label: t('menu.showInFiles'), disabled: true },
+      ...(one && one.state === 'conflict'
+        ? [
+            { label: t('menu.keepCopy'), disabled: !writable, run: () => edit(() => api.resolveConflict(folderId, one.path, 'copy'), t('toast.resolved')) },
+            { label: t('menu.keepOriginal'), disabled: !writable, run: () => edit(() => api.resolveConflict(folderId, one.path, 'original'), t('toast.resolved')) },
+            'sep',
+          ]
+        : []),
+      { label: t('menu.rename'), disabled: !one || !writable || local.length !== 1, run: () => renameDialog(folderId, one, false) },
+      { label: t('menu.move'), disabled: !one || !writable || local.length !== 1, run: () => renameDialog(folderId, one, true) },
+      { label: t('menu.delete'), disabled: !writable || !sel.length || local.length !== sel.length, run: () => deleteEntries(folderId, sel) },
+      ...(isDesktop()
+        ? [
+            {
+              label: t('menu.showInFiles'),
+              disabled: !one || one.state === 'remote',
+              run: () => api.localPath(folderId, one.path).then((r) => shellCommand('reveal_path', { path: r.path })).catch((e) => toast(e.message, 'error')),
+            },
+          ]
+        : []),
       'sep',
       { label: t('menu.trash'), run: () => navigate({ kind: 'trash', id: folderId }) },
     ],
@@ -623,11 +823,54 @@ function runSearch() {
 
 // ---------------------------------------------------------------- transfers
 
+function transferButtons(tr) {
+  const b = (label, run) => el('button', { class: 'btn small', attrs: { type: 'button' }, text: label, on: { click: () => edit(run) } });
+  const out = [];
+  if (tr.state === 'running' || tr.state === 'queued') out.push(b(t('transfers.pause'), () => api.transferPause(tr.id)));
+  if (tr.state === 'paused' || tr.state === 'failed') out.push(b(t('transfers.resume'), () => api.transferResume(tr.id)));
+  out.push(b(tr.state === 'done' || tr.state === 'canceled' ? t('transfers.clear') : t('transfers.cancel'), () => api.transferCancel(tr.id)));
+  return el('span', { class: 'transfer-actions' }, out);
+}
+
+function etaText(secs) {
+  const s = Number(secs);
+  if (!Number.isFinite(s) || s <= 0) return '';
+  if (s < 60) return t('eta.s', { n: Math.ceil(s) });
+  if (s < 3600) return t('eta.m', { n: Math.ceil(s / 60) });
+  return t('eta.h', { n: (s / 3600).toFixed(1) });
+}
+
 function renderTransfers(main) {
   if (!state.status) {
     replace(main, loading());
     return;
   }
+  const downloads = (state.status.transfers || []).map((tr) => {
+    const total = Number(tr.total_bytes) || 0;
+    const done = Number(tr.done_bytes) || 0;
+    const label = tr.label || t('transfers.connecting');
+    const pct = total ? Math.floor((100 * done) / total) : 0;
+    const detail = [t(`tstate.${tr.state}`), total ? t('transfers.progress', { had: humanSize(done), size: humanSize(total) }) : '', tr.rate > 0 ? `${humanSize(tr.rate)}/s` : '', etaText(tr.eta), t('transfers.from', { peer: shortPeer(tr.peer) })]
+      .filter(Boolean)
+      .join(' · ');
+    return el(
+      'li',
+      { class: `transfer tstate-${tr.state}`, dataset: { id: String(tr.id) } },
+      fileIcon('file'),
+      el('div', { class: 'transfer-main' }, el('span', { class: 'name', text: label, attrs: { title: tr.dest } }), el('span', { class: 'muted', text: detail }), tr.error ? el('span', { class: 'note-error', text: tr.error }) : null),
+      el('progress', { attrs: { max: '100', value: String(pct), 'aria-label': label } }),
+      transferButtons(tr),
+    );
+  });
+  const uploads = state.uploads.map((u) =>
+    el(
+      'li',
+      { class: 'transfer' },
+      fileIcon('file'),
+      el('div', { class: 'transfer-main' }, el('span', { class: 'name', text: u.name }), el('span', { class: 'muted', text: u.error || (u.done ? t('tstate.done') : t('transfers.uploading', { had: humanSize(u.sent), size: humanSize(u.total) })) })),
+      el('progress', { attrs: { max: String(u.total || 1), value: String(u.sent), 'aria-label': u.name } }),
+    ),
+  );
   const rows = [];
   for (const f of state.status.folders) {
     for (const tr of f.state?.transfers || []) {
@@ -650,11 +893,21 @@ function renderTransfers(main) {
   const waiting = state.status.folders
     .filter((f) => Number(f.need_files) > 0)
     .map((f) => el('li', { class: 'note' }, el('span', { text: t('transfers.waiting', { n: f.need_files, size: humanSize(f.need_bytes), folder: f.name }) })));
-  if (!rows.length && !waiting.length) {
+  if (!rows.length && !waiting.length && !downloads.length && !uploads.length) {
     replace(main, viewTitle(t('transfers.title')), placeholder({ icon: 'transfers', title: t('transfers.empty.title'), body: t('transfers.empty.body') }));
     return;
   }
-  replace(main, viewTitle(t('transfers.title')), waiting.length ? el('ul', { class: 'plain' }, waiting) : null, el('ul', { class: 'transfers' }, rows));
+  replace(
+    main,
+    viewTitle(t('transfers.title')),
+    downloads.length ? el('h2', { class: 'sub-head', text: t('transfers.downloads') }) : null,
+    downloads.length ? el('ul', { class: 'transfers downloads' }, downloads) : null,
+    uploads.length ? el('h2', { class: 'sub-head', text: t('transfers.uploads') }) : null,
+    uploads.length ? el('ul', { class: 'transfers' }, uploads) : null,
+    rows.length || waiting.length ? el('h2', { class: 'sub-head', text: t('transfers.sync') }) : null,
+    waiting.length ? el('ul', { class: 'plain' }, waiting) : null,
+    el('ul', { class: 'transfers' }, rows),
+  );
 }
 
 // ---------------------------------------------------------------- peers and join requests
@@ -981,16 +1234,34 @@ function formDialog(title, submitLabel, fields, action, doneToast) {
   });
 }
 
-function joinDialog() {
+function joinDialog(prefill = '') {
   const link = el('textarea', { attrs: { rows: '3', required: true, spellcheck: 'false', placeholder: 'peerbox://…' } });
-  const path = el('input', { attrs: { type: 'text', required: true, spellcheck: 'false', autocomplete: 'off' } });
-  const mode = modeSelect('send-receive');
+  link.value = typeof prefill === 'string' ? prefill : '';
+  const path = el('input', { attrs: { type: 'text', spellcheck: 'false', autocomplete: 'off', value: state.status?.downloads_dir || '' } });
+  const how = el(
+    'select',
+    {},
+    [
+      ['download', t('open.once')],
+      ['send-receive', t('open.sync')],
+      ['on-demand', t('open.onDemand')],
+      ['receive-only', t('mode.receive-only')],
+    ].map(([v, label]) => el('option', { attrs: { value: v }, text: label })),
+  );
   formDialog(
     t('join.title'),
-    t('join.submit'),
-    [[t('join.link'), link], [t('join.path'), path], [t('join.mode'), mode]],
-    () => api.folderJoin(link.value.trim(), path.value.trim(), mode.value),
-    t('toast.joined'),
+    t('open.submit'),
+    [[t('join.link'), link], [t('open.how'), how], [t('open.where'), path]],
+    async () => {
+      const l = link.value.trim();
+      if (how.value === 'download') {
+        await api.download(l, path.value.trim() || undefined);
+        navigate({ kind: 'transfers' });
+        return null;
+      }
+      return api.folderJoin(l, path.value.trim(), how.value);
+    },
+    t('toast.opened'),
   );
 }
 
@@ -1035,7 +1306,19 @@ function start() {
     renderMain();
   });
   $('btn-link').addEventListener('click', folderLinkDialog);
-  $('btn-open').addEventListener('click', joinDialog);
+  $('btn-open').addEventListener('click', () => joinDialog());
+  $('btn-upload').prepend(uiIcon('plus'));
+  $('btn-upload').addEventListener('click', pickFiles);
+  $('btn-mkdir').prepend(fileIcon('folder'));
+  $('btn-mkdir').addEventListener('click', mkdirDialog);
+  setupDrop();
+  onShellEvent('drop-paths', onDropPaths);
+  onShellEvent('open-link', (p) => joinDialog(p && typeof p.link === 'string' ? p.link : ''));
+  onNotice((n) => {
+    const subject = String(n.subject || '');
+    const msg = t(`notice.${n.kind}`, { subject, detail: String(n.detail || '') });
+    toast(msg, n.kind === 'download_failed' || n.kind === 'conflict' ? 'error' : 'info');
+  });
   $('lang').addEventListener('change', (e) => setLang(e.target.value));
   $('search').addEventListener('input', onSearchInput);
   $('search-form').addEventListener('submit', (e) => {

@@ -2,14 +2,30 @@
 // size, modified time and state badge; selection with click, shift and ctrl; keyboard
 // (arrows, Home/End, Space, Enter, Backspace, ctrl+A, menu key). It renders from the
 // entries it is given and reports intents (open, up, menu, sort) to its owner.
+//
+// The list is virtualised: only the rows in and near the visible part of the nearest
+// scrolling ancestor (the drive's main area) exist in the DOM, so a folder of 10,000
+// entries opens as fast as one of 50. Everything else (selection, the active row, the
+// anchor of a shift range) is kept by index or key, never by element.
 
 import { t } from './i18n.js';
 import { el, fileIcon, fileKind, humanSize, humanTime, stateBadge, replace } from './dom.js';
 
 let nextListId = 1;
-/** Rows made before the first paint, and per later chunk. */
-const FIRST_CHUNK = 200;
-const CHUNK = 1000;
+/** Pixels of rows made above and below the visible part, so a fast scroll shows rows, not a gap. */
+const OVERSCAN = 400;
+/**
+ * Geometry last measured per mode: a re-rendered list (the folder changed while it was
+ * open) starts at its true height, so the owner's restored scroll position holds.
+ */
+const lastGeometry = new Map();
+
+function guessGeometry(mode) {
+  const known = lastGeometry.get(mode);
+  if (known) return { ...known };
+  const rowH = parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--row-h')) || 40;
+  return { cols: 1, pitch: rowH, gap: 0, padTop: 0, padBottom: 0, headH: 0 };
+}
 
 /** Sort entries in place: directories first, then by key (name, size or date). */
 export function sortEntries(entries, key, desc) {
@@ -39,6 +55,14 @@ export class EntryList {
     this.selected = new Set(opts.selected || []);
     this.active = -1;
     this.anchor = -1;
+    /** Rendered rows by entry index: the window [start, end). */
+    this.rows = new Map();
+    this.start = 0;
+    this.end = 0;
+    this.geo = guessGeometry(opts.mode);
+    this.measured = false;
+    this.scroller = null;
+    this.frame = 0;
     this.root = el('div', { class: `entries mode-${opts.mode}` });
     this.list = el('div', {
       class: 'list',
@@ -49,60 +73,147 @@ export class EntryList {
         'aria-label': t('folder.entries'),
       },
     });
-    this.rows = [];
-    this.build();
+    this.head = opts.mode === 'list' ? this.header(opts.search, opts.sort) : null;
+    replace(this.root, this.head, this.list);
+    this.onScroll = () => this.schedule();
+    this.resizes = new ResizeObserver(() => {
+      // Width decides the grid's columns; the scroller's height decides how many rows show.
+      this.measured = false;
+      this.schedule();
+    });
+    this.resizes.observe(this.root);
+    // Rows for the top of the list now, before the list is even in the page, so the first
+    // paint has them; the first frame then measures and fits the window to the real view.
+    this.renderWindow();
+    this.schedule();
     this.list.addEventListener('click', (e) => this.onClick(e));
     this.list.addEventListener('dblclick', (e) => this.onDblClick(e));
     this.list.addEventListener('contextmenu', (e) => this.onContextMenu(e));
     this.list.addEventListener('keydown', (e) => this.onKey(e));
     this.list.addEventListener('focus', () => {
-      if (this.active < 0 && this.rows.length && this.selected.size) {
+      if (this.active < 0 && this.entries.length && this.selected.size) {
         const i = this.entries.findIndex((en) => this.selected.has(keyOf(en)));
         if (i >= 0) this.setActive(i);
       }
     });
+    this.opts.onSelect?.(this.selectedEntries());
   }
 
-  build() {
-    const { mode, search, sort } = this.opts;
-    const head = mode === 'list' ? this.header(search, sort) : null;
-    this.rows = [];
-    replace(this.list);
-    replace(this.root, head, this.list);
-    // A big folder paints its first screens at once and the rest in chunks, so the
-    // page answers while thousands of rows are still being made.
-    this.ensure(Math.min(this.entries.length, FIRST_CHUNK) - 1);
-    this.syncSelection();
-    this.scheduleRest();
+  /** Re-fit the window in the next frame; many scroll events in one frame cost one render. */
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.refresh();
+    });
   }
 
-  /** Make rows up to index `i` (inclusive) if they are not made yet. */
-  ensure(i) {
-    const last = Math.min(i, this.entries.length - 1);
-    if (last < this.rows.length) return;
-    const frag = document.createDocumentFragment();
-    for (let k = this.rows.length; k <= last; k++) {
-      const r = this.row(this.entries[k], k, this.opts.search);
-      if (this.selected.has(keyOf(this.entries[k]))) {
-        r.setAttribute('aria-selected', 'true');
-        r.classList.add('selected');
-      }
-      this.rows.push(r);
-      frag.append(r);
-    }
-    this.list.append(frag);
-  }
-
-  scheduleRest() {
-    if (this.rows.length >= this.entries.length) {
-      this.root.dataset.complete = 'true';
+  refresh() {
+    if (!this.root.isConnected) {
+      this.detach();
       return;
     }
-    setTimeout(() => {
-      if (!this.root.isConnected) return;
-      this.ensure(this.rows.length + CHUNK - 1);
-      this.scheduleRest();
-    }, 0);
+    this.attach();
+    this.renderWindow();
+    // The owner (and the e2e suite) read this as "ready": the window fits the view.
+    if (!this.root.dataset.complete) this.root.dataset.complete = 'true';
+  }
+
+  /** Find the scrolling ancestor and listen to it; measure rows once they are laid out. */
+  attach() {
+    if (!this.scroller) {
+      let s = this.root.parentElement;
+      while (s && s !== document.body && !/auto|scroll|overlay/.test(getComputedStyle(s).overflowY)) s = s.parentElement;
+      this.scroller = !s || s === document.body ? document.scrollingElement : s;
+      const target = this.scroller === document.scrollingElement ? window : this.scroller;
+      target.addEventListener('scroll', this.onScroll, { passive: true });
+      if (target !== window) {
+        this.resizes.observe(this.scroller);
+        // A sticky box sticks inside the scroller's padding; this header belongs at the very top edge.
+        if (this.head) this.head.style.top = `${-(parseFloat(getComputedStyle(this.scroller).paddingTop) || 0)}px`;
+      }
+    }
+    if (!this.measured) this.measure();
+  }
+
+  /** The list left the page (its owner rendered another view): stop listening. */
+  detach() {
+    if (!this.scroller) return;
+    const target = this.scroller === document.scrollingElement ? window : this.scroller;
+    target.removeEventListener('scroll', this.onScroll);
+    if (target !== window) this.resizes.unobserve(this.scroller);
+    this.scroller = null;
+  }
+
+  /**
+   * Row pitch, columns and the list's own padding, read from the laid-out page so the
+   * CSS stays the one place that says how big a row or tile is.
+   */
+  measure() {
+    const sample = this.rows.values().next().value;
+    this.list.style.paddingTop = '';
+    const cs = getComputedStyle(this.list);
+    const geo = { ...this.geo };
+    geo.padTop = parseFloat(cs.paddingTop) || 0;
+    geo.padBottom = parseFloat(cs.paddingBottom) || 0;
+    geo.gap = parseFloat(cs.rowGap) || 0;
+    geo.cols = this.opts.mode === 'grid' ? Math.max(1, cs.gridTemplateColumns.split(' ').filter((c) => c.endsWith('px')).length) : 1;
+    const h = sample ? sample.getBoundingClientRect().height : 0;
+    if (h > 0) geo.pitch = h + geo.gap;
+    // A sticky header covers the top of the view: keyboard moves keep the active row below it.
+    geo.headH = this.head && getComputedStyle(this.head).position === 'sticky' ? this.head.getBoundingClientRect().height : 0;
+    this.geo = geo;
+    if (h > 0) {
+      this.measured = true;
+      lastGeometry.set(this.opts.mode, { ...geo });
+    }
+  }
+
+  /** The visible part of the list, in pixels from its top edge. */
+  viewport() {
+    if (!this.scroller) return [0, window.innerHeight];
+    const top = this.list.getBoundingClientRect().top;
+    if (this.scroller === document.scrollingElement) return [-top, window.innerHeight - top];
+    const s = this.scroller;
+    const viewTop = s.getBoundingClientRect().top + s.clientTop;
+    return [viewTop - top, viewTop + s.clientHeight - top];
+  }
+
+  /** Make the rows of the visible part (plus OVERSCAN), drop the others, keep the rest. */
+  renderWindow() {
+    const n = this.entries.length;
+    const { cols, pitch, gap, padTop, padBottom } = this.geo;
+    const lines = Math.ceil(n / cols);
+    const [y0, y1] = this.viewport();
+    const clampLine = (v) => Math.max(0, Math.min(lines, v));
+    const first = clampLine(Math.floor((y0 - OVERSCAN - padTop) / pitch));
+    const last = clampLine(Math.ceil((y1 + OVERSCAN - padTop) / pitch));
+    const start = first * cols;
+    const end = Math.min(n, last * cols);
+    this.list.style.height = n ? `${padTop + lines * pitch - gap + padBottom}px` : '';
+    this.list.style.paddingTop = `${padTop + first * pitch}px`;
+    if (start === this.start && end === this.end) return;
+    for (const [i, r] of this.rows) {
+      if (i < start || i >= end) {
+        r.remove();
+        this.rows.delete(i);
+      }
+    }
+    const keptFrom = Math.max(start, this.start);
+    const keptTo = this.rows.size ? Math.min(end, this.end) : start;
+    const before = document.createDocumentFragment();
+    const after = document.createDocumentFragment();
+    for (let i = start; i < end; i++) {
+      if (i >= keptFrom && i < keptTo) continue;
+      const r = this.row(this.entries[i], i, this.opts.search);
+      this.rows.set(i, r);
+      (i < keptFrom ? before : after).append(r);
+    }
+    this.list.prepend(before);
+    this.list.append(after);
+    this.start = start;
+    this.end = end;
+    this.syncActive();
   }
 
   header(search, sort) {
@@ -141,14 +252,19 @@ export class EntryList {
     if (entry.state === 'syncing' && pct != null) badge.textContent = `${t('state.syncing')} ${pct}%`;
     const size = entry.dir ? '—' : humanSize(entry.size);
     const where = search ? `${entry.folder_name} / ${parentOf(entry.path) || ''}` : null;
+    const on = this.selected.has(keyOf(entry));
     const r = el(
       'div',
       {
-        class: `row state-${entry.state || 'local'}${entry.dir ? ' is-dir' : ''}`,
+        class: `row state-${entry.state || 'local'}${entry.dir ? ' is-dir' : ''}${on ? ' selected' : ''}${i === this.active ? ' active' : ''}`,
         attrs: {
           role: 'option',
+          // Stable per index, so aria-activedescendant names the same row when it is made again.
           id: `e${this.id}-${i}`,
-          'aria-selected': 'false',
+          'aria-selected': on ? 'true' : 'false',
+          // Only a window of rows exists: tell assistive tech where this one sits in the whole.
+          'aria-setsize': this.entries.length,
+          'aria-posinset': i + 1,
           title: search ? `${entry.folder_name}/${entry.path}` : entry.name,
         },
         dataset: { index: i },
@@ -162,14 +278,21 @@ export class EntryList {
     return r;
   }
 
-  /** Keep keys (paths) selected across a re-render. */
+  /** Show the selection (a set of keys) on the rendered rows and report it. */
   syncSelection() {
-    this.rows.forEach((r, i) => {
+    for (const [i, r] of this.rows) {
       const on = this.selected.has(keyOf(this.entries[i]));
       r.setAttribute('aria-selected', on ? 'true' : 'false');
       r.classList.toggle('selected', on);
-    });
+    }
     this.opts.onSelect?.(this.selectedEntries());
+  }
+
+  /** aria-activedescendant may only name a row that exists; drop it while the row is scrolled away. */
+  syncActive() {
+    const r = this.rows.get(this.active);
+    if (r) this.list.setAttribute('aria-activedescendant', r.id);
+    else this.list.removeAttribute('aria-activedescendant');
   }
 
   selectedEntries() {
@@ -179,12 +302,33 @@ export class EntryList {
   setActive(i, { scroll = true } = {}) {
     if (!this.entries.length) return;
     const n = Math.max(0, Math.min(this.entries.length - 1, i));
-    this.ensure(n);
-    if (this.active >= 0 && this.rows[this.active]) this.rows[this.active].classList.remove('active');
+    this.rows.get(this.active)?.classList.remove('active');
     this.active = n;
-    this.rows[n].classList.add('active');
-    this.list.setAttribute('aria-activedescendant', this.rows[n].id);
-    if (scroll) this.rows[n].scrollIntoView({ block: 'nearest' });
+    if (scroll) this.scrollToIndex(n);
+    this.rows.get(n)?.classList.add('active');
+    this.syncActive();
+  }
+
+  /** Scroll the least that shows entry `i` (below a sticky header), and make its row now. */
+  scrollToIndex(i) {
+    if (!this.root.isConnected) return;
+    this.attach();
+    const s = this.scroller;
+    const { cols, pitch, gap, padTop, padBottom, headH } = this.geo;
+    const line = Math.floor(i / cols);
+    const lines = Math.ceil(this.entries.length / cols);
+    const listTop = this.list.getBoundingClientRect().top;
+    // The first and last lines take the list's padding with them, so Home and End reach the edges.
+    const rowTop = listTop + (line === 0 ? 0 : padTop + line * pitch);
+    const rowBottom = listTop + padTop + (line + 1) * pitch - gap + (line === lines - 1 ? padBottom : 0);
+    const whole = s === document.scrollingElement;
+    const viewTop = (whole ? 0 : s.getBoundingClientRect().top + s.clientTop) + headH;
+    const viewBottom = whole ? window.innerHeight : s.getBoundingClientRect().top + s.clientTop + s.clientHeight;
+    let delta = 0;
+    if (rowTop < viewTop) delta = rowTop - viewTop;
+    else if (rowBottom > viewBottom) delta = Math.min(rowBottom - viewBottom, rowTop - viewTop);
+    if (delta) s.scrollTo({ top: s.scrollTop + delta, behavior: 'instant' });
+    this.renderWindow();
   }
 
   selectOnly(i) {
@@ -242,10 +386,7 @@ export class EntryList {
   }
 
   columns() {
-    if (this.opts.mode !== 'grid' || this.rows.length < 2) return 1;
-    const top = this.rows[0].offsetTop;
-    const i = this.rows.findIndex((r) => r.offsetTop !== top);
-    return i < 0 ? this.rows.length : i;
+    return this.opts.mode === 'grid' ? this.geo.cols : 1;
   }
 
   onKey(e) {
@@ -305,7 +446,9 @@ export class EntryList {
         e.preventDefault();
         if (cur >= 0) {
           if (!this.selected.has(keyOf(this.entries[cur]))) this.selectOnly(cur);
-          const r = this.rows[cur].getBoundingClientRect();
+          // The active row may have been scrolled out of the window: bring it back to anchor the menu.
+          this.setActive(cur);
+          const r = this.rows.get(cur)?.getBoundingClientRect() || this.list.getBoundingClientRect();
           this.opts.onMenu(this.selectedEntries(), r.left + 24, r.bottom);
         }
         return undefined;

@@ -17,6 +17,7 @@ import { BIN, SHOTS, UI_DIR, cli, openBrowser, startDaemon } from './lib.mjs';
 
 const HOSTILE = '<img src=x onerror=alert(1)>.txt';
 const BIG_COUNT = 10000;
+const BIG_NAME = 'big-10k';
 
 let tmp;
 let daemon;
@@ -47,6 +48,46 @@ function rowNames() {
   return page.$$eval('#content [role=option] .name', (els) => els.map((e) => e.textContent));
 }
 
+/** The name of the big folder's entry at `i`: sorted by name, it is also entry `i` of the list. */
+function bigFile(i) {
+  return `file-${String(i).padStart(5, '0')}.txt`;
+}
+
+/** Open the big folder unless it is open: opening it again would reload it under the test's feet. */
+async function openBig() {
+  const here = page.locator('#crumbs [aria-current=location]', { hasText: BIG_NAME });
+  if (!(await here.count())) {
+    await page.locator('#nav .nav-item', { hasText: BIG_NAME }).click();
+    await here.waitFor();
+  }
+  await page.locator('#content .entries[data-complete]').waitFor();
+}
+
+/** The index of the row at the middle of the view. */
+function middleRow() {
+  return page.evaluate(() => {
+    const r = document.querySelector('#content').getBoundingClientRect();
+    const row = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2).closest('[role=option]');
+    return Number(row.getAttribute('aria-posinset')) - 1;
+  });
+}
+
+/** aria-activedescendant names the row called `name`, and that row is inside the view, below the header. */
+async function expectActiveInView(name) {
+  const where = await page.evaluate(() => {
+    const list = document.querySelector('#content [role=listbox]');
+    const row = document.getElementById(list.getAttribute('aria-activedescendant'));
+    if (!row) return null;
+    const view = document.querySelector('#content').getBoundingClientRect();
+    const head = document.querySelector('#content .list-head')?.getBoundingClientRect();
+    const r = row.getBoundingClientRect();
+    return { name: row.querySelector('.name').textContent, top: r.top, bottom: r.bottom, viewTop: Math.max(view.top, head ? head.bottom : view.top), viewBottom: view.bottom };
+  });
+  assert.ok(where, 'aria-activedescendant names no row that exists');
+  assert.equal(where.name, name);
+  assert.ok(where.top >= where.viewTop - 0.5 && where.bottom <= where.viewBottom + 0.5, `${name} is not in view: ${JSON.stringify(where)}`);
+}
+
 async function openFolderRoot() {
   await page.locator('#nav .nav-item', { hasText: folderName }).click();
   await page.locator('#crumbs [aria-current=location]', { hasText: folderName }).waitFor();
@@ -61,9 +102,9 @@ before(async () => {
   folderName = path.basename(folder);
   fs.mkdirSync(home);
   makeFixture(folder);
-  const big = path.join(tmp, 'big-10k');
+  const big = path.join(tmp, BIG_NAME);
   fs.mkdirSync(big);
-  for (let i = 0; i < BIG_COUNT; i++) fs.writeFileSync(path.join(big, `file-${String(i).padStart(5, '0')}.txt`), '');
+  for (let i = 0; i < BIG_COUNT; i++) fs.writeFileSync(path.join(big, bigFile(i)), '');
 
   daemon = await startDaemon(home);
   cli(home, 'folder', 'add', folder);
@@ -133,12 +174,20 @@ describe('drive UI against a real daemon', () => {
     await page.locator('#crumbs [aria-current=location]', { hasText: folderName }).waitFor();
   });
 
-  test('right-click opens a menu; actions the backend lacks are shown disabled', async () => {
+  test('right-click opens a menu; actions that need one entry are disabled for several', async () => {
     await openFolderRoot();
     await page.locator('#content [role=option]', { hasText: 'alpha.txt' }).click({ button: 'right' });
     const menu = page.locator('#menu[role=menu]');
     await menu.locator('[role=menuitem]', { hasText: 'Copy path' }).waitFor();
+    assert.equal(await menu.locator('[role=menuitem]', { hasText: 'Rename' }).getAttribute('aria-disabled'), 'false');
+    await page.keyboard.press('Escape');
+    await menu.waitFor({ state: 'hidden' });
+    await page.locator('#content [role=listbox]').focus();
+    await page.keyboard.press('Control+A');
+    await page.locator('#content [role=option]', { hasText: 'alpha.txt' }).click({ button: 'right' });
+    await menu.locator('[role=menuitem]', { hasText: 'Copy path' }).waitFor();
     assert.equal(await menu.locator('[role=menuitem]', { hasText: 'Rename' }).getAttribute('aria-disabled'), 'true');
+    assert.equal(await menu.locator('[role=menuitem]', { hasText: 'Delete' }).getAttribute('aria-disabled'), 'false');
     assert.equal(await menu.locator('[role=menuitem]', { hasText: 'Copy path' }).getAttribute('aria-disabled'), 'false');
     await page.keyboard.press('Escape');
     await menu.waitFor({ state: 'hidden' });
@@ -231,33 +280,114 @@ describe('drive UI against a real daemon', () => {
 
   test('a folder of 10,000 entries opens (times reported, not asserted)', async (t) => {
     // Wait until the daemon has indexed every file, so the figures are the UI's, not the scan's.
-    const bigName = 'big-10k';
     await page.locator('#nav .nav-title', { hasText: 'My locker' }).click();
-    await page.locator('.card', { hasText: bigName }).filter({ hasText: `${BIG_COUNT.toLocaleString('en-US')} files` }).waitFor({ timeout: 60000 });
+    await page.locator('.card', { hasText: BIG_NAME }).filter({ hasText: `${BIG_COUNT.toLocaleString('en-US')} files` }).waitFor({ timeout: 60000 });
     await page.screenshot({ path: path.join(SHOTS, 'peerbox-ui-home.png') });
-    const [first, all] = await page.evaluate(
-      ({ name, n }) =>
+    const [first, ready] = await page.evaluate(
+      (name) =>
         new Promise((resolve) => {
           const btn = [...document.querySelectorAll('#nav .nav-item')].find((b) => b.textContent.includes(name));
           const t0 = performance.now();
           let firstAt = null;
           btn.click();
-          // Measured in animation frames: the time until rows are on screen, then all of them.
+          // Measured in animation frames: the time until rows are on screen, then until the
+          // virtualised list has fitted its window to the view (data-complete).
           const check = () => {
-            const rows = document.querySelectorAll('#content [role=option]').length;
-            if (firstAt === null && rows > 0) firstAt = performance.now() - t0;
-            if (rows >= n && document.querySelector('#content .entries[data-complete]')) resolve([firstAt, performance.now() - t0]);
+            if (firstAt === null && document.querySelector('#content [role=option]')) firstAt = performance.now() - t0;
+            if (firstAt !== null && document.querySelector('#content .entries[data-complete]')) resolve([firstAt, performance.now() - t0]);
             else requestAnimationFrame(check);
           };
           requestAnimationFrame(check);
         }),
-      { name: bigName, n: BIG_COUNT },
+      BIG_NAME,
     );
-    const msg = `folder of ${BIG_COUNT} entries: first rows painted after ${first.toFixed(0)} ms, all rows after ${all.toFixed(0)} ms (browse call included)`;
-    t.diagnostic(msg);
+    t.diagnostic(`folder of ${BIG_COUNT} entries: first rows painted after ${first.toFixed(0)} ms, list ready after ${ready.toFixed(0)} ms (browse call included)`);
+    const rows = page.locator('#content [role=option]');
+    const made = await rows.count();
+    assert.ok(made > 0 && made < 300, `a virtualised list makes only the rows near the view, not ${made}`);
+    assert.equal(await rows.first().getAttribute('aria-setsize'), String(BIG_COUNT));
     await page.locator('#content [role=listbox]').focus();
     await page.keyboard.press('End');
     await page.locator('#content [role=option][aria-selected=true]', { hasText: 'file-09999.txt' }).waitFor();
+    await expectActiveInView('file-09999.txt');
+    assert.equal(await page.locator('#content [role=option]', { hasText: 'file-09999.txt' }).getAttribute('aria-posinset'), String(BIG_COUNT));
+    await page.keyboard.press('Home');
+    await page.locator('#content [role=option][aria-selected=true]', { hasText: 'file-00000.txt' }).waitFor();
+    await expectActiveInView('file-00000.txt');
+    assert.ok((await rows.count()) < 300);
+  });
+
+  test('the 10,000-entry list follows the scroll and selects across rows it has not made', async () => {
+    await openBig();
+    const main = page.locator('#content');
+    // Jump to the middle, then wheel on: both paths must bring the rows under the view.
+    const jumped = await main.evaluate((m) => {
+      m.scrollTop = m.scrollHeight / 2;
+      return m.scrollTop;
+    });
+    const box = await page.locator('#content [role=listbox]').boundingBox();
+    await page.mouse.move(box.x + 200, 400);
+    await page.mouse.wheel(0, 1200);
+    // A wheel scroll may be animated: wait until it has moved and then held still for a few
+    // frames, or the rows would move under the clicks below.
+    await main.evaluate(
+      (m, top) =>
+        new Promise((resolve) => {
+          let last = m.scrollTop;
+          let still = 0;
+          const check = () => {
+            still = m.scrollTop === last ? still + 1 : 0;
+            last = m.scrollTop;
+            if (last > top && still >= 3) resolve();
+            else requestAnimationFrame(check);
+          };
+          requestAnimationFrame(check);
+        }),
+      jumped,
+    );
+    await page.waitForFunction(() => {
+      const m = document.querySelector('#content');
+      const r = m.getBoundingClientRect();
+      const mid = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2)?.closest('[role=option]');
+      return mid && Number(mid.getAttribute('aria-posinset')) > 4000 && Number(mid.getAttribute('aria-posinset')) < 6500;
+    });
+    // Every made row shows the entry of its index (the names count up with the index).
+    const made = await page.$$eval('#content [role=option]', (els) => els.map((e) => [Number(e.getAttribute('aria-posinset')), e.querySelector('.name').textContent]));
+    assert.ok(made.length < 300, `${made.length} rows made`);
+    for (const [pos, name] of made) assert.equal(name, bigFile(pos - 1));
+
+    // Click one row, scroll far enough that it is no longer made, then shift+click another.
+    const anchorRow = await middleRow();
+    await page.locator('#content [role=option]', { hasText: bigFile(anchorRow) }).click();
+    await main.evaluate((m) => {
+      m.scrollTop += 4000;
+    });
+    await page.locator('#content [role=option]', { hasText: bigFile(anchorRow) }).waitFor({ state: 'detached' });
+    await page.waitForFunction((a) => {
+      const m = document.querySelector('#content');
+      const r = m.getBoundingClientRect();
+      const mid = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2)?.closest('[role=option]');
+      return mid && Number(mid.getAttribute('aria-posinset')) > a + 50;
+    }, anchorRow);
+    const target = await middleRow();
+    await page.locator('#content [role=option]', { hasText: bigFile(target) }).click({ modifiers: ['Shift'] });
+    const span = target - anchorRow + 1;
+    await page.locator('#content .count-line', { hasText: new RegExp(`^${span} selected$`) }).waitFor();
+    const shown = await page.$$eval('#content [role=option]', (els) => els.map((e) => [Number(e.getAttribute('aria-posinset')) - 1, e.getAttribute('aria-selected')]));
+    for (const [i, sel] of shown) assert.equal(sel, String(i >= anchorRow && i <= target), `row ${i}`);
+    await expectActiveInView(bigFile(target));
+    // Back at the anchor, the re-made row still shows the selection.
+    await main.evaluate((m) => {
+      m.scrollTop -= 4000;
+    });
+    await page.locator('#content [role=option][aria-selected=true]', { hasText: bigFile(anchorRow) }).waitFor();
+
+    await page.keyboard.press('Control+a');
+    await page.locator('#content .count-line', { hasText: new RegExp(`^${BIG_COUNT} selected$`) }).waitFor();
+    assert.equal(await page.locator('#content [role=option][aria-selected=false]').count(), 0);
+    await page.keyboard.press('Escape');
+    await page.locator('#content .count-line', { hasText: new RegExp(`^${BIG_COUNT.toLocaleString('en-US')} items$`) }).waitFor();
+    assert.equal(await page.locator('#content [role=option][aria-selected=true]').count(), 0);
   });
 
   test('the API refuses requests without the token', async () => {

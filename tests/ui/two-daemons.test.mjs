@@ -74,9 +74,9 @@ describe('two daemons through their UIs', () => {
     await pageB.locator('#btn-open').click();
     const dlg = pageB.locator('dialog[open]');
     await dlg.getByLabel('peerbox:// link').fill(link);
-    await dlg.getByLabel('Keep the folder at (path on this device)').fill(folderB);
-    await dlg.getByLabel('How to keep it').selectOption('on-demand');
-    await dlg.getByRole('button', { name: 'Join' }).click();
+    await dlg.getByLabel('What to do').selectOption('on-demand');
+    await dlg.getByLabel('Where on this device').fill(folderB);
+    await dlg.getByRole('button', { name: 'Open', exact: true }).click();
     await pageB.locator('dialog[open]').waitFor({ state: 'detached' });
     await pageB.locator('#crumbs [aria-current=location]', { hasText: '공유 폴더' }).waitFor();
     const row = pageB.locator('#content [role=option]', { hasText: 'hello.txt' });
@@ -106,6 +106,77 @@ describe('two daemons through their UIs', () => {
     assert.equal(fs.readFileSync(path.join(folderB, 'hello.txt'), 'utf8'), 'hello from A\n');
   });
 
+  test('a file dropped on A\'s window is uploaded into the folder and reaches B', async () => {
+    await pageA.locator('#nav .nav-item', { hasText: '공유 폴더' }).click();
+    await pageA.locator('#content [role=option]', { hasText: '메모.txt' }).waitFor();
+    await pageA.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(['dropped on A\n'], '올림 파일.txt', { type: 'text/plain' }));
+      document.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      document.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    await pageA.locator('#toasts', { hasText: '올림 파일.txt uploaded' }).waitFor();
+    await pageA.locator('#content [role=option]', { hasText: '올림 파일.txt' }).waitFor();
+    assert.equal(fs.readFileSync(path.join(folderA, '올림 파일.txt'), 'utf8'), 'dropped on A\n');
+    await pageB.locator('#nav .nav-item', { hasText: '공유 폴더' }).click();
+    await pageB.locator('#content [role=option]', { hasText: '올림 파일.txt' }).waitFor({ timeout: 30000 });
+  });
+
+  test('A renames and deletes from the menu; B follows', async () => {
+    const row = pageA.locator('#content [role=option]', { hasText: '메모.txt' });
+    await row.click({ button: 'right' });
+    await pageA.locator('#menu [role=menuitem]', { hasText: 'Rename' }).click();
+    const dlg = pageA.locator('dialog[open]');
+    await dlg.getByLabel('Name').fill('메모 2.txt');
+    await dlg.getByRole('button', { name: 'Rename' }).click();
+    await pageA.locator('#content [role=option]', { hasText: '메모 2.txt' }).waitFor();
+    assert.ok(fs.existsSync(path.join(folderA, '메모 2.txt')));
+    await pageB.locator('#content [role=option]', { hasText: '메모 2.txt' }).waitFor({ timeout: 30000 });
+
+    await pageA.locator('#content [role=option]', { hasText: '메모 2.txt' }).click({ button: 'right' });
+    await pageA.locator('#menu [role=menuitem]', { hasText: 'Delete' }).click();
+    await pageA.locator('dialog[open]').getByRole('button', { name: 'Delete' }).click();
+    await pageA.locator('#content [role=option]', { hasText: '메모 2.txt' }).waitFor({ state: 'detached' });
+    assert.equal(fs.existsSync(path.join(folderA, '메모 2.txt')), false);
+    await pageB.locator('#content [role=option]', { hasText: '메모 2.txt' }).waitFor({ state: 'detached', timeout: 30000 });
+  });
+
+  test('a conflict shows as such and is settled from the menu', async () => {
+    fs.writeFileSync(path.join(folderA, 'plan.txt'), 'mine\n');
+    fs.writeFileSync(path.join(folderA, 'plan.sync-conflict-20261125-101010-abcd.txt'), 'theirs\n');
+    const copy = pageA.locator('#content [role=option]', { hasText: 'plan.sync-conflict' });
+    await copy.locator('.badge', { hasText: 'Conflict' }).waitFor({ timeout: 30000 });
+    await copy.click({ button: 'right' });
+    await pageA.locator('#menu [role=menuitem]', { hasText: 'Keep this version' }).click();
+    await pageA.locator('#toasts', { hasText: 'Conflict resolved' }).waitFor();
+    await copy.waitFor({ state: 'detached' });
+    assert.equal(fs.readFileSync(path.join(folderA, 'plan.txt'), 'utf8'), 'theirs\n');
+  });
+
+  test('A shares a file by link; B downloads it once through its transfer queue', async () => {
+    await pageA.locator('#content [role=option]', { hasText: 'plan.txt' }).first().click({ button: 'right' });
+    await pageA.locator('#menu [role=menuitem]', { hasText: 'Share link' }).click();
+    let dlg = pageA.locator('dialog[open]');
+    await dlg.getByRole('button', { name: 'Create link' }).click();
+    await pageA.waitForFunction(() => document.querySelector('dialog[open] input.link-out')?.value.startsWith('peerbox://'));
+    const fileLink = await dlg.locator('input.link-out').inputValue();
+    await pageA.keyboard.press('Escape');
+
+    const dest = path.join(tmp, 'b-downloads');
+    await pageB.locator('#btn-open').click();
+    dlg = pageB.locator('dialog[open]');
+    await dlg.getByLabel('peerbox:// link').fill(fileLink);
+    await dlg.getByLabel('What to do').selectOption('download');
+    await dlg.getByLabel('Where on this device').fill(dest);
+    await dlg.getByRole('button', { name: 'Open', exact: true }).click();
+    const row = pageB.locator('#content li.transfer', { hasText: 'plan.txt' });
+    await row.locator('.muted', { hasText: 'Done' }).waitFor({ timeout: 30000 });
+    await pageB.screenshot({ path: path.join(SHOTS, 'peerbox-ui-transfers.png') });
+    assert.equal(fs.readFileSync(path.join(dest, 'plan.txt'), 'utf8'), 'theirs\n');
+    await row.getByRole('button', { name: 'Clear' }).click();
+    await row.waitFor({ state: 'detached' });
+  });
+
   test('C asks to join through a link that needs approval; A approves in its Peers view', async () => {
     c = await startDaemon(path.join(tmp, 'c'));
     const folderC = path.join(tmp, 'c-copy');
@@ -124,9 +195,9 @@ describe('two daemons through their UIs', () => {
     await pageC.locator('#content .placeholder button', { hasText: 'Open link' }).click();
     const join = pageC.locator('dialog[open]');
     await join.getByLabel('peerbox:// link').fill(approveLink);
-    await join.getByLabel('Keep the folder at (path on this device)').fill(folderC);
-    await join.getByLabel('How to keep it').selectOption('receive-only');
-    await join.getByRole('button', { name: 'Join' }).click();
+    await join.getByLabel('What to do').selectOption('receive-only');
+    await join.getByLabel('Where on this device').fill(folderC);
+    await join.getByRole('button', { name: 'Open', exact: true }).click();
     await pageC.locator('dialog[open]').waitFor({ state: 'detached' });
 
     await pageA.locator('#nav .nav-item', { hasText: 'Join requests' }).click();
@@ -136,8 +207,8 @@ describe('two daemons through their UIs', () => {
     await req.getByRole('button', { name: 'Approve' }).click();
     await req.waitFor({ state: 'detached' });
     // Approved: C's copy fills with A's files.
-    await pageC.locator('#content [role=option]', { hasText: '메모.txt' }).locator('.badge', { hasText: 'Local' }).waitFor({ timeout: 30000 });
-    assert.equal(fs.readFileSync(path.join(folderC, '메모.txt'), 'utf8'), '메모\n');
+    await pageC.locator('#content [role=option]', { hasText: '올림 파일.txt' }).locator('.badge', { hasText: 'Local' }).waitFor({ timeout: 30000 });
+    assert.equal(fs.readFileSync(path.join(folderC, '올림 파일.txt'), 'utf8'), 'dropped on A\n');
   });
 
   test('no dialog fired and no script error happened', () => {
