@@ -945,7 +945,9 @@ mod tests {
         );
         assert!(text.contains("| 30 / 40 MiB | 30 / 40 MiB |"), "{text}");
         assert!(!r.any_peerbox_failure());
-        if let Some(x) = r.rounds[1][0].as_mut() { x.failed.push("big file: timed out".into()) }
+        if let Some(x) = r.rounds[1][0].as_mut() {
+            x.failed.push("big file: timed out".into())
+        }
         assert!(r.any_peerbox_failure());
     }
 }

@@ -31,20 +31,22 @@ pub(crate) struct Syncthing {
 /// Finds `syncthing`; when it is missing and `install` is set, installs the
 /// Debian package with apt-get first. `Err` says why the reference is skipped.
 pub(crate) async fn probe(install: bool) -> Result<Syncthing, String> {
-    if find_on_path("syncthing").is_none() && install
-        && let Some(apt) = find_on_path("apt-get") {
-            eprintln!("syncthing is not installed; installing it: apt-get install -y syncthing");
-            let ok = Command::new(&apt)
-                .args(["install", "-y", "-q", "syncthing"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(std::process::Stdio::null())
-                .status()
-                .await
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!("apt-get install -y syncthing failed");
-            }
+    if find_on_path("syncthing").is_none()
+        && install
+        && let Some(apt) = find_on_path("apt-get")
+    {
+        eprintln!("syncthing is not installed; installing it: apt-get install -y syncthing");
+        let ok = Command::new(&apt)
+            .args(["install", "-y", "-q", "syncthing"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("apt-get install -y syncthing failed");
         }
+    }
     let Some(path) = find_on_path("syncthing") else {
         return Err("skipped: syncthing is not installed (apt-get install -y syncthing)".into());
     };
