@@ -322,10 +322,9 @@ async fn download(
         return *r;
     }
     let entry = api.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(&t);
-    let Some((path, at)) = entry.filter(|(_, at)| at.elapsed() < TICKET_TTL) else {
+    let Some((path, _)) = entry.filter(|(_, at)| at.elapsed() < TICKET_TTL) else {
         return error(StatusCode::NOT_FOUND, "no_ticket", "this download address has been used or has expired".into());
     };
-    let _ = at;
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => return error(StatusCode::NOT_FOUND, "io", format!("{}: {e}", path.display())),
