@@ -351,6 +351,8 @@ export const api = {
   transferPause: (id) => call('transfer_pause', { id }),
   transferResume: (id) => call('transfer_resume', { id }),
   transferCancel: (id) => call('transfer_cancel', { id }),
+  settings: () => call('settings'),
+  settingsSet: (change) => call('settings_set', change),
 };
 
 const subscribers = new Set();

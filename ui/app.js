@@ -151,7 +151,7 @@ function onStatus(status, error) {
     if (state.signature !== null && sig !== state.signature) load({ quiet: true });
     state.signature = sig;
     renderCrumbs();
-  } else if (['home', 'transfers', 'peers'].includes(state.view.kind) || (state.view.kind === 'trash' && !state.view.id)) {
+  } else if (['home', 'transfers', 'peers', 'settings'].includes(state.view.kind) || (state.view.kind === 'trash' && !state.view.id)) {
     keepFocus($('content'), renderMain);
   }
   if (hadError && !error && state.dataError) load();
@@ -285,6 +285,7 @@ function renderSidebar() {
         view: { kind: 'trash', id: v.kind === 'folder' ? v.id : folders[0]?.id },
         current: v.kind === 'trash',
       }),
+      navItem({ icon: 'settings', label: t('nav.settings'), view: { kind: 'settings' }, current: v.kind === 'settings' }),
     ),
     el(
       'button',
@@ -295,12 +296,17 @@ function renderSidebar() {
   );
   const local = folders.reduce((n, f) => n + (Number(f.local_bytes) || 0), 0);
   const need = folders.reduce((n, f) => n + (Number(f.need_bytes) || 0), 0);
-  const bar = el('progress', { attrs: { max: String(local + need || 1), value: String(local), 'aria-label': t('storage.label') } });
+  const free = state.status?.free_bytes;
+  const hasFree = typeof free === 'number' && Number.isFinite(free);
+  // Used against what the disks could still take: the bar fills as the disks do.
+  const max = hasFree ? local + need + free : local + need;
+  const bar = el('progress', { attrs: { max: String(max || 1), value: String(local), 'aria-label': t('storage.label') } });
   replace(
     $('storage'),
     el('div', { class: 'storage-title', text: t('storage.label') }),
     bar,
     el('div', { class: 'storage-line', text: t('storage.line', { local: humanSize(local), need: humanSize(need) }) }),
+    hasFree ? el('div', { class: 'storage-line storage-free', text: t('storage.free', { free: humanSize(free) }) }) : null,
   );
 }
 
@@ -361,6 +367,7 @@ function renderMain() {
   if (v.kind === 'transfers') return renderTransfers(main);
   if (v.kind === 'peers') return renderPeers(main);
   if (v.kind === 'trash') return renderTrash(main);
+  if (v.kind === 'settings') return renderSettings(main);
   return undefined;
 }
 
@@ -1072,6 +1079,136 @@ function renderTrash(main) {
   );
 }
 
+// ---------------------------------------------------------------- settings
+
+/** Desktop-only settings, fetched once per visit; null in a browser. */
+let desktopSettings = null;
+
+function settingsRow(label, ...content) {
+  return el('div', { class: 'settings-row' }, el('div', { class: 'settings-label', text: label }), el('div', { class: 'settings-value' }, content));
+}
+
+function renderSettings(main) {
+  const st = state.status;
+  if (!st) {
+    replace(main, viewTitle(t('settings.title')), state.error ? placeholder({ icon: 'alert', kind: 'error', title: state.error.message }) : loading());
+    return;
+  }
+  // The page holds a text field: refresh only what the node reports, never what
+  // the user is typing.
+  const listen = main.querySelector('#settings-listen');
+  if (listen && main.dataset.settingsLang === lang()) {
+    fillListen(listen, st.listen);
+    return;
+  }
+  main.dataset.settingsLang = lang();
+
+  const name = el('input', { attrs: { id: 'settings-name', type: 'text', maxlength: '64', autocomplete: 'off', spellcheck: 'false' } });
+  name.value = st.device_name || '';
+  const err = errorLine();
+  const save = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('settings.save') });
+  const nameForm = el(
+    'form',
+    {
+      class: 'settings-name',
+      on: {
+        submit: async (e) => {
+          e.preventDefault();
+          save.disabled = true;
+          showError(err, '');
+          try {
+            const r = await api.settingsSet({ device_name: name.value });
+            name.value = r.device_name;
+            toast(t('settings.saved'));
+            refreshNow();
+          } catch (ex) {
+            showError(err, ex.message);
+          } finally {
+            save.disabled = false;
+          }
+        },
+      },
+    },
+    el('label', { class: 'offscreen', attrs: { for: 'settings-name' }, text: t('settings.name') }),
+    name,
+    save,
+  );
+
+  const language = el(
+    'select',
+    { attrs: { id: 'settings-lang', 'aria-label': t('settings.language') }, on: { change: (e) => setLang(e.target.value) } },
+    ['en', 'ko'].map((code) => el('option', { attrs: { value: code, selected: code === lang() }, text: t(`lang.${code}`) })),
+  );
+  const listenList = el('ul', { class: 'settings-list', attrs: { id: 'settings-listen' } });
+  fillListen(listenList, st.listen);
+  const app = el('div', { class: 'settings-app' });
+  const sections = [
+    el(
+      'section',
+      { class: 'settings-section' },
+      el('h2', { text: t('settings.device') }),
+      settingsRow(t('settings.name'), nameForm, el('p', { class: 'hint', text: t('settings.nameHint') }), err),
+      settingsRow(
+        t('settings.id'),
+        el('code', { class: 'peer-id', text: st.peer_id || '' }),
+        el('button', {
+          class: 'btn',
+          attrs: { type: 'button' },
+          text: t('settings.copyId'),
+          on: { click: () => copyText(st.peer_id || '').then((ok) => ok && toast(t('toast.copied'))) },
+        }),
+      ),
+      settingsRow(t('settings.language'), language),
+      settingsRow(t('settings.downloads'), el('code', { text: st.downloads_dir || '' })),
+    ),
+    el('section', { class: 'settings-section' }, el('h2', { text: t('settings.network') }), settingsRow(t('settings.listen'), listenList)),
+    el('section', { class: 'settings-section' }, el('h2', { text: t('settings.app') }), app),
+  ];
+  replace(main, viewTitle(t('settings.title')), ...sections);
+  fillDesktopSettings(app);
+}
+
+function fillListen(list, addrs) {
+  const items = (addrs || []).map((a) => el('li', {}, el('code', { text: String(a) })));
+  replace(list, ...(items.length ? items : [el('li', { class: 'hint', text: t('settings.noListen') })]));
+}
+
+async function fillDesktopSettings(box) {
+  if (!isDesktop()) {
+    replace(box, el('p', { class: 'hint', text: t('settings.browser') }));
+    return;
+  }
+  try {
+    desktopSettings = await shellCommand('desktop_settings_get');
+  } catch (ex) {
+    replace(box, el('p', { class: 'form-error', text: ex.message }));
+    return;
+  }
+  const toggle = (key, label, disabled) => {
+    const box = el('input', { attrs: { type: 'checkbox', id: `settings-${key}`, checked: Boolean(desktopSettings[key]), disabled: Boolean(disabled) } });
+    box.addEventListener('change', async () => {
+      box.disabled = true;
+      try {
+        desktopSettings = await shellCommand('desktop_settings_set', { [key]: box.checked });
+        box.checked = Boolean(desktopSettings[key]);
+        toast(t('settings.saved'));
+      } catch (ex) {
+        box.checked = !box.checked;
+        toast(ex.message, 'error');
+      } finally {
+        box.disabled = Boolean(disabled);
+      }
+    });
+    return el('label', { class: 'choice' }, box, el('span', { text: label }));
+  };
+  replace(
+    box,
+    toggle('autostart', t('settings.autostart')),
+    toggle('tray', t('settings.tray'), !desktopSettings.tray_available),
+    desktopSettings.tray_available ? null : el('p', { class: 'hint', text: t('settings.noTray') }),
+  );
+}
+
 // ---------------------------------------------------------------- dialogs
 
 const EXPIRY = [
@@ -1086,7 +1223,29 @@ function expirySelect() {
   return el('select', {}, EXPIRY.map(([k, secs]) => el('option', { attrs: { value: String(secs) }, text: t(`expiry.${k}`) })));
 }
 
-function linkResult(link) {
+/** Draws a QR code (from the node's `{size, modules}`) on a canvas, with the quiet zone. */
+function qrCanvas(qr) {
+  const size = Number(qr?.size) || 0;
+  const modules = String(qr?.modules || '');
+  if (!size || modules.length !== size * size) return null;
+  const quiet = 4;
+  const scale = Math.max(2, Math.floor(200 / (size + 2 * quiet)));
+  const px = (size + 2 * quiet) * scale;
+  const canvas = el('canvas', { class: 'qr', attrs: { width: String(px), height: String(px), role: 'img', 'aria-label': t('share.qr') } });
+  const g = canvas.getContext('2d');
+  if (!g) return null;
+  g.fillStyle = '#fff';
+  g.fillRect(0, 0, px, px);
+  g.fillStyle = '#000';
+  for (let y = 0; y < size; y += 1) {
+    for (let x = 0; x < size; x += 1) {
+      if (modules.charCodeAt(y * size + x) === 49) g.fillRect((x + quiet) * scale, (y + quiet) * scale, scale, scale);
+    }
+  }
+  return canvas;
+}
+
+function linkResult(link, qr) {
   const out = el('input', { class: 'link-out', attrs: { type: 'text', readonly: true, 'aria-label': t('share.link'), spellcheck: 'false' } });
   out.value = link;
   const copy = el('button', {
@@ -1100,7 +1259,7 @@ function linkResult(link) {
       },
     },
   });
-  return el('div', { class: 'link-result' }, out, copy);
+  return el('div', { class: 'link-box' }, el('div', { class: 'link-result' }, out, copy), qrCanvas(qr));
 }
 
 function folderLinkDialog() {
@@ -1128,7 +1287,7 @@ function folderLinkDialog() {
             showError(err, '');
             try {
               const r = await api.folderLink(f.id, { readOnly: ro.checked, expiresIn: Number(expiry.value), approve: approve.checked });
-              replace(result, linkResult(r.link));
+              replace(result, linkResult(r.link, r.qr));
               result.querySelector('input').select();
               toast(t('toast.linkMade'));
             } catch (ex) {
@@ -1172,7 +1331,7 @@ function shareFilesDialog(paths, label) {
             showError(err, '');
             try {
               const r = await api.share(paths, Number(expiry.value) || undefined);
-              replace(result, linkResult(r.link));
+              replace(result, linkResult(r.link, r.qr));
             } catch (ex) {
               showError(err, ex.message);
             } finally {

@@ -287,3 +287,27 @@ async fn downloads_pause_resume_survive_a_restart_and_cancel_cleanly() {
     }
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_name_is_kept_across_restarts_and_bad_names_change_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let d = Daemon::start(&home).await;
+    let default = d.status().await["device_name"].as_str().expect("a default name").to_owned();
+    assert!(!default.is_empty());
+
+    assert_eq!(d.ok(&["settings", "--device-name", "  사무실 노트북 "]).await, "device name: 사무실 노트북");
+    for bad in ["tab\there", "a/b", "evil\u{202e}gpj.exe", &"x".repeat(65)] {
+        let run = d.cli(&["settings", "--device-name", bad]).await;
+        assert_eq!(run.code, 2, "{bad:?} refused: {}", run.stderr);
+        assert!(run.stderr.contains("device name"), "clear error: {}", run.stderr);
+    }
+    d.stop().await;
+
+    let d = Daemon::start(&home).await;
+    assert_eq!(d.status().await["device_name"], "사무실 노트북", "kept across a restart, bad names changed nothing");
+    let v: serde_json::Value =
+        serde_json::from_str(&d.ok(&["settings", "--device-name", "", "--json"]).await).expect("json");
+    assert_eq!(v["device_name"], default.as_str(), "an empty name returns to the default");
+    d.stop().await;
+}

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import jsQR from 'jsqr';
 import { BIN, SHOTS, UI_DIR, cli, openBrowser, startDaemon } from './lib.mjs';
 
 const HOSTILE = '<img src=x onerror=alert(1)>.txt';
@@ -229,6 +230,15 @@ describe('drive UI against a real daemon', () => {
     const out = dlg.locator('input.link-out');
     await out.waitFor();
     await page.waitForFunction(() => document.querySelector('dialog[open] input.link-out')?.value.startsWith('peerbox://'));
+    // The QR code a phone would scan decodes to exactly the link shown.
+    const link = await out.inputValue();
+    const img = await dlg.locator('canvas.qr').evaluate((c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+      return { width: d.width, height: d.height, data: Array.from(d.data) };
+    });
+    const code = jsQR(Uint8ClampedArray.from(img.data), img.width, img.height);
+    assert.ok(code, 'the QR code decodes');
+    assert.equal(code.data, link);
     await page.screenshot({ path: path.join(SHOTS, 'peerbox-ui-share.png') });
     await page.keyboard.press('Escape');
     await page.locator('dialog[open]').waitFor({ state: 'detached' });
@@ -246,6 +256,32 @@ describe('drive UI against a real daemon', () => {
     await page.locator('#nav .nav-title', { hasText: '내 보관함' }).waitFor();
     await page.selectOption('#lang', 'en');
     await page.locator('#nav .nav-title', { hasText: 'My locker' }).waitFor();
+  });
+
+  test('settings: the device name is saved and kept, a bad one is refused and changes nothing', async () => {
+    await page.locator('#nav .nav-item', { hasText: 'Settings' }).click();
+    await page.locator('#content h1', { hasText: 'Settings' }).waitFor();
+    const name = page.locator('#settings-name');
+    await name.fill('사무실 NAS');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.toast', { hasText: 'Settings saved' }).waitFor();
+    const errorsBefore = pageErrors.length;
+    await name.fill('a/b');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#content .form-error', { hasText: 'device name' }).waitFor();
+    // The refusal is an HTTP 400 the browser logs; it is the one expected error.
+    const logged = pageErrors.splice(errorsBefore);
+    assert.ok(logged.every((e) => e.includes('status of 400')), `only the refusal was logged: ${logged}`);
+    const status = JSON.parse(cli(path.join(tmp, 'home'), 'status', '--json'));
+    assert.equal(status.device_name, '사무실 NAS');
+    // What the node listens on is listed, and the storage bar says what the disk has free.
+    assert.ok((await page.locator('#settings-listen code').count()) > 0, 'listen addresses shown');
+    await page.locator('#storage .storage-free').waitFor();
+    assert.match(await page.locator('#content .settings-app').textContent(), /desktop app/);
+    await page.screenshot({ path: path.join(SHOTS, 'peerbox-ui-settings.png') });
+    await page.reload();
+    await page.locator('#nav .nav-item', { hasText: 'Settings' }).click();
+    await page.waitForFunction(() => document.querySelector('#settings-name')?.value === '사무실 NAS');
   });
 
   test('the other views render: transfers, peers, trash', async () => {

@@ -23,7 +23,7 @@ if ((${#missing[@]})); then
 fi
 
 stamp=node_modules/.package-lock.json
-if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -d node_modules/playwright-core ]; then
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/jsqr ]; then
   npm ci --no-audit --no-fund >&2
 fi
 

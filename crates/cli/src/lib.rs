@@ -75,6 +75,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show this device's settings, or change them.
+    Settings {
+        /// A new device name ("" returns to the host name).
+        #[arg(long)]
+        device_name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Peers this device has seen.
     Peers {
         /// Print JSON.
@@ -347,6 +356,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{v}");
             } else {
                 print_status(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Settings { device_name, json } => {
+            let v = match device_name {
+                Some(name) => {
+                    client::call(&home, serde_json::json!({ "op": "settings_set", "device_name": name })).await?
+                }
+                None => client::call(&home, serde_json::json!({ "op": "settings" })).await?,
+            };
+            if json {
+                println!("{v}");
+            } else {
+                println!("device name: {}", text(&v["device_name"]));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -190,6 +190,14 @@ pub enum Request {
     },
     /// Connected and known peers.
     Peers,
+    /// This device's settings.
+    Settings,
+    /// Change settings; fields left out stay as they are.
+    SettingsSet {
+        /// A new device name ("" for the default).
+        #[serde(default)]
+        device_name: Option<String>,
+    },
     /// Revoke a link, or remove a peer from every folder.
     Revoke {
         /// A peerbox:// link or a PeerId.

@@ -53,6 +53,9 @@ pub enum NodeError {
     /// The download could not complete.
     #[error("{0}")]
     Incomplete(String),
+    /// A setting's value is not acceptable.
+    #[error("{0}")]
+    BadSetting(String),
     /// An internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,8 +69,14 @@ impl NodeError {
     /// Whether the user (or a link they hold) is at fault, as opposed to the
     /// machine or the network. The CLI exits with 2 for these.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::BadLink(_) | Self::LinkUnusable(_) | Self::BadPath { .. } | Self::WouldOverwrite(_))
-            || matches!(self, Self::Session(peerbox_net::blocks::SessionError::Refused(_)))
+        matches!(
+            self,
+            Self::BadLink(_)
+                | Self::LinkUnusable(_)
+                | Self::BadPath { .. }
+                | Self::WouldOverwrite(_)
+                | Self::BadSetting(_)
+        ) || matches!(self, Self::Session(peerbox_net::blocks::SessionError::Refused(_)))
     }
 
     /// A stable code for the API.
@@ -86,6 +95,7 @@ impl NodeError {
             Self::Session(peerbox_net::blocks::SessionError::Refused(_)) => "refused",
             Self::Session(_) => "session",
             Self::Incomplete(_) => "incomplete",
+            Self::BadSetting(_) => "bad_setting",
             Self::Internal(_) => "internal",
         }
     }

@@ -13,6 +13,8 @@ mod folders;
 mod get;
 mod home;
 mod live;
+pub mod qr;
+pub mod settings;
 mod share;
 mod transfers;
 
@@ -79,6 +81,8 @@ pub struct ShareOutcome {
     pub bytes: u64,
     /// What was left out, and why.
     pub skipped: Vec<String>,
+    /// The link as a QR code.
+    pub qr: Option<qr::Qr>,
 }
 
 impl Node {
@@ -163,6 +167,14 @@ impl Node {
         Ok(Self { net, store, home, folders, transfers, peers, live })
     }
 
+    /// This device's settings.
+    pub fn settings(&self) -> Result<settings::Settings, NodeError> {
+        match &self.store {
+            Some(store) => settings::load(store),
+            None => Ok(settings::Settings { device_name: settings::default_device_name() }),
+        }
+    }
+
     /// This node's PeerId on the network.
     pub fn peer_id(&self) -> PeerId {
         self.net.peer_id()
@@ -234,8 +246,10 @@ impl Node {
             peerbox_proto::EntryKind::File(f) => (n + 1, b + f.size),
             peerbox_proto::EntryKind::Dir => (n, b),
         });
+        let link = link.encode();
         Ok(ShareOutcome {
-            link: link.encode(),
+            qr: qr::encode(&link),
+            link,
             label,
             files,
             bytes,
@@ -291,14 +305,18 @@ impl Node {
         Ok(match req {
             Request::Status => {
                 let listen: Vec<String> = self.listen_addrs().await?.iter().map(|a| a.to_string()).collect();
+                let folders = self.folders()?.list()?;
+                let free_bytes = settings::free_bytes(folders.iter().map(|f| f.path.as_path()));
                 json!({
                     "peer_id": self.peer_id().to_string(),
                     "listen": listen,
-                    "folders": self.folders()?.list()?,
+                    "folders": folders,
+                    "free_bytes": free_bytes,
                     "requests": self.folders()?.requests()?,
                     "peers": self.peers(),
                     "transfers": self.transfers()?.list()?,
                     "downloads_dir": self.downloads_dir(),
+                    "device_name": self.settings()?.device_name,
                 })
             }
             Request::FolderList => json!(self.folders()?.list()?),
@@ -313,7 +331,8 @@ impl Node {
                 json!({ "id": hex::encode(id) })
             }
             Request::FolderLink { folder, read_only, expires_in, approve } => {
-                json!({ "link": self.folders()?.link(&folder, read_only, expiry(expires_in), approve).await? })
+                let link = self.folders()?.link(&folder, read_only, expiry(expires_in), approve).await?;
+                json!({ "qr": qr::encode(&link), "link": link })
             }
             Request::Requests => json!(self.folders()?.requests()?),
             Request::Approve { folder, peer } => {
@@ -374,6 +393,16 @@ impl Node {
                 json!({})
             }
             Request::Peers => json!(self.peers()),
+            Request::Settings => json!(self.settings()?),
+            Request::SettingsSet { device_name } => {
+                let store = self.store.clone().ok_or_else(|| NodeError::Internal("this node does not serve".into()))?;
+                let change = settings::SettingsChange { device_name };
+                let s = tokio::task::spawn_blocking(move || settings::change(&store, change))
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))??;
+                self.live.bump();
+                json!(s)
+            }
             Request::Revoke { target } => self.revoke(&target)?,
         })
     }

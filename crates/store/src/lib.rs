@@ -10,6 +10,7 @@
 mod error;
 pub mod folders;
 mod schema;
+mod settings;
 mod transfers;
 
 use std::path::{Path, PathBuf};

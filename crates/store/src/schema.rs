@@ -132,6 +132,11 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         finished INTEGER
      );",
+    // 5: the device's own settings (name, limits), one value per key.
+    "CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

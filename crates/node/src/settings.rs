@@ -1,0 +1,120 @@
+//! The device's own settings as users change them: its name for now. Values are
+//! validated here, before they reach the index, so the store never holds one the
+//! UI could not show.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::NodeError;
+use crate::share::SharedStore;
+
+const DEVICE_NAME: &str = "device_name";
+/// Long enough for "Alice's MacBook Pro (office)", short enough for a sidebar.
+const MAX_NAME_CHARS: usize = 64;
+
+/// What the Settings page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// How this device calls itself (to its user, and in upload folders of request links).
+    pub device_name: String,
+}
+
+/// Changes to [`Settings`]; `None` leaves a value alone.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// A new name ("" returns to the default: the machine's host name).
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
+    let s = crate::share::lock(store);
+    let device_name = s.setting(DEVICE_NAME)?.unwrap_or_else(default_device_name);
+    Ok(Settings { device_name })
+}
+
+pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Settings, NodeError> {
+    if let Some(name) = change.device_name {
+        let name = name.trim();
+        let value = if name.is_empty() { None } else { Some(valid_device_name(name)?) };
+        crate::share::lock(store).set_setting(DEVICE_NAME, value)?;
+    }
+    load(store)
+}
+
+fn valid_device_name(name: &str) -> Result<&str, NodeError> {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(NodeError::BadSetting(format!("a device name has at most {MAX_NAME_CHARS} characters")));
+    }
+    // Control and bidi-override characters would let a name rewrite how the text
+    // around it reads wherever it is shown.
+    if name.chars().any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
+        return Err(NodeError::BadSetting("a device name cannot hold control characters".into()));
+    }
+    if name.contains(['/', '\\']) {
+        // It names folders of uploads through request links.
+        return Err(NodeError::BadSetting("a device name cannot hold / or \\".into()));
+    }
+    Ok(name)
+}
+
+/// The machine's host name, or "Peerbox device" when it has none worth showing.
+pub(crate) fn default_device_name() -> String {
+    let raw = host_name().unwrap_or_default();
+    match valid_device_name(raw.trim()) {
+        Ok(n) if !n.is_empty() => n.to_owned(),
+        _ => "Peerbox device".into(),
+    }
+}
+
+#[cfg(unix)]
+fn host_name() -> Option<String> {
+    Some(rustix::system::uname().nodename().to_string_lossy().into_owned())
+}
+
+#[cfg(not(unix))]
+fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
+}
+
+/// Bytes free for this user on the filesystems holding `paths`, each filesystem
+/// counted once; `None` when the platform does not say.
+#[cfg(unix)]
+pub(crate) fn free_bytes<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut free = 0u64;
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(path) else { continue };
+        if !seen.insert(meta.dev()) {
+            continue;
+        }
+        let s = rustix::fs::statvfs(path).ok()?;
+        free = free.saturating_add(s.f_bavail.saturating_mul(s.f_frsize));
+    }
+    Some(free)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn free_bytes<'a>(_paths: impl IntoIterator<Item = &'a Path>) -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_users_type_are_kept_and_hostile_ones_refused() {
+        for good in ["노트북", "Alice's laptop", "NAS (office)", "a"] {
+            assert_eq!(valid_device_name(good).unwrap(), good);
+        }
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        for bad in ["tab\there", "line\nbreak", "evil\u{202e}txt.exe", "a/b", "a\\b", long.as_str()] {
+            assert!(matches!(valid_device_name(bad), Err(NodeError::BadSetting(_))), "{bad:?}");
+        }
+        assert!(!default_device_name().is_empty());
+    }
+}
