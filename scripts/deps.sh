@@ -15,6 +15,21 @@ peerbox_need_debs() {
   fi
 }
 
+# tauri-driver 2.1.0 (the WebDriver intermediary for the desktop window test), built
+# once into a cache outside the clone and put on PATH. tauri-driver has no --version,
+# so cargo's own record of what it installed there says which version it is.
+PEERBOX_TAURI_DRIVER_VERSION=2.1.0
+peerbox_need_tauri_driver() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/peerbox-tools"
+  if ! [ -x "$dir/bin/tauri-driver" ] ||
+    ! cargo install --list --root "$dir" 2>/dev/null | grep -qx "tauri-driver v$PEERBOX_TAURI_DRIVER_VERSION:"; then
+    echo "installing: tauri-driver $PEERBOX_TAURI_DRIVER_VERSION into $dir" >&2
+    # Built in a temporary target folder: not the project's (CARGO_TARGET_DIR).
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --version "$PEERBOX_TAURI_DRIVER_VERSION" --root "$dir" tauri-driver >&2
+  fi
+  case ":$PATH:" in *":$dir/bin:"*) ;; *) export PATH="$dir/bin:$PATH" ;; esac
+}
+
 peerbox_need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -29,3 +44,5 @@ peerbox_need_rust() {
 PEERBOX_BUILD_DEBS=(build-essential pkg-config)
 # The desktop app (Tauri 2 on WebKitGTK).
 PEERBOX_DESKTOP_DEBS=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev dbus-daemon)
+# The desktop window test drives the app through WebKitGTK's WebDriver.
+PEERBOX_DESKTOP_DEBS+=(webkit2gtk-driver)

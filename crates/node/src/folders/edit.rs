@@ -17,6 +17,25 @@ use tokio::sync::mpsc;
 use super::{Folders, Kick};
 use crate::NodeError;
 
+/// How long an edit's answer waits for the index to catch up. The edit is done
+/// either way; past this, the listing shows it a moment later.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits until a folder's index has moved past where it was when this was made.
+pub(crate) struct IndexWaiter {
+    rx: Option<tokio::sync::watch::Receiver<u64>>,
+    start: u64,
+}
+
+impl IndexWaiter {
+    pub(crate) async fn wait(self) {
+        if let Some(mut rx) = self.rx {
+            let start = self.start;
+            let _ = tokio::time::timeout(INDEX_WAIT, rx.wait_for(|seq| *seq > start)).await;
+        }
+    }
+}
+
 /// Chunks of an upload queued for the writer: bounds memory per upload.
 const UPLOAD_QUEUE: usize = 8;
 
@@ -64,6 +83,15 @@ impl Folders {
             return Err(NodeError::BadPath { path: f.path.clone(), reason: format!("this folder is paused: {why}") });
         }
         Ok(f)
+    }
+
+    /// Something to await after an edit so the answer comes once the index (and
+    /// so a listing) shows it. Taken before the edit.
+    pub(crate) fn index_waiter(&self, key: &str) -> Result<IndexWaiter, NodeError> {
+        let f = self.resolve(key)?;
+        let rx = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&f.id).map(|r| r.seq.subscribe());
+        let start = rx.as_ref().map(|r| *r.borrow()).unwrap_or(0);
+        Ok(IndexWaiter { rx, start })
     }
 
     fn rescan(&self, f: &FolderRow, paths: Vec<String>) {
