@@ -63,7 +63,10 @@ function navigate(view, { push = true, replaceEntry = false } = {}) {
   const changed = !sameView(view, state.view);
   state.view = view;
   if (changed) {
-    state.signature = null;
+    // The listing about to load reflects the folder as the last status saw it;
+    // the next status that differs must reload it (a null here would swallow
+    // that first change).
+    state.signature = view.kind === 'folder' || view.kind === 'trash' ? folderSignature(folderById(view.id)) : null;
     state.data = null;
     state.dataError = null;
     state.dataKey = null;
@@ -919,6 +922,18 @@ function renderTransfers(main) {
 
 // ---------------------------------------------------------------- peers and join requests
 
+function connKindLabel(kind) {
+  if (kind === 'relayed') return t('peers.relayed');
+  if (kind === 'hole-punched') return t('peers.punched');
+  return t('peers.direct');
+}
+
+/** Names of the folders `peer` is a member of. */
+function foldersWith(peer) {
+  const names = (state.status?.folders || []).filter((f) => (f.members || []).some((m) => m.peer === peer)).map((f) => f.name);
+  return names.length ? names.join(', ') : '—';
+}
+
 function renderPeers(main) {
   if (!state.status) {
     replace(main, loading());
@@ -931,6 +946,16 @@ function renderPeers(main) {
     el('h2', { text: t('peers.me') }),
     el('p', {}, el('code', { class: 'peer-id', text: s.peer_id })),
     el('ul', { class: 'plain muted' }, (s.listen || []).map((a) => el('li', {}, el('code', { text: a })))),
+    s.network
+      ? el('p', {
+          class: 'muted reach',
+          text: t('peers.reach', {
+            reach: t(`reach.${['public', 'private'].includes(s.network.reachability) ? s.network.reachability : 'unknown'}`),
+            relays: formatCount((s.network.relays || []).length),
+            dht: formatCount(s.network.dht_peers),
+          }),
+        })
+      : null,
   );
   const reqs = (s.requests || []).map((r) =>
     el(
@@ -968,7 +993,7 @@ function renderPeers(main) {
     ? el(
         'table',
         { class: 'table' },
-        el('thead', {}, el('tr', {}, [t('peers.id'), t('peers.presence'), t('peers.connection'), t('peers.address')].map((h) => el('th', { text: h, attrs: { scope: 'col' } })))),
+        el('thead', {}, el('tr', {}, [t('peers.id'), t('peers.presence'), t('peers.connection'), t('peers.latency'), t('peers.folders'), t('peers.address')].map((h) => el('th', { text: h, attrs: { scope: 'col' } })))),
         el(
           'tbody',
           {},
@@ -988,7 +1013,9 @@ function renderPeers(main) {
                 }),
               ),
               el('td', {}, el('span', { class: `presence ${p.connected ? 'on' : 'off'}`, text: p.connected ? t('peers.online') : t('peers.offline') })),
-              el('td', { text: p.kind === 'relayed' ? t('peers.relayed') : t('peers.direct') }),
+              el('td', { class: `conn-kind ${p.kind}`, text: connKindLabel(p.kind) }),
+              el('td', { class: 'num', text: p.connected && Number.isFinite(p.rtt_ms) ? t('peers.ms', { ms: p.rtt_ms }) : '—' }),
+              el('td', { text: foldersWith(p.peer) }),
               el('td', {}, el('code', { class: 'muted', text: p.addr || '' })),
             ),
           ),

@@ -188,7 +188,7 @@ pub fn run() -> ExitCode {
     let result = builder
         .setup(move |app| {
             let handle = app.handle().clone();
-            let config = NodeConfig { home, listen: Vec::new(), mdns: true, serve: true };
+            let config = NodeConfig { home, mdns: true, serve: true, ..Default::default() };
             let node = tauri::async_runtime::block_on(Node::start(config))?;
             app.manage(node);
             let settings = handle.state::<Settings>();

@@ -232,6 +232,10 @@ async fn fake_network() -> Network {
         keypair: Keypair::generate_ed25519(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
         mdns: false,
+        bootstrap: Vec::new(),
+        relay_server: false,
+        dht: Default::default(),
+        private_is_public: false,
     })
     .await
     .expect("fake network");
@@ -276,6 +280,20 @@ pub fn serve_slice(data: &[Vec<u8>], f: u32, b: u32) -> Result<Bytes, MissingRea
     d.get(start..(start + bs).min(d.len())).map(Bytes::copy_from_slice).ok_or(MissingReason::OutOfRange)
 }
 
+/// `link` with its addresses replaced by `addrs`: what a getter holds when the
+/// sharer moved since making it.
+pub fn relink(link: &str, addrs: &[&str]) -> String {
+    let mut l = peerbox_proto::Link::decode(link).expect("a valid link");
+    l.addrs = addrs.iter().map(|a| a.parse::<peerbox_net::Multiaddr>().expect("multiaddr").to_vec()).collect();
+    l.encode()
+}
+
+/// The addresses a link carries.
+pub fn link_addrs(link: &str) -> Vec<String> {
+    let l = peerbox_proto::Link::decode(link).expect("a valid link");
+    l.addrs.iter().filter_map(|a| peerbox_net::Multiaddr::try_from(a.clone()).ok()).map(|a| a.to_string()).collect()
+}
+
 /// Changes one character of a link's payload (keeping it base58), as a typo would.
 pub fn tamper(link: &str, at: usize) -> String {
     let mut chars: Vec<char> = link.chars().collect();
@@ -293,8 +311,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon for `home` and waits until its API is up.
     pub async fn start(home: &Path) -> Self {
+        Self::start_with(home, &[]).await
+    }
+
+    /// Like [`Self::start`], with more daemon arguments (`--relay`, `--bootstrap A`…).
+    pub async fn start_with(home: &Path, extra: &[&str]) -> Self {
         let mut cmd = peerbox(home);
-        cmd.args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+        cmd.args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]).args(extra);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn daemon");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();

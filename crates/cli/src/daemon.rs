@@ -43,16 +43,12 @@ const MAX_TICKETS: usize = 256;
 /// The least time between two `change` events on one stream.
 const EVENT_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 
-pub(crate) async fn run(
-    home: PathBuf,
-    listen: Vec<peerbox_node::Multiaddr>,
-    mdns: bool,
-    api: SocketAddr,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(config: NodeConfig, api: SocketAddr) -> anyhow::Result<()> {
     if !api.ip().is_loopback() {
         anyhow::bail!("the API only listens on loopback addresses (got {api})");
     }
-    let node = Node::start(NodeConfig { home: home.clone(), listen, mdns, serve: true }).await?;
+    let home = config.home.clone();
+    let node = Node::start(config).await?;
     let listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("cannot listen on {api}"))?;
     let addr = listener.local_addr()?;
     let token = hex_token();

@@ -62,6 +62,11 @@ enum Command {
     Daemon {
         #[command(flatten)]
         net: NetArgs,
+        /// Relay connections for peers behind NAT and answer DHT queries: for a
+        /// reachable server others use as --bootstrap. Resource limits apply
+        /// (see the README).
+        #[arg(long)]
+        relay: bool,
         /// Loopback address for the API.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         api: std::net::SocketAddr,
@@ -285,6 +290,50 @@ struct NetArgs {
     /// Do not look for or announce peers on the LAN.
     #[arg(long)]
     no_mdns: bool,
+    /// A DHT bootstrap peer, ending in /p2p/<PeerId> (repeatable). Relays among
+    /// them carry this device when it is behind NAT. Nothing public is used
+    /// unless given here or with --dht amino.
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_bootstrap, env = "PEERBOX_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<peerbox_node::Multiaddr>,
+    /// Which DHT to join: "peerbox" (Peerbox devices only) or "amino" (the public
+    /// IPFS DHT, with its public bootstrap peers when no --bootstrap is given).
+    #[arg(long, value_name = "DHT", default_value = "peerbox", value_parser = parse_dht)]
+    dht: peerbox_node::Dht,
+    /// Treat private addresses as public when checking reachability (for labs
+    /// and networks that are private end to end).
+    #[arg(long, hide = true)]
+    private_is_public: bool,
+}
+
+impl NetArgs {
+    fn node_config(self, home: PathBuf, serve: bool, relay: bool) -> NodeConfig {
+        NodeConfig {
+            home,
+            listen: self.listen,
+            mdns: !self.no_mdns,
+            serve,
+            bootstrap: self.bootstrap,
+            relay,
+            dht: self.dht,
+            private_is_public: self.private_is_public,
+        }
+    }
+}
+
+fn parse_bootstrap(s: &str) -> Result<peerbox_node::Multiaddr, String> {
+    let addr: peerbox_node::Multiaddr = s.trim().parse().map_err(|e| format!("not a multiaddr: {e}"))?;
+    match addr.iter().last() {
+        Some(peerbox_node::Protocol::P2p(_)) => Ok(addr),
+        _ => Err("a bootstrap address must end in /p2p/<PeerId>".into()),
+    }
+}
+
+fn parse_dht(s: &str) -> Result<peerbox_node::Dht, String> {
+    match s {
+        "peerbox" => Ok(peerbox_node::Dht::Peerbox),
+        "amino" | "ipfs" => Ok(peerbox_node::Dht::Amino),
+        _ => Err("expected peerbox or amino".into()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -345,8 +394,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get { net, overwrite, progress, json, link, dest } => {
             get(home, net, overwrite, progress, json, &link, dest).await
         }
-        Command::Daemon { net, api } => {
-            daemon::run(home, net.listen, !net.no_mdns, api).await?;
+        Command::Daemon { net, api, relay } => {
+            daemon::run(net.node_config(home, true, relay), api).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Folder(cmd) => folder(&home, cmd).await,
@@ -668,7 +717,7 @@ async fn share(
         eprintln!("Shared through the running daemon, which serves it until it stops or the link is revoked.");
         return Ok(ExitCode::SUCCESS);
     }
-    let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: true }).await?;
+    let node = Node::start(net.node_config(home, true, false)).await?;
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::hashing(rx);
     let outcome = node.share(paths, expires.map(|d| d.as_secs()), tx).await;
@@ -712,7 +761,7 @@ async fn get(
         Some(d) => d,
         None => std::env::current_dir().context("cannot tell the current folder; pass DEST")?,
     };
-    let node = Node::start(NodeConfig { home, listen: net.listen, mdns: !net.no_mdns, serve: false }).await?;
+    let node = Node::start(net.node_config(home, false, false)).await?;
     node.check_link(&link)?;
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::download(rx, show_progress);

@@ -17,7 +17,7 @@ pub mod sync;
 
 pub use error::NetError;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
-pub use swarm::{Config, NetEvent, Network};
+pub use swarm::{AMINO_BOOTSTRAP, Config, ConnKind, Dht, NetEvent, NetInfo, Network};
 
 /// Frame reading and writing shared by the protocols.
 pub mod frame;

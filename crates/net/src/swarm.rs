@@ -1,16 +1,17 @@
 //! The swarm, its behaviours, and the loop that owns it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, mdns, memory_connection_limits, noise, ping,
-    tcp, tls, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad, mdns,
+    memory_connection_limits, noise, ping, relay, tcp, tls, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,6 +33,34 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_QUEUE: usize = 64;
 /// Events queued to the node before the loop drops the oldest kinds of news.
 const EVENT_QUEUE: usize = 256;
+/// Peerbox's own DHT, separate from the public IPFS one unless asked.
+const PEERBOX_KAD: StreamProtocol = StreamProtocol::new("/peerbox/kad/1.0.0");
+/// The public IPFS (Amino) DHT.
+const AMINO_KAD: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
+/// A lookup gives up after this; a getter is waiting on it.
+const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// After a relayed connection comes up, how long a dial waits for hole punching to
+/// give a direct one, so the caller's streams take the direct path.
+const PUNCH_GRACE: Duration = Duration::from_secs(3);
+/// How long start-up waits for bootstrap peers to answer.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
+/// What one relay (`daemon --relay`) gives others. Generous enough for a link
+/// transfer that cannot be hole-punched, bounded so one relay survives many users.
+const RELAY_MAX_RESERVATIONS: usize = 256;
+const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 4;
+const RELAY_MAX_CIRCUITS: usize = 64;
+const RELAY_MAX_CIRCUITS_PER_PEER: usize = 8;
+const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+const RELAY_MAX_CIRCUIT_BYTES: u64 = 1 << 30;
+
+/// The well-known bootstrap peers of the public IPFS DHT, used only with
+/// [`Dht::Amino`] and no bootstrap addresses of one's own.
+pub const AMINO_BOOTSTRAP: &[&str] = &[
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+];
 
 /// How to start the network.
 #[derive(Debug, Clone)]
@@ -42,17 +71,87 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Whether to find and announce peers on the LAN.
     pub mdns: bool,
+    /// Peers to join the DHT through, each ending in `/p2p/<PeerId>`. Those that
+    /// are relays also get a reservation, so peers behind NAT can be reached.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Serve as a circuit relay (and DHT server) for others.
+    pub relay_server: bool,
+    /// Which DHT to use.
+    pub dht: Dht,
+    /// Treat private (RFC 1918) addresses as public for reachability checks: for
+    /// labs and networks that are private end to end.
+    pub private_is_public: bool,
+}
+
+/// Which Kademlia network to join.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dht {
+    /// Peerbox's own (`/peerbox/kad/1.0.0`): only Peerbox devices take part.
+    #[default]
+    Peerbox,
+    /// The public IPFS DHT (`/ipfs/kad/1.0.0`), with its bootstrap peers when none
+    /// are given.
+    Amino,
+}
+
+/// How a peer is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnKind {
+    /// A direct connection we or they dialed.
+    Direct,
+    /// Only through a relay.
+    Relayed,
+    /// Direct, after hole punching through NAT.
+    HolePunched,
+}
+
+impl ConnKind {
+    /// As shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+            Self::HolePunched => "hole-punched",
+        }
+    }
+}
+
+/// What the network knows about its own reach.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NetInfo {
+    /// public, private or unknown (AutoNAT).
+    pub reachability: String,
+    /// Relays holding a reservation for us.
+    pub relays: Vec<String>,
+    /// Peers in the DHT routing table.
+    pub dht_peers: usize,
+    /// Whether we answer DHT queries (server) or only ask (client).
+    pub dht_mode: String,
+    /// Addresses others confirmed reach us.
+    pub external: Vec<String>,
+    /// Whether this node relays for others.
+    pub relay_server: bool,
 }
 
 /// News from the network.
 #[derive(Debug, Clone)]
 pub enum NetEvent {
-    /// A connection to `peer` came up.
+    /// A connection to `peer` came up, or the best kind of connection changed.
     Connected {
         /// The peer.
         peer: PeerId,
-        /// Its address.
+        /// Its address on the best connection.
         addr: Multiaddr,
+        /// How we reach it.
+        kind: ConnKind,
+    },
+    /// A round trip to `peer` was measured.
+    Rtt {
+        /// The peer.
+        peer: PeerId,
+        /// The time.
+        rtt: Duration,
     },
     /// The last connection to `peer` went down.
     Disconnected {
@@ -73,12 +172,37 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
     stream: libp2p_stream::Behaviour,
 }
 
 enum Command {
-    Dial { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), NetError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Dial {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetInfo>,
+    },
+    Provide {
+        key: Vec<u8>,
+    },
+    Providers {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// A relayed dial's grace for hole punching ran out.
+    PunchGraceOver {
+        peer: PeerId,
+    },
 }
 
 /// A handle on the running network. Cloning is cheap; the loop stops when the last
@@ -97,6 +221,12 @@ impl Network {
     pub async fn start(config: Config) -> Result<(Self, mpsc::Receiver<NetEvent>), NetError> {
         let peer_id = config.keypair.public().to_peer_id();
         let mdns_on = config.mdns;
+        let relay_server = config.relay_server;
+        let private_is_public = config.private_is_public;
+        let kad_protocol = match config.dht {
+            Dht::Peerbox => PEERBOX_KAD,
+            Dht::Amino => AMINO_KAD,
+        };
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
             .with_tokio()
             .with_tcp(
@@ -107,12 +237,40 @@ impl Network {
             )
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_quic()
-            .with_behaviour(|key| {
-                let mdns = if mdns_on {
-                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), key.public().to_peer_id())?)
-                } else {
-                    None
-                };
+            .with_dns()
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_relay_client((tls::Config::new, noise::Config::new), yamux::Config::default)
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_behaviour(|key, relay_client| {
+                let local = key.public().to_peer_id();
+                let mdns =
+                    if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?) } else { None };
+                let relay = relay_server.then(|| {
+                    relay::Behaviour::new(
+                        local,
+                        relay::Config {
+                            max_reservations: RELAY_MAX_RESERVATIONS,
+                            max_reservations_per_peer: RELAY_MAX_RESERVATIONS_PER_PEER,
+                            max_circuits: RELAY_MAX_CIRCUITS,
+                            max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
+                            max_circuit_duration: RELAY_MAX_CIRCUIT_DURATION,
+                            max_circuit_bytes: RELAY_MAX_CIRCUIT_BYTES,
+                            ..Default::default()
+                        },
+                    )
+                });
+                let mut kad_config = kad::Config::new(kad_protocol);
+                kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+                let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+                if relay_server {
+                    // A relay is reachable by definition: it answers DHT queries
+                    // from the start instead of waiting for AutoNAT.
+                    kad.set_mode(Some(kad::Mode::Server));
+                }
+                let autonat = autonat::Behaviour::new(
+                    local,
+                    autonat::Config { only_global_ips: !private_is_public, ..Default::default() },
+                );
                 Ok(Behaviour {
                     limits: connection_limits::Behaviour::new(
                         connection_limits::ConnectionLimits::default()
@@ -127,6 +285,11 @@ impl Network {
                     ),
                     ping: ping::Behaviour::default(),
                     mdns: Toggle::from(mdns),
+                    relay_client,
+                    relay: Toggle::from(relay),
+                    dcutr: dcutr::Behaviour::new(local),
+                    autonat,
+                    kad,
                     stream: libp2p_stream::Behaviour::new(),
                 })
             })
@@ -147,13 +310,73 @@ impl Network {
             }
         }
         wait_for_listeners(&mut swarm, waiting, explicit).await?;
+        if relay_server {
+            // A relay is run where others can reach it; the relay behaviour offers
+            // its service only once it has an external address.
+            let listening: Vec<Multiaddr> = swarm.listeners().cloned().collect();
+            let public: Vec<&Multiaddr> = listening.iter().filter(|a| !is_loopback(a)).collect();
+            let chosen = if public.is_empty() { listening.iter().collect() } else { public };
+            for a in chosen {
+                swarm.add_external_address(a.clone());
+            }
+        }
+
+        let mut bootstrap = config.bootstrap;
+        if bootstrap.is_empty() && config.dht == Dht::Amino {
+            bootstrap = AMINO_BOOTSTRAP.iter().filter_map(|a| a.parse().ok()).collect();
+        }
+        let mut bootstrap_peers = BTreeMap::new();
+        for addr in bootstrap {
+            let Some(peer) = peer_of(&addr) else {
+                return Err(NetError::Listen { addr, reason: "a bootstrap address must end in /p2p/<PeerId>".into() });
+            };
+            if peer == peer_id {
+                continue;
+            }
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            swarm.behaviour_mut().autonat.add_server(peer, Some(addr.clone()));
+            bootstrap_peers.insert(peer, addr);
+        }
 
         let control = swarm.behaviour().stream.new_control();
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
-        let event_loop = EventLoop { swarm, commands: command_rx, events: event_tx, dials: HashMap::new() };
+        let event_loop = EventLoop {
+            swarm,
+            commands: command_rx,
+            own: commands.downgrade(),
+            events: event_tx,
+            dials: HashMap::new(),
+            lookups: HashMap::new(),
+            looked_up: HashSet::new(),
+            provider_queries: HashMap::new(),
+            provided: HashSet::new(),
+            conns: HashMap::new(),
+            punched: HashSet::new(),
+            shown: HashMap::new(),
+            bootstrap: bootstrap_peers.clone(),
+            reserving: HashSet::new(),
+            reserved: HashSet::new(),
+            nat: "unknown",
+            relay_server,
+        };
         tokio::spawn(event_loop.run());
-        Ok((Self { commands, control, peer_id }, events))
+        let network = Self { commands, control, peer_id };
+        // Join the DHT before callers use it: a getter whose link is stale looks
+        // the sharer up right away.
+        let joins = bootstrap_peers
+            .into_iter()
+            .map(|(peer, addr)| {
+                let n = network.clone();
+                async move {
+                    if let Err(e) = n.dial(peer, vec![addr]).await {
+                        tracing::warn!(%peer, "bootstrap peer unreachable: {e}");
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        let _ = tokio::time::timeout(BOOTSTRAP_TIMEOUT, futures::future::join_all(joins)).await;
+        Ok((network, events))
     }
 
     /// This device's PeerId.
@@ -170,12 +393,33 @@ impl Network {
         Ok(addrs)
     }
 
-    /// Connects to `peer`, trying `addrs` and whatever mDNS knows. Returns at once
-    /// when already connected.
+    /// Connects to `peer`, trying `addrs` and whatever mDNS and the DHT know; when
+    /// all fail, looks the peer up in the DHT and tries what it says. Returns at
+    /// once when already connected.
     pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Dial { peer, addrs, reply }).await.map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// What the network knows about its own reach.
+    pub async fn info(&self) -> Result<NetInfo, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Info { reply }).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Announces in the DHT that this device has `key` (a hashed content or folder
+    /// id), now and again whenever our reachable addresses change.
+    pub async fn provide(&self, key: Vec<u8>) -> Result<(), NetError> {
+        self.commands.send(Command::Provide { key }).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Peers the DHT says have `key`, connected (so streams can open at once).
+    pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Providers { key, reply }).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
     }
 
     /// Opens a stream for `protocol` to a connected (or dialable) peer.
@@ -202,12 +446,33 @@ fn default_listen() -> Vec<Multiaddr> {
         .collect()
 }
 
-/// Lower is better for a link: LAN IPv4 TCP first, loopback and IPv6 link-local last.
+/// The PeerId an address ends in (`/p2p/<id>`).
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Lower is better for a link: LAN IPv4 TCP first, loopback and IPv6 link-local
+/// later, relayed addresses last (they work from anywhere, but slowly).
 fn address_rank(a: &Multiaddr) -> u8 {
-    use libp2p::multiaddr::Protocol;
     let mut rank = 0;
     for p in a.iter() {
         match p {
+            Protocol::P2pCircuit => rank += 20,
             Protocol::Ip4(ip) if ip.is_loopback() => rank += 8,
             Protocol::Ip6(ip) if ip.is_loopback() => rank += 9,
             Protocol::Ip6(ip) if (ip.segments()[0] & 0xffc0) == 0xfe80 => rank += 10,
@@ -257,11 +522,41 @@ async fn wait_for_listeners(
     Ok(())
 }
 
+/// A search for the providers of a key: who asked, and who was found so far.
+#[derive(Default)]
+struct ProviderQuery {
+    replies: Vec<oneshot::Sender<Vec<PeerId>>>,
+    found: HashSet<PeerId>,
+}
+
+/// One connection as the loop tracks it.
+struct Conn {
+    addr: Multiaddr,
+    relayed: bool,
+}
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
+    /// For timers that report back; weak, so the loop still stops with the last handle.
+    own: mpsc::WeakSender<Command>,
     events: mpsc::Sender<NetEvent>,
     dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    /// DHT lookups of peers whose addresses all failed.
+    lookups: HashMap<kad::QueryId, PeerId>,
+    /// Peers looked up during the current dial (one lookup per dial).
+    looked_up: HashSet<PeerId>,
+    provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    provided: HashSet<kad::RecordKey>,
+    conns: HashMap<PeerId, HashMap<ConnectionId, Conn>>,
+    punched: HashSet<PeerId>,
+    /// The kind last reported per peer, so news goes out only on change.
+    shown: HashMap<PeerId, ConnKind>,
+    bootstrap: BTreeMap<PeerId, Multiaddr>,
+    reserving: HashSet<PeerId>,
+    reserved: HashSet<PeerId>,
+    nat: &'static str,
+    relay_server: bool,
 }
 
 impl EventLoop {
@@ -288,57 +583,234 @@ impl EventLoop {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::ListenAddrs { reply } => {
-                let _ = reply.send(self.swarm.listeners().cloned().collect());
+                let mut addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+                for a in self.swarm.external_addresses() {
+                    if !addrs.contains(a) {
+                        addrs.push(a.clone());
+                    }
+                }
+                let _ = reply.send(addrs);
             }
+            Command::Info { reply } => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let dht_peers = kad.kbuckets().map(|b| b.num_entries()).sum();
+                let dht_mode = kad.mode().to_string();
+                let _ = reply.send(NetInfo {
+                    reachability: self.nat.into(),
+                    relays: self.reserved.iter().map(|p| p.to_string()).collect(),
+                    dht_peers,
+                    dht_mode,
+                    external: self.swarm.external_addresses().map(|a| a.to_string()).collect(),
+                    relay_server: self.relay_server,
+                });
+            }
+            Command::Provide { key } => {
+                let key = kad::RecordKey::new(&key);
+                self.provided.insert(key.clone());
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                    tracing::debug!("cannot provide: {e}");
+                }
+            }
+            Command::Providers { key, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
+                self.provider_queries.insert(id, ProviderQuery { replies: vec![reply], found: HashSet::new() });
+            }
+            Command::PunchGraceOver { peer } => self.answer_dials(peer),
             Command::Dial { peer, addrs, reply } => {
                 if self.swarm.is_connected(&peer) {
                     let _ = reply.send(Ok(()));
                     return;
                 }
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .extend_addresses_through_behaviour()
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                match self.swarm.dial(opts) {
-                    Ok(()) => self.dials.entry(peer).or_default().push(reply),
-                    Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
-                        // Already dialing: wait for that attempt.
-                        self.dials.entry(peer).or_default().push(reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(NetError::Unreachable { peer, reason: e.to_string() }));
-                    }
+                self.looked_up.remove(&peer);
+                self.dials.entry(peer).or_default().push(reply);
+                self.start_dial(peer, addrs);
+            }
+        }
+    }
+
+    fn start_dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            // Already dialing: that attempt answers.
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+            Err(e) => self.dial_failed(peer, e.to_string()),
+        }
+    }
+
+    /// Every address failed: look the peer up once, or give up.
+    fn dial_failed(&mut self, peer: PeerId, reason: String) {
+        if self.swarm.is_connected(&peer) || !self.dials.contains_key(&peer) {
+            return;
+        }
+        let has_dht = self.swarm.behaviour_mut().kad.kbuckets().any(|b| b.num_entries() > 0);
+        if has_dht && self.looked_up.insert(peer) {
+            tracing::debug!(%peer, "unreachable at its known addresses; looking it up in the DHT");
+            let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            self.lookups.insert(id, peer);
+            return;
+        }
+        for reply in self.dials.remove(&peer).unwrap_or_default() {
+            let _ = reply.send(Err(NetError::Unreachable { peer, reason: reason.clone() }));
+        }
+    }
+
+    fn answer_dials(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) {
+            for reply in self.dials.remove(&peer).unwrap_or_default() {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    fn kind_of(&self, peer: &PeerId) -> Option<(ConnKind, Multiaddr)> {
+        let conns = self.conns.get(peer)?;
+        if let Some(c) = conns.values().find(|c| !c.relayed) {
+            let kind = if self.punched.contains(peer) { ConnKind::HolePunched } else { ConnKind::Direct };
+            return Some((kind, c.addr.clone()));
+        }
+        conns.values().next().map(|c| (ConnKind::Relayed, c.addr.clone()))
+    }
+
+    fn report_kind(&mut self, peer: PeerId) {
+        match self.kind_of(&peer) {
+            Some((kind, addr)) => {
+                if self.shown.get(&peer) != Some(&kind) {
+                    self.shown.insert(peer, kind);
+                    self.emit(NetEvent::Connected { peer, addr, kind });
+                }
+            }
+            None => {
+                if self.shown.remove(&peer).is_some() {
+                    self.emit(NetEvent::Disconnected { peer });
                 }
             }
         }
     }
 
-    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
-        match ev {
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                for reply in self.dials.remove(&peer_id).unwrap_or_default() {
-                    let _ = reply.send(Ok(()));
-                }
-                if num_established.get() == 1 {
-                    let addr = match endpoint {
-                        ConnectedPoint::Dialer { address, .. } => address,
-                        ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
-                    };
-                    tracing::debug!(%peer_id, %addr, "connected");
-                    self.emit(NetEvent::Connected { peer: peer_id, addr });
+    /// Reserve a slot on a bootstrap peer that relays, so peers that cannot dial
+    /// us directly can come through it (and then try a hole punch).
+    fn maybe_reserve(&mut self, relay: PeerId, protocols: &[StreamProtocol]) {
+        if self.relay_server || self.reserving.contains(&relay) {
+            return;
+        }
+        let Some(addr) = self.bootstrap.get(&relay).cloned() else { return };
+        if !protocols.iter().any(|p| p.as_ref() == relay::HOP_PROTOCOL_NAME.as_ref()) {
+            tracing::debug!(%relay, ?protocols, "bootstrap peer does not relay");
+            return;
+        }
+        match self.swarm.listen_on(addr.with(Protocol::P2pCircuit)) {
+            Ok(_) => {
+                self.reserving.insert(relay);
+            }
+            Err(e) => tracing::warn!(%relay, "cannot listen through the relay: {e}"),
+        }
+    }
+
+    fn republish(&mut self) {
+        let keys: Vec<_> = self.provided.iter().cloned().collect();
+        for key in keys {
+            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = ev else { return };
+        match result {
+            kad::QueryResult::GetClosestPeers(r) => {
+                let Some(&peer) = self.lookups.get(&id) else { return };
+                let peers = match r {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                let addrs: Vec<Multiaddr> =
+                    peers.into_iter().filter(|p| p.peer_id == peer).flat_map(|p| p.addrs).take(16).collect();
+                if !addrs.is_empty() {
+                    self.lookups.remove(&id);
+                    tracing::debug!(%peer, ?addrs, "found in the DHT");
+                    for a in &addrs {
+                        self.swarm.add_peer_address(peer, a.clone());
+                    }
+                    self.start_dial(peer, addrs);
+                } else if step.last {
+                    self.lookups.remove(&id);
+                    self.dial_failed(peer, "not reachable, and not found in the DHT".into());
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                tracing::debug!(%peer_id, "disconnected");
-                self.emit(NetEvent::Disconnected { peer: peer_id });
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
-                if !self.swarm.is_connected(&peer) {
-                    for reply in self.dials.remove(&peer).unwrap_or_default() {
-                        let _ = reply.send(Err(NetError::Unreachable { peer, reason: error.to_string() }));
+            kad::QueryResult::GetProviders(r) => {
+                let Some(ProviderQuery { found, .. }) = self.provider_queries.get_mut(&id) else { return };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+                    let me = *self.swarm.local_peer_id();
+                    for p in providers.into_iter().filter(|p| *p != me) {
+                        // Dial now: the addresses the providers came with live only
+                        // as long as this query.
+                        if found.insert(p) && !self.swarm.is_connected(&p) {
+                            let _ = self
+                                .swarm
+                                .dial(DialOpts::peer_id(p).condition(PeerCondition::DisconnectedAndNotDialing).build());
+                        }
                     }
                 }
+                if step.last
+                    && let Some(ProviderQuery { replies, found }) = self.provider_queries.remove(&id)
+                {
+                    let found: Vec<PeerId> = found.into_iter().collect();
+                    for reply in replies {
+                        let _ = reply.send(found.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                let addr = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                let relayed = is_relayed(&addr);
+                tracing::debug!(%peer_id, %addr, relayed, "connected");
+                self.conns.entry(peer_id).or_default().insert(connection_id, Conn { addr, relayed });
+                if relayed && self.kind_of(&peer_id).map(|k| k.0) == Some(ConnKind::Relayed) {
+                    // Give hole punching a moment before the dialer's streams go
+                    // through the relay.
+                    if self.dials.contains_key(&peer_id) {
+                        let own = self.own.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(PUNCH_GRACE).await;
+                            if let Some(tx) = own.upgrade() {
+                                let _ = tx.send(Command::PunchGraceOver { peer: peer_id }).await;
+                            }
+                        });
+                    }
+                } else {
+                    self.answer_dials(peer_id);
+                }
+                self.report_kind(peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
+                if let Some(c) = self.conns.get_mut(&peer_id) {
+                    c.remove(&connection_id);
+                    if c.is_empty() {
+                        self.conns.remove(&peer_id);
+                        self.punched.remove(&peer_id);
+                    }
+                }
+                self.report_kind(peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                self.dial_failed(peer, error.to_string());
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "reachable at");
+                // Provider records carry the addresses we had when we published.
+                self.republish();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
@@ -349,11 +821,70 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 tracing::trace!(%peer_id, agent = %info.agent_version, "identified");
+                let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
+                let speaks_kad = kad_protocol.is_some_and(|k| info.protocols.contains(&k));
                 // Remember where the peer listens, so we can dial it back later
                 // (an inbound connection's address is not one we can dial).
-                for addr in info.listen_addrs.into_iter().take(16) {
-                    self.swarm.add_peer_address(peer_id, addr);
+                for addr in info.listen_addrs.iter().take(16) {
+                    self.swarm.add_peer_address(peer_id, addr.clone());
+                    if speaks_kad {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    }
                 }
+                if self.bootstrap.contains_key(&peer_id) {
+                    self.maybe_reserve(peer_id, &info.protocols);
+                    if self.provided.is_empty() {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    } else {
+                        self.republish();
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                ..
+            })) => {
+                tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                self.reserved.insert(relay_peer_id);
+            }
+            SwarmEvent::ListenerClosed { addresses, .. } => {
+                for a in addresses.iter().filter(|a| is_relayed(a)) {
+                    if let Some(relay) = relay_of(a) {
+                        self.reserving.remove(&relay);
+                        self.reserved.remove(&relay);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
+                Ok(_) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punched");
+                    self.punched.insert(remote_peer_id);
+                    // New streams must take the direct path; libp2p-stream picks
+                    // a connection at random, so the relayed ones go.
+                    let relayed: Vec<ConnectionId> = self
+                        .conns
+                        .get(&remote_peer_id)
+                        .map(|c| c.iter().filter(|(_, c)| c.relayed).map(|(id, _)| *id).collect())
+                        .unwrap_or_default();
+                    for id in relayed {
+                        self.swarm.close_connection(id);
+                    }
+                    self.answer_dials(remote_peer_id);
+                    self.report_kind(remote_peer_id);
+                }
+                Err(e) => tracing::info!(peer = %remote_peer_id, "hole punching failed, staying relayed: {e}"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. })) => {
+                self.nat = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                };
+                tracing::info!(reachability = self.nat, "reachability changed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                self.emit(NetEvent::Rtt { peer, rtt });
             }
             SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                 tracing::debug!(%send_back_addr, "incoming connection failed: {error}");
@@ -361,4 +892,17 @@ impl EventLoop {
             other => tracing::trace!(?other, "swarm event"),
         }
     }
+}
+
+/// The relay's PeerId in a relayed address (`…/p2p/<relay>/p2p-circuit…`).
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => last = Some(peer),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
 }

@@ -214,6 +214,8 @@ pub struct PeerInfo {
     pub connected: bool,
     /// Its address on the last connection.
     pub addr: String,
-    /// direct or relayed.
+    /// direct, relayed or hole-punched.
     pub kind: &'static str,
+    /// Round trip on the last ping, in milliseconds.
+    pub rtt_ms: Option<u64>,
 }

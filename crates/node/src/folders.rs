@@ -177,6 +177,11 @@ impl Folders {
         let state = Arc::new(Mutex::new(FolderState { state: "starting".into(), ..Default::default() }));
         let task = tokio::spawn(FolderTask::run(self.clone(), id, kicks, kick.clone(), state.clone()));
         running.insert(id, Running { seq: seq_tx, kick, state, task });
+        // Members find each other through the DHT when their addresses change.
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            let _ = net.provide(peerbox_proto::link::provide_key(&id)).await;
+        });
     }
 
     fn kick(&self, id: &FolderId, k: Kick) {

@@ -21,7 +21,8 @@ mod transfers;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+pub use peerbox_net::Dht;
 use peerbox_net::{Config as NetConfig, Network};
 use peerbox_proto::Link;
 use peerbox_proto::blocks::PROTOCOL;
@@ -37,7 +38,7 @@ pub use live::Notice;
 pub use transfers::TransferInfo;
 
 /// How to start a node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeConfig {
     /// The home folder.
     pub home: PathBuf,
@@ -48,6 +49,15 @@ pub struct NodeConfig {
     /// Whether this node serves shares (owns the home and its index). A node that
     /// only downloads can run beside one that owns the home.
     pub serve: bool,
+    /// DHT bootstrap peers (`…/p2p/<PeerId>`); relays among them carry us when
+    /// we are behind NAT.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Relay for others and answer DHT queries (`daemon --relay`).
+    pub relay: bool,
+    /// Which DHT.
+    pub dht: peerbox_net::Dht,
+    /// Treat private addresses as public for reachability (labs).
+    pub private_is_public: bool,
 }
 
 /// A running node.
@@ -107,7 +117,16 @@ impl Node {
         } else {
             None
         };
-        let (net, mut events) = Network::start(NetConfig { keypair, listen: config.listen, mdns: config.mdns }).await?;
+        let (net, mut events) = Network::start(NetConfig {
+            keypair,
+            listen: config.listen,
+            mdns: config.mdns,
+            bootstrap: config.bootstrap,
+            relay_server: config.relay,
+            dht: config.dht,
+            private_is_public: config.private_is_public,
+        })
+        .await?;
         let peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>> = Arc::default();
         let live = Arc::new(live::Live::default());
         let seen = peers.clone();
@@ -117,17 +136,23 @@ impl Node {
                 peer_live.bump();
                 let mut p = seen.lock().unwrap_or_else(|e| e.into_inner());
                 match ev {
-                    peerbox_net::NetEvent::Connected { peer, addr } => {
-                        let relayed = addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit));
+                    peerbox_net::NetEvent::Connected { peer, addr, kind } => {
+                        let rtt_ms = p.get(&peer).and_then(|i| i.rtt_ms);
                         p.insert(
                             peer,
                             PeerInfo {
                                 peer: peer.to_string(),
                                 connected: true,
                                 addr: addr.to_string(),
-                                kind: if relayed { "relayed" } else { "direct" },
+                                kind: kind.as_str(),
+                                rtt_ms,
                             },
                         );
+                    }
+                    peerbox_net::NetEvent::Rtt { peer, rtt } => {
+                        if let Some(i) = p.get_mut(&peer) {
+                            i.rtt_ms = Some(rtt.as_millis().min(u64::MAX as u128) as u64);
+                        }
                     }
                     peerbox_net::NetEvent::Disconnected { peer } => {
                         if let Some(i) = p.get_mut(&peer) {
@@ -143,6 +168,12 @@ impl Node {
                 net.accept(PROTOCOL).ok_or_else(|| NodeError::Internal("block protocol registered twice".into()))?;
             let source = Arc::new(share::StoreSource { store: store.clone(), open: Mutex::new(Default::default()) });
             tokio::spawn(peerbox_net::blocks::serve(incoming, source));
+        }
+        if let Some(store) = &store {
+            let ids = share::lock(store).live_share_ids()?;
+            for id in ids {
+                net.provide(peerbox_proto::link::provide_key(&id)).await?;
+            }
         }
         let folders = match &store {
             Some(store) => {
@@ -231,6 +262,7 @@ impl Node {
             .await
             .map_err(|e| NodeError::Internal(e.to_string()))??
         };
+        self.net.provide(peerbox_proto::link::provide_key(&id)).await?;
         let addrs = self.net.listen_addrs().await?;
         let link = Link {
             kind: peerbox_proto::LinkKind::Files,
@@ -316,6 +348,7 @@ impl Node {
                     "peers": self.peers(),
                     "transfers": self.transfers()?.list()?,
                     "downloads_dir": self.downloads_dir(),
+                    "network": self.net.info().await?,
                     "device_name": self.settings()?.device_name,
                 })
             }
@@ -364,12 +397,26 @@ impl Node {
                 self.folders()?.fetch(&folder, &path)?;
                 json!({})
             }
-            Request::Mkdir { folder, dir, name } => json!({ "path": self.folders()?.mkdir(&folder, &dir, &name)? }),
+            // Edits answer once the index shows them, so a listing right after
+            // (the drive reloads at once) includes the change.
+            Request::Mkdir { folder, dir, name } => {
+                let indexed = self.folders()?.index_waiter(&folder)?;
+                let path = self.folders()?.mkdir(&folder, &dir, &name)?;
+                indexed.wait().await;
+                json!({ "path": path })
+            }
             Request::Rename { folder, from, to } => {
+                let indexed = self.folders()?.index_waiter(&folder)?;
                 self.folders()?.rename(&folder, &from, &to)?;
+                indexed.wait().await;
                 json!({})
             }
-            Request::Delete { folder, paths } => json!({ "deleted": self.folders()?.delete(&folder, &paths)? }),
+            Request::Delete { folder, paths } => {
+                let indexed = self.folders()?.index_waiter(&folder)?;
+                let deleted = self.folders()?.delete(&folder, &paths)?;
+                indexed.wait().await;
+                json!({ "deleted": deleted })
+            }
             Request::AddPaths { folder, dir, paths } => self.folders()?.add_paths(&folder, &dir, &paths)?,
             Request::ResolveConflict { folder, path, keep } => {
                 json!({ "path": self.folders()?.resolve_conflict(&folder, &path, &keep)? })

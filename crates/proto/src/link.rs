@@ -226,6 +226,15 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The DHT key under which devices that have content or folder `id` announce
+/// themselves. Hashed, so the DHT never carries the id a link names.
+pub fn provide_key(id: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"peerbox/provide/1\0");
+    h.update(id);
+    h.finalize().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

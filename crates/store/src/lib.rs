@@ -135,6 +135,23 @@ impl Store {
         Ok(())
     }
 
+    /// Content ids of shares that some live link (not revoked, not expired) opens:
+    /// what this device announces in the DHT.
+    pub fn live_share_ids(&self) -> Result<Vec<[u8; 32]>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT target FROM links
+             WHERE kind = 'files' AND revoked = 0 AND (expires IS NULL OR expires > ?1)",
+        )?;
+        let rows = stmt.query_map([now() as i64], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Ok(id) = <[u8; 32]>::try_from(r?.as_slice()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Loads the share with this content id.
     pub fn share(&self, content_id: &[u8; 32]) -> Result<Option<Share>> {
         let row: Option<(i64, String)> = self

@@ -1,0 +1,123 @@
+//! Reaching peers beyond the LAN, on loopback with real daemons: a relay that is
+//! also the DHT bootstrap, a sharer that reserves a slot on it, and getters whose
+//! links are stale or relay-only. (The NAT lab under `tests/nat-lab/` does the
+//! same across real NAT routers.)
+
+use std::path::Path;
+
+use peerbox_tests::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+/// A relay daemon and its `/…/p2p/<id>` address for `--bootstrap`.
+async fn relay(home: &Path) -> (Daemon, String) {
+    let r = Daemon::start_with(home, &["--relay"]).await;
+    let st = r.status().await;
+    let listen = st["listen"][0].as_str().expect("relay listens").to_owned();
+    let addr = format!("{listen}/p2p/{}", st["peer_id"].as_str().expect("peer id"));
+    assert_eq!(st["network"]["relay_server"], true);
+    assert_eq!(st["network"]["dht_mode"], "server", "a relay answers DHT queries");
+    (r, addr)
+}
+
+/// A sharer bootstrapped through the relay, once the relay holds a slot for it.
+async fn sharer(home: &Path, bootstrap: &str) -> (Daemon, serde_json::Value) {
+    let a = Daemon::start_with(home, &["--bootstrap", bootstrap]).await;
+    let st = wait_status(&a, |st| {
+        st["network"]["relays"].as_array().is_some_and(|r| !r.is_empty()) && st["network"]["dht_mode"] == "server"
+    })
+    .await;
+    assert!(
+        st["network"]["relays"].as_array().is_some_and(|r| !r.is_empty()),
+        "the relay holds a slot for the sharer: {}",
+        st["network"]
+    );
+    (a, st)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_link_is_resolved_through_the_dht() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (r, bootstrap) = relay(&tmp.path().join("relay")).await;
+    let (a, st) = sharer(&tmp.path().join("alice"), &bootstrap).await;
+    assert!(
+        st["listen"].as_array().expect("listen").iter().any(|l| l.as_str().is_some_and(|l| l.contains("/p2p-circuit"))),
+        "the sharer is reachable through the relay: {}",
+        st["listen"]
+    );
+
+    let data = pattern(3 << 20, 7);
+    let file = tmp.path().join("clip.bin");
+    std::fs::write(&file, &data).expect("write");
+    let link = a.ok(&["share", s(&file)]).await;
+    let link = link.lines().find(|l| l.starts_with("peerbox://")).expect("a link").to_owned();
+    // Alice moved: nothing listens where the link says any more.
+    let stale = relink(&link, &["/ip4/127.0.0.1/tcp/9"]);
+
+    let lost = get(&stale, &tmp.path().join("lost"), &[]).await;
+    assert_ne!(lost.code, 0, "without the DHT the stale link cannot work");
+    assert!(!tmp.path().join("lost/clip.bin").exists());
+
+    let dest = tmp.path().join("got");
+    let run = get(&stale, &dest, &["--bootstrap", &bootstrap]).await;
+    assert_eq!(run.code, 0, "the DHT found Alice: {}", run.stderr);
+    assert_eq!(file_hash(&dest.join("clip.bin")), file_hash(&file));
+    a.stop().await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_only_link_transfers_and_the_connection_kind_is_shown() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (r, bootstrap) = relay(&tmp.path().join("relay")).await;
+    let (a, _) = sharer(&tmp.path().join("alice"), &bootstrap).await;
+    // Bob knows Alice only by the relayed address in the link: no DHT, no LAN.
+    let b = Daemon::start(&tmp.path().join("bob")).await;
+
+    let dir = tmp.path().join("alice-files");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("notes.txt"), b"through the relay").expect("write");
+    let link = a.ok(&["share", s(&dir)]).await;
+    let link = link.lines().find(|l| l.starts_with("peerbox://")).expect("a link").to_owned();
+    let circuit: Vec<String> = link_addrs(&link).into_iter().filter(|a| a.contains("/p2p-circuit")).collect();
+    assert!(!circuit.is_empty(), "the link carries the relayed address");
+    let relay_only = relink(&link, &circuit.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let dest = tmp.path().join("bob-files");
+    b.ok(&["download", &relay_only, s(&dest)]).await;
+    assert!(
+        wait_until(|| std::fs::read(dest.join("alice-files/notes.txt")).ok().as_deref() == Some(b"through the relay"))
+            .await,
+        "the download finished"
+    );
+    // Bob reached Alice through the relay; on loopback a hole punch then succeeds.
+    let alice = a.status().await["peer_id"].as_str().expect("id").to_owned();
+    let peers: serde_json::Value = serde_json::from_str(&b.ok(&["peers", "--json"]).await).expect("json");
+    let seen = peers.as_array().expect("peers").iter().find(|p| p["peer"] == alice.as_str()).expect("Alice listed");
+    eprintln!("Bob reached Alice: {}", seen["kind"]);
+    assert!(
+        ["relayed", "hole-punched"].contains(&seen["kind"].as_str().unwrap_or("")),
+        "the kind says how Bob reached Alice: {seen}"
+    );
+    for d in [a, b, r] {
+        d.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_bootstrap_addresses_are_refused_with_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for bad in ["/ip4/127.0.0.1/tcp/4001", "not-an-address", "/ip4/127.0.0.1/tcp/1/p2p/notapeerid"] {
+        let out = peerbox(&tmp.path().join("home"))
+            .args(["daemon", "--no-mdns", "--bootstrap", bad])
+            .output()
+            .await
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{bad} refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bootstrap") || err.contains("multiaddr"), "{bad}: {err}");
+    }
+    assert!(!tmp.path().join("home/index.sqlite").exists(), "nothing was started");
+}
