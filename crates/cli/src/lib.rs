@@ -196,6 +196,10 @@ enum Command {
         /// Print a JSON summary on stdout instead of the list of paths.
         #[arg(long)]
         json: bool,
+        /// Ignore the addresses in the link: find the sharer on the LAN or in the
+        /// DHT only (for network labs).
+        #[arg(long, hide = true)]
+        no_link_addrs: bool,
         /// The peerbox:// link.
         link: String,
         /// Destination folder.
@@ -391,8 +395,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Share { net, expires, json, paths } => share(home, net, expires, json, paths).await,
-        Command::Get { net, overwrite, progress, json, link, dest } => {
-            get(home, net, overwrite, progress, json, &link, dest).await
+        Command::Get { net, overwrite, progress, json, no_link_addrs, link, dest } => {
+            get(home, net, GetFlags { overwrite, show_progress: progress, json, no_link_addrs }, &link, dest).await
         }
         Command::Daemon { net, api, relay } => {
             daemon::run(net.node_config(home, true, relay), api).await?;
@@ -746,15 +750,22 @@ async fn share(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(
-    home: PathBuf,
-    net: NetArgs,
+/// The switches of `peerbox get`.
+struct GetFlags {
     overwrite: bool,
     show_progress: bool,
     json: bool,
+    no_link_addrs: bool,
+}
+
+async fn get(
+    home: PathBuf,
+    net: NetArgs,
+    flags: GetFlags,
     link: &str,
     dest: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
+    let GetFlags { overwrite, show_progress, json, no_link_addrs } = flags;
     // Read the link before anything touches the network or the disk.
     let link = Link::decode(link)?;
     let dest = match dest {
@@ -765,7 +776,7 @@ async fn get(
     node.check_link(&link)?;
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::download(rx, show_progress);
-    let opts = GetOptions { dest, overwrite };
+    let opts = GetOptions { dest, overwrite, ignore_link_addrs: no_link_addrs };
     let result = tokio::select! {
         r = node.get(&link, &opts, &tx) => r,
         _ = shutdown_signal() => {
@@ -776,9 +787,14 @@ async fn get(
     };
     bar.finish().await;
     let outcome = result?;
+    // How the sharer was reached, for people and for labs that check it.
+    let sharer = peerbox_node::PeerId::from_bytes(&link.peer).map(|p| p.to_string()).unwrap_or_default();
+    let connection = node.peers().into_iter().find(|p| p.peer == sharer).map(|p| p.kind).unwrap_or("unknown");
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+        let mut v = serde_json::to_value(&outcome)?;
+        v["connection"] = connection.into();
+        writeln!(out, "{v}")?;
     } else {
         for p in &outcome.paths {
             writeln!(out, "{}", p.display())?;
@@ -786,7 +802,7 @@ async fn get(
     }
     out.flush()?;
     eprintln!(
-        "Done: {} in {} file{} (fetched {}, already here {}).",
+        "Done: {} in {} file{} (fetched {}, already here {}; connection: {connection}).",
         progress::bytes(outcome.total_bytes),
         outcome.files,
         if outcome.files == 1 { "" } else { "s" },

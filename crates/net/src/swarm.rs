@@ -42,6 +42,9 @@ const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// After a relayed connection comes up, how long a dial waits for hole punching to
 /// give a direct one, so the caller's streams take the direct path.
 const PUNCH_GRACE: Duration = Duration::from_secs(3);
+/// How long a dial that found no address waits for mDNS to see the peer on the
+/// LAN (its answers take a moment after start).
+const MDNS_GRACE: Duration = Duration::from_secs(5);
 /// How long start-up waits for bootstrap peers to answer.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one relay (`daemon --relay`) gives others. Generous enough for a link
@@ -203,6 +206,10 @@ enum Command {
     PunchGraceOver {
         peer: PeerId,
     },
+    /// A dial's wait for mDNS ran out.
+    MdnsGraceOver {
+        peer: PeerId,
+    },
 }
 
 /// A handle on the running network. Cloning is cheap; the loop stops when the last
@@ -359,6 +366,9 @@ impl Network {
             reserved: HashSet::new(),
             nat: "unknown",
             relay_server,
+            mdns_on,
+            mdns_waiting: HashSet::new(),
+            mdns_waited: HashSet::new(),
         };
         tokio::spawn(event_loop.run());
         let network = Self { commands, control, peer_id };
@@ -424,11 +434,16 @@ impl Network {
 
     /// Opens a stream for `protocol` to a connected (or dialable) peer.
     pub async fn open_stream(&self, peer: PeerId, protocol: &'static str) -> Result<libp2p::Stream, NetError> {
-        self.control
-            .clone()
-            .open_stream(peer, StreamProtocol::new(protocol))
-            .await
-            .map_err(|e| NetError::Stream { peer, reason: e.to_string() })
+        let mut control = self.control.clone();
+        match control.open_stream(peer, StreamProtocol::new(protocol)).await {
+            Ok(s) => Ok(s),
+            // The stream may have been put on a connection that was closing (a
+            // relayed one after a hole punch): once more picks a live one.
+            Err(_) => control
+                .open_stream(peer, StreamProtocol::new(protocol))
+                .await
+                .map_err(|e| NetError::Stream { peer, reason: e.to_string() }),
+        }
     }
 
     /// Starts accepting inbound streams for `protocol`. The returned stream must be
@@ -557,6 +572,11 @@ struct EventLoop {
     reserved: HashSet<PeerId>,
     nat: &'static str,
     relay_server: bool,
+    mdns_on: bool,
+    /// Dials waiting for mDNS to find their peer.
+    mdns_waiting: HashSet<PeerId>,
+    /// Peers that had their mDNS wait during the current dial.
+    mdns_waited: HashSet<PeerId>,
 }
 
 impl EventLoop {
@@ -616,12 +636,18 @@ impl EventLoop {
                 self.provider_queries.insert(id, ProviderQuery { replies: vec![reply], found: HashSet::new() });
             }
             Command::PunchGraceOver { peer } => self.answer_dials(peer),
+            Command::MdnsGraceOver { peer } => {
+                if self.mdns_waiting.remove(&peer) {
+                    self.dial_failed(peer, "not reachable at the link's addresses, nor found on the LAN".into());
+                }
+            }
             Command::Dial { peer, addrs, reply } => {
                 if self.swarm.is_connected(&peer) {
                     let _ = reply.send(Ok(()));
                     return;
                 }
                 self.looked_up.remove(&peer);
+                self.mdns_waited.remove(&peer);
                 self.dials.entry(peer).or_default().push(reply);
                 self.start_dial(peer, addrs);
             }
@@ -653,9 +679,25 @@ impl EventLoop {
             self.lookups.insert(id, peer);
             return;
         }
+        if self.mdns_on && self.mdns_waited.insert(peer) {
+            self.mdns_waiting.insert(peer);
+            self.after(MDNS_GRACE, Command::MdnsGraceOver { peer });
+            return;
+        }
         for reply in self.dials.remove(&peer).unwrap_or_default() {
             let _ = reply.send(Err(NetError::Unreachable { peer, reason: reason.clone() }));
         }
+    }
+
+    /// Sends `cmd` back to the loop after `delay`.
+    fn after(&self, delay: Duration, cmd: Command) {
+        let own = self.own.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(tx) = own.upgrade() {
+                let _ = tx.send(cmd).await;
+            }
+        });
     }
 
     fn answer_dials(&mut self, peer: PeerId) {
@@ -664,6 +706,13 @@ impl EventLoop {
                 let _ = reply.send(Ok(()));
             }
         }
+    }
+
+    fn relayed_ids(&self, peer: &PeerId) -> Vec<ConnectionId> {
+        self.conns
+            .get(peer)
+            .map(|c| c.iter().filter(|(_, c)| c.relayed).map(|(id, _)| *id).collect())
+            .unwrap_or_default()
     }
 
     fn kind_of(&self, peer: &PeerId) -> Option<(ConnKind, Multiaddr)> {
@@ -777,20 +826,25 @@ impl EventLoop {
                 let relayed = is_relayed(&addr);
                 tracing::debug!(%peer_id, %addr, relayed, "connected");
                 self.conns.entry(peer_id).or_default().insert(connection_id, Conn { addr, relayed });
-                if relayed && self.kind_of(&peer_id).map(|k| k.0) == Some(ConnKind::Relayed) {
-                    // Give hole punching a moment before the dialer's streams go
-                    // through the relay.
-                    if self.dials.contains_key(&peer_id) {
-                        let own = self.own.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(PUNCH_GRACE).await;
-                            if let Some(tx) = own.upgrade() {
-                                let _ = tx.send(Command::PunchGraceOver { peer: peer_id }).await;
-                            }
-                        });
+                if relayed {
+                    if self.kind_of(&peer_id).map(|k| k.0) == Some(ConnKind::Relayed)
+                        && self.dials.contains_key(&peer_id)
+                    {
+                        // Give hole punching a moment before the dialer's streams go
+                        // through the relay.
+                        self.after(PUNCH_GRACE, Command::PunchGraceOver { peer: peer_id });
                     }
                 } else {
-                    self.answer_dials(peer_id);
+                    // A direct path makes relayed ones redundant, and libp2p-stream
+                    // picks a connection at random: close them, and answer dials
+                    // once they are gone so no first stream lands on a closing one.
+                    let relayed_ids = self.relayed_ids(&peer_id);
+                    if relayed_ids.is_empty() {
+                        self.answer_dials(peer_id);
+                    }
+                    for id in relayed_ids {
+                        self.swarm.close_connection(id);
+                    }
                 }
                 self.report_kind(peer_id);
             }
@@ -801,6 +855,10 @@ impl EventLoop {
                         self.conns.remove(&peer_id);
                         self.punched.remove(&peer_id);
                     }
+                }
+                let direct = self.conns.get(&peer_id).is_some_and(|c| c.values().any(|c| !c.relayed));
+                if direct && self.relayed_ids(&peer_id).is_empty() {
+                    self.answer_dials(peer_id);
                 }
                 self.report_kind(peer_id);
             }
@@ -815,7 +873,10 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     tracing::debug!(%peer, %addr, "found on the LAN");
-                    self.swarm.add_peer_address(peer, addr);
+                    self.swarm.add_peer_address(peer, addr.clone());
+                    if self.mdns_waiting.remove(&peer) {
+                        self.start_dial(peer, vec![addr]);
+                    }
                     self.emit(NetEvent::Discovered { peer });
                 }
             }
@@ -857,22 +918,17 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => match result {
                 Ok(_) => {
+                    // The direct connection closed the relayed ones as it came up.
                     tracing::info!(peer = %remote_peer_id, "hole punched");
                     self.punched.insert(remote_peer_id);
-                    // New streams must take the direct path; libp2p-stream picks
-                    // a connection at random, so the relayed ones go.
-                    let relayed: Vec<ConnectionId> = self
-                        .conns
-                        .get(&remote_peer_id)
-                        .map(|c| c.iter().filter(|(_, c)| c.relayed).map(|(id, _)| *id).collect())
-                        .unwrap_or_default();
-                    for id in relayed {
-                        self.swarm.close_connection(id);
-                    }
-                    self.answer_dials(remote_peer_id);
+                    self.shown.remove(&remote_peer_id);
                     self.report_kind(remote_peer_id);
                 }
-                Err(e) => tracing::info!(peer = %remote_peer_id, "hole punching failed, staying relayed: {e}"),
+                Err(e) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punching failed, staying relayed: {e}");
+                    // No need to wait out the grace: the relay it is.
+                    self.answer_dials(remote_peer_id);
+                }
             },
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. })) => {
                 self.nat = match new {

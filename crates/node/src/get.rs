@@ -41,6 +41,9 @@ pub struct GetOptions {
     pub dest: PathBuf,
     /// Replace existing files with different content.
     pub overwrite: bool,
+    /// Find the sharer only through the LAN and the DHT, never at the link's
+    /// addresses (for labs that prove those paths).
+    pub ignore_link_addrs: bool,
 }
 
 /// Names a share's top entries as people say it: "trip.mp4", "photos and 2 more".
@@ -113,7 +116,10 @@ pub(crate) async fn get(
     opts: &GetOptions,
     progress: &watch::Sender<GetProgress>,
 ) -> Result<GetOutcome, NodeError> {
-    let (peer, addrs) = check_link(link, net.peer_id())?;
+    let (peer, mut addrs) = check_link(link, net.peer_id())?;
+    if opts.ignore_link_addrs {
+        addrs.clear();
+    }
     let mut plan: Option<Plan> = None;
     let mut fetched = 0u64;
     let mut last_error = None;

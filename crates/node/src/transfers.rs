@@ -103,7 +103,7 @@ impl Transfers {
         self.live.bump();
         let result = match Link::decode(&row.link) {
             Ok(link) => {
-                let opts = GetOptions { dest: row.dest.clone(), overwrite: false };
+                let opts = GetOptions { dest: row.dest.clone(), overwrite: false, ignore_link_addrs: false };
                 let mut rx = tx.subscribe();
                 let watcher = {
                     let me = self.clone();
