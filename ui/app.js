@@ -860,7 +860,7 @@ function renderTransfers(main) {
     const done = Number(tr.done_bytes) || 0;
     const label = tr.label || t('transfers.connecting');
     const pct = total ? Math.floor((100 * done) / total) : 0;
-    const detail = [t(`tstate.${tr.state}`), total ? t('transfers.progress', { had: humanSize(done), size: humanSize(total) }) : '', tr.rate > 0 ? `${humanSize(tr.rate)}/s` : '', etaText(tr.eta), t('transfers.from', { peer: shortPeer(tr.peer) })]
+    const detail = [t(`tstate.${tr.state}`), total ? t('transfers.progress', { had: humanSize(done), size: humanSize(total) }) : '', tr.rate > 0 ? `${humanSize(tr.rate)}/s` : '', etaText(tr.eta), t('transfers.from', { peer: shortPeer(tr.peer) }), viaText(tr)]
       .filter(Boolean)
       .join(' · ');
     return el(
@@ -921,6 +921,15 @@ function renderTransfers(main) {
 }
 
 // ---------------------------------------------------------------- peers and join requests
+
+/** How a running download reaches its sharer, and how many others help. */
+function viaText(tr) {
+  if (tr.state !== 'running') return '';
+  const p = (state.status?.peers || []).find((x) => x.peer === tr.peer && x.connected);
+  const via = p ? connKindLabel(p.kind) : '';
+  const more = Number(tr.sources) > 1 ? t('transfers.more', { n: Number(tr.sources) - 1 }) : '';
+  return [via, more].filter(Boolean).join(' ');
+}
 
 function connKindLabel(kind) {
   if (kind === 'relayed') return t('peers.relayed');
@@ -1188,11 +1197,45 @@ function renderSettings(main) {
       settingsRow(t('settings.language'), language),
       settingsRow(t('settings.downloads'), el('code', { text: st.downloads_dir || '' })),
     ),
-    el('section', { class: 'settings-section' }, el('h2', { text: t('settings.network') }), settingsRow(t('settings.listen'), listenList)),
+    el(
+      'section',
+      { class: 'settings-section' },
+      el('h2', { text: t('settings.network') }),
+      settingsRow(t('settings.listen'), listenList),
+      settingsRow(t('settings.serving'), serveToggle()),
+    ),
     el('section', { class: 'settings-section' }, el('h2', { text: t('settings.app') }), app),
   ];
   replace(main, viewTitle(t('settings.title')), ...sections);
   fillDesktopSettings(app);
+}
+
+/** "Serve what I download": a switch kept in the node's settings. */
+function serveToggle() {
+  const box = el('input', { attrs: { type: 'checkbox', id: 'settings-serve' } });
+  const label = el('label', { class: 'choice' }, box, el('span', { text: t('settings.serve') }));
+  api
+    .settings()
+    .then((st) => {
+      box.checked = Boolean(st.serve_downloads);
+    })
+    .catch(() => {
+      box.disabled = true;
+    });
+  box.addEventListener('change', async () => {
+    box.disabled = true;
+    try {
+      const st = await api.settingsSet({ serve_downloads: box.checked });
+      box.checked = Boolean(st.serve_downloads);
+      toast(t('settings.saved'));
+    } catch (ex) {
+      box.checked = !box.checked;
+      toast(ex.message, 'error');
+    } finally {
+      box.disabled = false;
+    }
+  });
+  return [label, el('p', { class: 'hint', text: t('settings.serveHint') })];
 }
 
 function fillListen(list, addrs) {

@@ -11,9 +11,10 @@
 #      NATs are cone-like, relayed when one maps every destination anew (symmetric);
 #      which happened is reported and asserted per scenario;
 #   3. a link whose addresses are all gone is resolved through the DHT;
+#   4. (cone) after two friends' daemons downloaded the link (a2 next to Alice, b1
+#      behind the other NAT), a getter pulls blocks from all three seeders;
 #   5. with 50 ms delay and 2 % loss on the public links the transfer still completes
 #      and verifies.
-# (4, a download pulling blocks from three seeders, waits for multi-source downloads.)
 # Binary: $PEERBOX_BIN (default: target/debug/peerbox of this clone).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -138,6 +139,28 @@ scenario() { # NAME NAT_A NAT_B EXPECTED_KIND
     ok "3. a link with no usable address resolved through the DHT ($(json_field "$out" 'v["connection"]'))"
   else
     bad "3. a stale link resolves through the DHT" "$out"
+  fi
+
+  # 4. Friends who downloaded serve too: a download pulls from three seeders.
+  if [ "$1" = cone ]; then
+    local f ok4=1
+    for f in "a2 carol" "b1 dave"; do
+      # shellcheck disable=SC2086 # two words: node and name
+      set -- $f
+      daemon "$1" "$2" --bootstrap "$BOOT" || { bad "4. $2's daemon starts"; ok4=0; continue; }
+      pb "$1" "$RUN/$2" download "$LINK" "$RUN/$2-got" >/dev/null || { bad "4. $2 queues the download"; ok4=0; continue; }
+      wait_status "$1" "$RUN/$2" 'v["transfers"] and v["transfers"][0]["state"] == "done"' 60 >/dev/null ||
+        { bad "4. $2's download finishes"; ok4=0; }
+    done
+    set -- cone
+    if ((ok4)) && out=$(get b1 swarm "$LINK" --no-mdns --bootstrap "$BOOT"); then
+      local served
+      served=$(json_field "$out" 'len([b for b in v["sources"].values() if b > 0])')
+      REPORT+=("$1: three seeders served $(json_field "$out" '", ".join("%.1f MiB" % (b / 1048576) for b in v["sources"].values())')")
+      if [ "$served" = 3 ]; then ok "4. a download pulled blocks from all three seeders"; else bad "4. three seeders each served some (only $served did)" "$out"; fi
+    elif ((ok4)); then
+      bad "4. a download from three seeders" "$out"
+    fi
   fi
 
   # 5. Delay and loss on the public segment.

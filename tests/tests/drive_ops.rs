@@ -296,7 +296,8 @@ async fn device_name_is_kept_across_restarts_and_bad_names_change_nothing() {
     let default = d.status().await["device_name"].as_str().expect("a default name").to_owned();
     assert!(!default.is_empty());
 
-    assert_eq!(d.ok(&["settings", "--device-name", "  사무실 노트북 "]).await, "device name: 사무실 노트북");
+    let out = d.ok(&["settings", "--device-name", "  사무실 노트북 "]).await;
+    assert_eq!(out.lines().next(), Some("device name: 사무실 노트북"), "{out}");
     for bad in ["tab\there", "a/b", "evil\u{202e}gpj.exe", &"x".repeat(65)] {
         let run = d.cli(&["settings", "--device-name", bad]).await;
         assert_eq!(run.code, 2, "{bad:?} refused: {}", run.stderr);

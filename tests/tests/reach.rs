@@ -121,3 +121,53 @@ async fn bad_bootstrap_addresses_are_refused_with_a_clear_error() {
     }
     assert!(!tmp.path().join("home/index.sqlite").exists(), "nothing was started");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recipients_serve_what_they_got_and_a_download_pulls_from_every_seeder() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (r, bootstrap) = relay(&tmp.path().join("relay")).await;
+    let (alice, _) = sharer(&tmp.path().join("alice"), &bootstrap).await;
+    let data = pattern(24 << 20, 3);
+    let file = tmp.path().join("video.bin");
+    std::fs::write(&file, &data).expect("write");
+    let link = alice.ok(&["share", s(&file)]).await;
+    let link = link.lines().find(|l| l.starts_with("peerbox://")).expect("a link").to_owned();
+
+    // Two friends download it with their daemons; each then serves it too.
+    let mut friends = Vec::new();
+    for name in ["carol", "dave"] {
+        let (d, _) = sharer(&tmp.path().join(name), &bootstrap).await;
+        let dest = tmp.path().join(format!("{name}-got"));
+        d.ok(&["download", &link, s(&dest)]).await;
+        let got = dest.join("video.bin");
+        assert!(wait_until(|| got.metadata().is_ok_and(|m| m.len() == data.len() as u64)).await, "{name} got it");
+        let st = wait_status(&d, |st| st["transfers"][0]["state"] == "done").await;
+        assert_eq!(st["transfers"][0]["state"], "done", "{name}'s download finished");
+        friends.push(d);
+    }
+    let off: serde_json::Value =
+        serde_json::from_str(&friends[1].ok(&["settings", "--json"]).await).expect("settings json");
+    assert_eq!(off["serve_downloads"], true, "serving downloads is on unless turned off");
+
+    let dest = tmp.path().join("bob");
+    let run = get(&link, &dest, &["--bootstrap", &bootstrap]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(file_hash(&dest.join("video.bin")), file_hash(&file));
+    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json summary");
+    let sources = summary["sources"].as_object().expect("sources");
+    let mut ids = vec![alice.status().await["peer_id"].as_str().expect("id").to_owned()];
+    for d in &friends {
+        ids.push(d.status().await["peer_id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        assert!(sources.get(id).and_then(|b| b.as_u64()).unwrap_or(0) > 0, "{id} served some blocks: {sources:?}");
+    }
+    let total: u64 = sources.values().filter_map(|b| b.as_u64()).sum();
+    assert_eq!(total, data.len() as u64, "every byte came from one of them");
+    eprintln!("three seeders served {sources:?}");
+    for d in friends {
+        d.stop().await;
+    }
+    alice.stop().await;
+    r.stop().await;
+}

@@ -85,6 +85,9 @@ enum Command {
         /// A new device name ("" returns to the host name).
         #[arg(long)]
         device_name: Option<String>,
+        /// Serve files downloaded from links to others holding the same link.
+        #[arg(long, value_name = "true|false")]
+        serve_downloads: Option<bool>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -412,17 +415,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Settings { device_name, json } => {
-            let v = match device_name {
-                Some(name) => {
-                    client::call(&home, serde_json::json!({ "op": "settings_set", "device_name": name })).await?
-                }
-                None => client::call(&home, serde_json::json!({ "op": "settings" })).await?,
+        Command::Settings { device_name, serve_downloads, json } => {
+            let v = if device_name.is_some() || serve_downloads.is_some() {
+                let change = serde_json::json!({
+                    "op": "settings_set", "device_name": device_name, "serve_downloads": serve_downloads,
+                });
+                client::call(&home, change).await?
+            } else {
+                client::call(&home, serde_json::json!({ "op": "settings" })).await?
             };
             if json {
                 println!("{v}");
             } else {
                 println!("device name: {}", text(&v["device_name"]));
+                println!("serve downloads: {}", if v["serve_downloads"] == true { "yes" } else { "no" });
             }
             Ok(ExitCode::SUCCESS)
         }

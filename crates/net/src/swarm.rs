@@ -200,7 +200,12 @@ enum Command {
     },
     Providers {
         key: Vec<u8>,
+        within: Duration,
         reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// A provider search's time is up: answer with what it found.
+    ProvidersDue {
+        id: kad::QueryId,
     },
     /// A relayed dial's grace for hole punching ran out.
     PunchGraceOver {
@@ -367,6 +372,7 @@ impl Network {
             nat: "unknown",
             relay_server,
             mdns_on,
+            unpunchable: HashSet::new(),
             mdns_waiting: HashSet::new(),
             mdns_waited: HashSet::new(),
         };
@@ -425,10 +431,11 @@ impl Network {
         self.commands.send(Command::Provide { key }).await.map_err(|_| NetError::Stopped)
     }
 
-    /// Peers the DHT says have `key`, connected (so streams can open at once).
-    pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+    /// Peers the DHT says have `key`, found within `within` (a search can wait
+    /// long on peers that never answer), dialled as they are found.
+    pub async fn providers(&self, key: Vec<u8>, within: Duration) -> Result<Vec<PeerId>, NetError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Providers { key, reply }).await.map_err(|_| NetError::Stopped)?;
+        self.commands.send(Command::Providers { key, within, reply }).await.map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)
     }
 
@@ -573,6 +580,8 @@ struct EventLoop {
     nat: &'static str,
     relay_server: bool,
     mdns_on: bool,
+    /// Peers whose hole punch failed while the relayed connection lasts.
+    unpunchable: HashSet<PeerId>,
     /// Dials waiting for mDNS to find their peer.
     mdns_waiting: HashSet<PeerId>,
     /// Peers that had their mDNS wait during the current dial.
@@ -631,9 +640,21 @@ impl EventLoop {
                     tracing::debug!("cannot provide: {e}");
                 }
             }
-            Command::Providers { key, reply } => {
+            Command::Providers { key, within, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
                 self.provider_queries.insert(id, ProviderQuery { replies: vec![reply], found: HashSet::new() });
+                self.after(within, Command::ProvidersDue { id });
+            }
+            Command::ProvidersDue { id } => {
+                if let Some(ProviderQuery { replies, found }) = self.provider_queries.remove(&id) {
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                    let found: Vec<PeerId> = found.into_iter().collect();
+                    for reply in replies {
+                        let _ = reply.send(found.clone());
+                    }
+                }
             }
             Command::PunchGraceOver { peer } => self.answer_dials(peer),
             Command::MdnsGraceOver { peer } => {
@@ -643,6 +664,20 @@ impl EventLoop {
             }
             Command::Dial { peer, addrs, reply } => {
                 if self.swarm.is_connected(&peer) {
+                    let relayed_only = self.kind_of(&peer).map(|k| k.0) == Some(ConnKind::Relayed);
+                    if relayed_only && !self.unpunchable.contains(&peer) {
+                        // Reached through a relay (by someone else's dial, say a
+                        // DHT query): try the direct path and let hole punching
+                        // finish before the caller's streams start.
+                        self.dials.entry(peer).or_default().push(reply);
+                        if !addrs.is_empty() {
+                            let opts =
+                                DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::NotDialing).build();
+                            let _ = self.swarm.dial(opts);
+                        }
+                        self.after(PUNCH_GRACE, Command::PunchGraceOver { peer });
+                        return;
+                    }
                     let _ = reply.send(Ok(()));
                     return;
                 }
@@ -854,6 +889,7 @@ impl EventLoop {
                     if c.is_empty() {
                         self.conns.remove(&peer_id);
                         self.punched.remove(&peer_id);
+                        self.unpunchable.remove(&peer_id);
                     }
                 }
                 let direct = self.conns.get(&peer_id).is_some_and(|c| c.values().any(|c| !c.relayed));
@@ -926,6 +962,7 @@ impl EventLoop {
                 }
                 Err(e) => {
                     tracing::info!(peer = %remote_peer_id, "hole punching failed, staying relayed: {e}");
+                    self.unpunchable.insert(remote_peer_id);
                     // No need to wait out the grace: the relay it is.
                     self.answer_dials(remote_peer_id);
                 }

@@ -197,6 +197,9 @@ pub enum Request {
         /// A new device name ("" for the default).
         #[serde(default)]
         device_name: Option<String>,
+        /// Serve downloads to others holding the same link.
+        #[serde(default)]
+        serve_downloads: Option<bool>,
     },
     /// Revoke a link, or remove a peer from every folder.
     Revoke {

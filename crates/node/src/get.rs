@@ -5,8 +5,13 @@
 //! A download runs in rounds: if the session breaks or some blocks fail
 //! verification, the next round reconnects and asks only for what is still
 //! missing. A round that makes no progress ends the download with an error.
+//!
+//! Every round pulls from every source it can open: the sharer, and devices the
+//! DHT names as providers of the share (earlier recipients that serve what they
+//! got). Sessions take blocks from one shared queue as their window frees up, so
+//! faster sources get more.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +38,10 @@ const MAX_ROUNDS: usize = 5;
 const IN_FLIGHT_BYTES: u64 = 16 << 20;
 /// Verified writes running at once.
 const MAX_WRITES: usize = 4;
+/// How long a download looks for other sources in the DHT before it starts.
+const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
+/// Sources used at once besides the sharer.
+const MAX_EXTRA_SOURCES: usize = 8;
 
 /// What `get` should do.
 #[derive(Debug, Clone)]
@@ -74,6 +83,8 @@ pub struct GetProgress {
     /// Temp files this download fills (under the destination), for a cancel to remove.
     #[serde(skip)]
     pub temps: Vec<PathBuf>,
+    /// Devices sending blocks this round (the sharer and others that have them).
+    pub sources: usize,
 }
 
 /// The result of a download.
@@ -91,6 +102,11 @@ pub struct GetOutcome {
     pub resumed_bytes: u64,
     /// Entries left out, with reasons.
     pub problems: Vec<String>,
+    /// Bytes each source (PeerId) sent that were kept.
+    pub sources: BTreeMap<String, u64>,
+    /// The manifest as received, with where each entry ended up.
+    #[serde(skip)]
+    pub received: Vec<(peerbox_proto::Entry, PathBuf)>,
 }
 
 /// Checks what can be checked about a link without the network.
@@ -123,19 +139,34 @@ pub(crate) async fn get(
     let mut plan: Option<Plan> = None;
     let mut fetched = 0u64;
     let mut last_error = None;
+    let mut sources: BTreeMap<String, u64> = BTreeMap::new();
+    let extra = other_sources(net, link, peer).await;
     for round in 1..=MAX_ROUNDS {
-        let stream = match connect(net, peer, &addrs).await {
-            Ok(s) => s,
-            Err(e) if plan.is_some() && round < MAX_ROUNDS => {
-                last_error = Some(e);
+        let mut sessions = open_sessions(net, link, peer, &addrs, &extra).await;
+        let mut opened = Vec::new();
+        for (source, r) in sessions.drain(..) {
+            match r {
+                Ok(o) => opened.push((source, o)),
+                // The sharer refusing (revoked, expired, wrong secret) ends it; a
+                // recipient refusing only loses one source.
+                Err(e @ NodeError::Session(SessionError::Refused(_))) if source == peer => return Err(e),
+                Err(e) if source == peer => {
+                    tracing::info!(%source, "the sharer cannot be reached this round: {e}");
+                    last_error = Some(e);
+                }
+                Err(e) => tracing::debug!(%source, "source unavailable: {e}"),
+            }
+        }
+        if opened.is_empty() {
+            if plan.is_some() && round < MAX_ROUNDS {
                 continue;
             }
-            Err(e) => return Err(e),
-        };
-        let opened = blocks::open_share(stream, link.id, link.secret).await?;
+            return Err(last_error.unwrap_or_else(|| NodeError::Internal("no source could be opened".into())));
+        }
         if plan.is_none() {
-            let label = label_of(&opened.entries);
-            let p = Plan::new(opts, opened.entries).await?;
+            let entries = opened[0].1.entries.clone();
+            let label = label_of(&entries);
+            let p = Plan::new(opts, entries).await?;
             let temps =
                 p.dl.files
                     .iter()
@@ -156,19 +187,32 @@ pub(crate) async fn get(
             plan = Some(p);
         }
         let Some(p) = plan.as_ref() else { break };
-        let requests = p.missing();
-        if requests.is_empty() {
+        let queue = BlockQueue::new(p.missing());
+        if queue.is_empty() {
             break;
         }
+        progress.send_modify(|pr| pr.sources = opened.len());
+        // With several sources no session may claim more than its share up front,
+        // or the first one would take a small download whole.
+        let fair = (queue.len() / (2 * opened.len())).max(4);
+        let window_cap = if opened.len() > 1 { fair } else { usize::MAX };
         let before = fetched;
-        let (got, err) = p.fetch(opened.stream, requests, progress).await;
-        fetched += got;
-        if let Some(e) = err {
-            if matches!(e, NodeError::Session(SessionError::Refused(_))) {
-                return Err(e);
+        let rounds = opened.into_iter().map(|(source, o)| {
+            let queue = queue.clone();
+            async move { (source, p.fetch(o.stream, queue, window_cap, progress).await) }
+        });
+        for (source, (got, err)) in futures::future::join_all(rounds).await {
+            fetched += got;
+            if got > 0 {
+                *sources.entry(source.to_string()).or_default() += got;
             }
-            tracing::info!("round {round}: {e}");
-            last_error = Some(e);
+            if let Some(e) = err {
+                if source == peer && matches!(e, NodeError::Session(SessionError::Refused(_))) {
+                    return Err(e);
+                }
+                tracing::info!(%source, "round {round}: {e}");
+                last_error = Some(e);
+            }
         }
         if p.missing().is_empty() {
             break;
@@ -197,7 +241,65 @@ pub(crate) async fn get(
         fetched_bytes: fetched,
         resumed_bytes: p.dl.resumed_bytes,
         problems: p.dl.problems.clone(),
+        sources,
+        received: p.entries.iter().map(|(_, e)| e.clone()).zip(p.paths.iter().cloned()).collect(),
     })
+}
+
+/// Devices the DHT names as having this share, besides the sharer and us.
+async fn other_sources(net: &Network, link: &Link, sharer: PeerId) -> Vec<PeerId> {
+    let key = peerbox_proto::link::provide_key(&link.id);
+    let found = net.providers(key, PROVIDER_LOOKUP).await.unwrap_or_default();
+    let me = net.peer_id();
+    found.into_iter().filter(|p| *p != sharer && *p != me).take(MAX_EXTRA_SOURCES).collect()
+}
+
+/// Connects to every source at once and opens the share on each: all sessions
+/// start together, so the queue is shared from the first block.
+async fn open_sessions(
+    net: &Network,
+    link: &Link,
+    sharer: PeerId,
+    addrs: &[Multiaddr],
+    extra: &[PeerId],
+) -> Vec<(PeerId, Result<blocks::Opened<libp2p::Stream>, NodeError>)> {
+    let all = std::iter::once((sharer, addrs.to_vec())).chain(extra.iter().map(|p| (*p, Vec::new())));
+    let opens = all.map(|(source, addrs)| async move {
+        let r = async {
+            let stream = connect(net, source, &addrs).await?;
+            Ok::<_, NodeError>(blocks::open_share(stream, link.id, link.secret).await?)
+        }
+        .await;
+        (source, r)
+    });
+    futures::future::join_all(opens).await
+}
+
+/// Block requests still to ask for, shared by the sessions of a round: each takes
+/// the next one when its window has room.
+#[derive(Clone)]
+struct BlockQueue(Arc<Mutex<VecDeque<BlockRequest>>>);
+
+impl BlockQueue {
+    fn new(requests: Vec<BlockRequest>) -> Self {
+        Self(Arc::new(Mutex::new(requests.into())))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Iterator for BlockQueue {
+    type Item = BlockRequest;
+
+    fn next(&mut self) -> Option<BlockRequest> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
 }
 
 async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<libp2p::Stream, NodeError> {
@@ -215,6 +317,8 @@ struct Plan {
     finished: Arc<Mutex<HashSet<usize>>>,
     bad_blocks: Arc<Mutex<u64>>,
     paths: Vec<PathBuf>,
+    /// The manifest, in order.
+    entries: Vec<(peerbox_proto::RelPath, peerbox_proto::Entry)>,
 }
 
 impl Plan {
@@ -224,10 +328,10 @@ impl Plan {
     ) -> Result<Self, NodeError> {
         let dest = opts.dest.clone();
         let overwrite = opts.overwrite;
-        let (dl, paths) = tokio::task::spawn_blocking(move || {
+        let (dl, paths, entries) = tokio::task::spawn_blocking(move || {
             let dl = Download::prepare(&dest, &entries, overwrite)?;
             let paths = entries.iter().map(|(p, _)| dl.final_path(p)).collect();
-            Ok::<_, NodeError>((dl, paths))
+            Ok::<_, NodeError>((dl, paths, entries))
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
@@ -238,6 +342,7 @@ impl Plan {
             finished: Arc::new(Mutex::new(HashSet::new())),
             bad_blocks: Arc::new(Mutex::new(0)),
             paths,
+            entries,
         })
     }
 
@@ -281,11 +386,12 @@ impl Plan {
     async fn fetch(
         &self,
         stream: libp2p::Stream,
-        requests: Vec<BlockRequest>,
+        requests: BlockQueue,
+        window_cap: usize,
         progress: &watch::Sender<GetProgress>,
     ) -> (u64, Option<NodeError>) {
         let block_size = self.dl.files.iter().map(|f| f.meta.block_size as u64).max().unwrap_or(1);
-        let window = (IN_FLIGHT_BYTES / block_size).clamp(4, 256) as usize;
+        let window = ((IN_FLIGHT_BYTES / block_size).clamp(4, 256) as usize).min(window_cap);
         let (tx, mut rx) = mpsc::channel(8);
         let session = tokio::spawn(blocks::fetch(stream, requests, window, tx));
         let mut writes = FuturesUnordered::new();

@@ -202,7 +202,7 @@ impl Node {
     pub fn settings(&self) -> Result<settings::Settings, NodeError> {
         match &self.store {
             Some(store) => settings::load(store),
-            None => Ok(settings::Settings { device_name: settings::default_device_name() }),
+            None => Ok(settings::Settings { device_name: settings::default_device_name(), serve_downloads: false }),
         }
     }
 
@@ -441,9 +441,9 @@ impl Node {
             }
             Request::Peers => json!(self.peers()),
             Request::Settings => json!(self.settings()?),
-            Request::SettingsSet { device_name } => {
+            Request::SettingsSet { device_name, serve_downloads } => {
                 let store = self.store.clone().ok_or_else(|| NodeError::Internal("this node does not serve".into()))?;
-                let change = settings::SettingsChange { device_name };
+                let change = settings::SettingsChange { device_name, serve_downloads };
                 let s = tokio::task::spawn_blocking(move || settings::change(&store, change))
                     .await
                     .map_err(|e| NodeError::Internal(e.to_string()))??;

@@ -10,6 +10,7 @@ use crate::NodeError;
 use crate::share::SharedStore;
 
 const DEVICE_NAME: &str = "device_name";
+const SERVE_DOWNLOADS: &str = "serve_downloads";
 /// Long enough for "Alice's MacBook Pro (office)", short enough for a sidebar.
 const MAX_NAME_CHARS: usize = 64;
 
@@ -18,6 +19,9 @@ const MAX_NAME_CHARS: usize = 64;
 pub struct Settings {
     /// How this device calls itself (to its user, and in upload folders of request links).
     pub device_name: String,
+    /// Whether files downloaded from links are served to others holding the same
+    /// link (so a popular share does not rest on the sharer alone).
+    pub serve_downloads: bool,
 }
 
 /// Changes to [`Settings`]; `None` leaves a value alone.
@@ -27,12 +31,16 @@ pub struct SettingsChange {
     /// A new name ("" returns to the default: the machine's host name).
     #[serde(default)]
     pub device_name: Option<String>,
+    /// Serve downloads to others holding the same link.
+    #[serde(default)]
+    pub serve_downloads: Option<bool>,
 }
 
 pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
     let s = crate::share::lock(store);
     let device_name = s.setting(DEVICE_NAME)?.unwrap_or_else(default_device_name);
-    Ok(Settings { device_name })
+    let serve_downloads = s.setting(SERVE_DOWNLOADS)?.as_deref() != Some("0");
+    Ok(Settings { device_name, serve_downloads })
 }
 
 pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Settings, NodeError> {
@@ -40,6 +48,9 @@ pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Sett
         let name = name.trim();
         let value = if name.is_empty() { None } else { Some(valid_device_name(name)?) };
         crate::share::lock(store).set_setting(DEVICE_NAME, value)?;
+    }
+    if let Some(serve) = change.serve_downloads {
+        crate::share::lock(store).set_setting(SERVE_DOWNLOADS, Some(if serve { "1" } else { "0" }))?;
     }
     load(store)
 }

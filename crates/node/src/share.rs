@@ -59,6 +59,45 @@ pub(crate) fn record_share(store: &SharedStore, scanned: &[Scanned]) -> Result<(
     Ok((id, label))
 }
 
+/// Serves what a download from `link` received, under the same link: records the
+/// share with the received files behind it and the link's secret hash, so others
+/// holding the link can fetch from this device too. Returns whether it serves
+/// (not when the received manifest does not hash to the link's id).
+pub(crate) fn serve_received(
+    store: &SharedStore,
+    link: &peerbox_proto::Link,
+    received: &[(Entry, PathBuf)],
+) -> Result<bool, NodeError> {
+    let scanned: Vec<Scanned> = received
+        .iter()
+        .map(|(entry, path)| Scanned {
+            entry: entry.clone(),
+            local: matches!(entry.kind, EntryKind::File(_)).then(|| path.clone()),
+            stamp: None,
+        })
+        .collect();
+    if content_id(&scanned.iter().map(|s| s.entry.clone()).collect::<Vec<_>>()) != link.id {
+        return Ok(false);
+    }
+    record_share(store, &scanned)?;
+    let hash = secret_hash(&link.secret);
+    let mut st = lock(store);
+    if st.link_by_secret_hash(&hash)?.is_none() {
+        st.add_link(&LinkRecord {
+            id: 0,
+            target: LinkTarget::Files(link.id),
+            secret_hash: hash,
+            read_only: true,
+            approve: false,
+            created: peerbox_store::now(),
+            expires: link.expires,
+            revoked: false,
+            uses: 0,
+        })?;
+    }
+    Ok(true)
+}
+
 /// Records a new link to content `id`; returns its secret.
 pub(crate) fn add_link(store: &SharedStore, id: [u8; 32], expires: Option<u64>) -> Result<[u8; 32], NodeError> {
     let secret: [u8; 32] = rand::random();

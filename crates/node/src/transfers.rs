@@ -38,6 +38,8 @@ pub struct TransferInfo {
     pub eta: Option<u64>,
     /// The sharer's PeerId.
     pub peer: String,
+    /// Devices sending blocks now (the sharer and others with the share).
+    pub sources: usize,
 }
 
 struct Running {
@@ -97,6 +99,23 @@ impl Transfers {
         running.insert(id, Running { task, progress: rx, samples });
     }
 
+    /// Offers what a finished download received to others holding the same link,
+    /// unless the user turned that off.
+    async fn serve_received(&self, link: &str, received: &[(peerbox_proto::Entry, std::path::PathBuf)]) {
+        let Ok(link) = Link::decode(link) else { return };
+        let serve = crate::settings::load(&self.store).map(|s| s.serve_downloads).unwrap_or(false);
+        if !serve {
+            return;
+        }
+        match crate::share::serve_received(&self.store, &link, received) {
+            Ok(true) => {
+                let _ = self.net.provide(peerbox_proto::link::provide_key(&link.id)).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot serve a finished download: {e}"),
+        }
+    }
+
     async fn run(self: Arc<Self>, id: i64, tx: watch::Sender<GetProgress>, samples: Arc<Mutex<Vec<(Instant, u64)>>>) {
         let Ok(Some(row)) = lock(&self.store).transfer(id) else { return };
         let _ = lock(&self.store).set_transfer_state(id, "running", None);
@@ -145,7 +164,8 @@ impl Transfers {
         let label = tx.borrow().label.clone();
         let label = if label.is_empty() { row.label.clone() } else { label };
         match result {
-            Ok(_) => {
+            Ok(outcome) => {
+                self.serve_received(&row.link, &outcome.received).await;
                 let _ = lock(&self.store).set_transfer_state(id, "done", None);
                 self.live.notice("download_done", label, row.dest.display().to_string());
             }
@@ -228,9 +248,10 @@ impl Transfers {
                     .and_then(|l| libp2p::PeerId::from_bytes(&l.peer).ok())
                     .map(|p| p.to_string())
                     .unwrap_or_default();
-                let (mut rate, mut eta) = (0.0, None);
+                let (mut rate, mut eta, mut sources) = (0.0, None, 0);
                 if let Some(r) = running.get(&row.id) {
                     let p = r.progress.borrow();
+                    sources = p.sources;
                     if !p.label.is_empty() {
                         row.label = p.label.clone();
                     }
@@ -249,7 +270,7 @@ impl Transfers {
                         eta = Some((row.total_bytes.saturating_sub(row.done_bytes) as f64 / rate).ceil() as u64);
                     }
                 }
-                TransferInfo { row, rate, eta, peer }
+                TransferInfo { row, rate, eta, peer, sources }
             })
             .collect())
     }
