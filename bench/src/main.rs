@@ -12,6 +12,7 @@
 //! including any copy whose bytes differ from the source; 130 interrupted.
 
 mod data;
+mod dht;
 mod ext4;
 mod http;
 mod peerbox;
@@ -57,6 +58,8 @@ enum Mode {
     /// Folder sync between two daemons (latency, 10,000 small files, one big file, RSS) against Syncthing.
     /// Needs root: runs in a loopback-only network namespace, on loop-mounted ext4 images.
     Sync(sync::SyncArgs),
+    /// The DHT at scale: many nodes in one process, lookups of announced content ids.
+    Dht(dht::DhtArgs),
 }
 
 /// Options of the transfer benchmark.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         None => cli.transfer,
         Some(Mode::Transfer(t)) => t,
         Some(Mode::Sync(s)) => return sync::main(s),
+        Some(Mode::Dht(d)) => return dht::main(d),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -234,6 +234,7 @@ async fn fake_network() -> Network {
         mdns: false,
         bootstrap: Vec::new(),
         relay_server: false,
+        reachable: false,
         dht: Default::default(),
         private_is_public: false,
     })

@@ -79,6 +79,9 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// Serve as a circuit relay (and DHT server) for others.
     pub relay_server: bool,
+    /// Known to be reachable where it listens (a server, a lab): answer DHT queries
+    /// from the start instead of waiting for AutoNAT. Implied by `relay_server`.
+    pub reachable: bool,
     /// Which DHT to use.
     pub dht: Dht,
     /// Treat private (RFC 1918) addresses as public for reachability checks: for
@@ -234,6 +237,7 @@ impl Network {
         let peer_id = config.keypair.public().to_peer_id();
         let mdns_on = config.mdns;
         let relay_server = config.relay_server;
+        let reachable = config.reachable || relay_server;
         let private_is_public = config.private_is_public;
         let kad_protocol = match config.dht {
             Dht::Peerbox => PEERBOX_KAD,
@@ -274,9 +278,7 @@ impl Network {
                 let mut kad_config = kad::Config::new(kad_protocol);
                 kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
                 let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
-                if relay_server {
-                    // A relay is reachable by definition: it answers DHT queries
-                    // from the start instead of waiting for AutoNAT.
+                if reachable {
                     kad.set_mode(Some(kad::Mode::Server));
                 }
                 let autonat = autonat::Behaviour::new(
@@ -322,9 +324,10 @@ impl Network {
             }
         }
         wait_for_listeners(&mut swarm, waiting, explicit).await?;
-        if relay_server {
-            // A relay is run where others can reach it; the relay behaviour offers
-            // its service only once it has an external address.
+        if reachable {
+            // Reachable where it listens: say so, so the relay behaviour offers
+            // its service (it waits for an external address) and provider records
+            // carry these addresses.
             let listening: Vec<Multiaddr> = swarm.listeners().cloned().collect();
             let public: Vec<&Multiaddr> = listening.iter().filter(|a| !is_loopback(a)).collect();
             let chosen = if public.is_empty() { listening.iter().collect() } else { public };

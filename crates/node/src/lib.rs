@@ -123,6 +123,7 @@ impl Node {
             mdns: config.mdns,
             bootstrap: config.bootstrap,
             relay_server: config.relay,
+            reachable: false,
             dht: config.dht,
             private_is_public: config.private_is_public,
         })
