@@ -204,7 +204,7 @@ enum Command {
     Providers {
         key: Vec<u8>,
         within: Duration,
-        reply: oneshot::Sender<Vec<PeerId>>,
+        found: mpsc::Sender<PeerId>,
     },
     /// A provider search's time is up: answer with what it found.
     ProvidersDue {
@@ -437,9 +437,20 @@ impl Network {
     /// Peers the DHT says have `key`, found within `within` (a search can wait
     /// long on peers that never answer), dialled as they are found.
     pub async fn providers(&self, key: Vec<u8>, within: Duration) -> Result<Vec<PeerId>, NetError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Providers { key, within, reply }).await.map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        let mut rx = self.find_providers(key, within).await?;
+        let mut all = Vec::new();
+        while let Some(p) = rx.recv().await {
+            all.push(p);
+        }
+        Ok(all)
+    }
+
+    /// Like [`Self::providers`], but each provider arrives as soon as it is found
+    /// (and dialled); the channel closes when the search ends.
+    pub async fn find_providers(&self, key: Vec<u8>, within: Duration) -> Result<mpsc::Receiver<PeerId>, NetError> {
+        let (found, rx) = mpsc::channel(64);
+        self.commands.send(Command::Providers { key, within, found }).await.map_err(|_| NetError::Stopped)?;
+        Ok(rx)
     }
 
     /// Opens a stream for `protocol` to a connected (or dialable) peer.
@@ -547,10 +558,9 @@ async fn wait_for_listeners(
     Ok(())
 }
 
-/// A search for the providers of a key: who asked, and who was found so far.
-#[derive(Default)]
+/// A search for the providers of a key: where to report them, and who was found.
 struct ProviderQuery {
-    replies: Vec<oneshot::Sender<Vec<PeerId>>>,
+    report: mpsc::Sender<PeerId>,
     found: HashSet<PeerId>,
 }
 
@@ -643,20 +653,17 @@ impl EventLoop {
                     tracing::debug!("cannot provide: {e}");
                 }
             }
-            Command::Providers { key, within, reply } => {
+            Command::Providers { key, within, found } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&key));
-                self.provider_queries.insert(id, ProviderQuery { replies: vec![reply], found: HashSet::new() });
+                self.provider_queries.insert(id, ProviderQuery { report: found, found: HashSet::new() });
                 self.after(within, Command::ProvidersDue { id });
             }
             Command::ProvidersDue { id } => {
-                if let Some(ProviderQuery { replies, found }) = self.provider_queries.remove(&id) {
-                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        q.finish();
-                    }
-                    let found: Vec<PeerId> = found.into_iter().collect();
-                    for reply in replies {
-                        let _ = reply.send(found.clone());
-                    }
+                // Dropping the query's sender closes the caller's channel.
+                if self.provider_queries.remove(&id).is_some()
+                    && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                {
+                    q.finish();
                 }
             }
             Command::PunchGraceOver { peer } => self.answer_dials(peer),
@@ -828,26 +835,29 @@ impl EventLoop {
                 }
             }
             kad::QueryResult::GetProviders(r) => {
-                let Some(ProviderQuery { found, .. }) = self.provider_queries.get_mut(&id) else { return };
+                let me = *self.swarm.local_peer_id();
+                let mut dial = Vec::new();
+                let Some(ProviderQuery { report, found }) = self.provider_queries.get_mut(&id) else { return };
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
-                    let me = *self.swarm.local_peer_id();
                     for p in providers.into_iter().filter(|p| *p != me) {
-                        // Dial now: the addresses the providers came with live only
-                        // as long as this query.
-                        if found.insert(p) && !self.swarm.is_connected(&p) {
-                            let _ = self
-                                .swarm
-                                .dial(DialOpts::peer_id(p).condition(PeerCondition::DisconnectedAndNotDialing).build());
+                        if found.insert(p) {
+                            // Caller gone or slow: it still gets the others it reads.
+                            let _ = report.try_send(p);
+                            dial.push(p);
                         }
                     }
                 }
-                if step.last
-                    && let Some(ProviderQuery { replies, found }) = self.provider_queries.remove(&id)
-                {
-                    let found: Vec<PeerId> = found.into_iter().collect();
-                    for reply in replies {
-                        let _ = reply.send(found.clone());
+                for p in dial {
+                    // Dial now: the addresses the providers came with live only as
+                    // long as this query.
+                    if !self.swarm.is_connected(&p) {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(p).condition(PeerCondition::DisconnectedAndNotDialing).build());
                     }
+                }
+                if step.last {
+                    self.provider_queries.remove(&id);
                 }
             }
             _ => {}

@@ -41,7 +41,7 @@ const MAX_WRITES: usize = 4;
 /// How long a download looks for other sources in the DHT before it starts.
 const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
 /// Sources used at once besides the sharer.
-const MAX_EXTRA_SOURCES: usize = 8;
+const MAX_EXTRA_SOURCES: usize = 15;
 
 /// What `get` should do.
 #[derive(Debug, Clone)]
@@ -136,88 +136,103 @@ pub(crate) async fn get(
     if opts.ignore_link_addrs {
         addrs.clear();
     }
-    let mut plan: Option<Plan> = None;
+    let mut plan: Option<Arc<Plan>> = None;
     let mut fetched = 0u64;
     let mut last_error = None;
     let mut sources: BTreeMap<String, u64> = BTreeMap::new();
-    let extra = other_sources(net, link, peer).await;
+    // Other sources join while the sharer already sends; until they do, the
+    // sharer's session may not claim the whole download up front.
+    let may_find_more = net.info().await.map(|i| i.dht_peers > 0).unwrap_or(false);
+    let mut extra: Vec<PeerId> = Vec::new();
     for round in 1..=MAX_ROUNDS {
-        let mut sessions = open_sessions(net, link, peer, &addrs, &extra).await;
-        let mut opened = Vec::new();
-        for (source, r) in sessions.drain(..) {
-            match r {
-                Ok(o) => opened.push((source, o)),
-                // The sharer refusing (revoked, expired, wrong secret) ends it; a
-                // recipient refusing only loses one source.
-                Err(e @ NodeError::Session(SessionError::Refused(_))) if source == peer => return Err(e),
-                Err(e) if source == peer => {
-                    tracing::info!(%source, "the sharer cannot be reached this round: {e}");
-                    last_error = Some(e);
-                }
-                Err(e) => tracing::debug!(%source, "source unavailable: {e}"),
+        let mut tasks: FuturesUnordered<futures::future::BoxFuture<'_, Ev>> = FuturesUnordered::new();
+        if round == 1 && may_find_more {
+            let key = peerbox_proto::link::provide_key(&link.id);
+            if let Ok(mut rx) = net.find_providers(key, PROVIDER_LOOKUP).await {
+                tasks.push(Box::pin(async move {
+                    let next = rx.recv().await;
+                    Ev::Found(next, rx)
+                }));
             }
         }
-        if opened.is_empty() {
-            if plan.is_some() && round < MAX_ROUNDS {
+        let first: Vec<(PeerId, Vec<Multiaddr>)> =
+            std::iter::once((peer, addrs.clone())).chain(extra.iter().map(|p| (*p, Vec::new()))).collect();
+        for (source, a) in first {
+            tasks.push(Box::pin(open_source(net, link, source, a)));
+        }
+        let mut queue: Option<BlockQueue> = None;
+        let mut opened = 0usize;
+        let before = fetched;
+        while let Some(ev) = tasks.next().await {
+            match ev {
+                Ev::Found(None, _) => {}
+                Ev::Found(Some(source), mut rx) => {
+                    let me = net.peer_id();
+                    if source != peer && source != me && !extra.contains(&source) && extra.len() < MAX_EXTRA_SOURCES {
+                        extra.push(source);
+                        tasks.push(Box::pin(open_source(net, link, source, Vec::new())));
+                    }
+                    tasks.push(Box::pin(async move {
+                        let next = rx.recv().await;
+                        Ev::Found(next, rx)
+                    }));
+                }
+                // The sharer refusing (revoked, expired, wrong secret) ends it; a
+                // recipient refusing only loses one source.
+                Ev::Open(source, Err(e @ NodeError::Session(SessionError::Refused(_)))) if source == peer => {
+                    return Err(e);
+                }
+                Ev::Open(source, Err(e)) => {
+                    if source == peer {
+                        tracing::info!(%source, "the sharer cannot be reached this round: {e}");
+                        last_error = Some(e);
+                    } else {
+                        tracing::debug!(%source, "source unavailable: {e}");
+                    }
+                }
+                Ev::Open(source, Ok(o)) => {
+                    let p = match &plan {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = Arc::new(start_plan(opts, o.entries.clone(), progress).await?);
+                            plan = Some(p.clone());
+                            p
+                        }
+                    };
+                    let q = queue.get_or_insert_with(|| BlockQueue::new(p.missing())).clone();
+                    if q.is_empty() {
+                        continue;
+                    }
+                    opened += 1;
+                    progress.send_modify(|pr| pr.sources = opened);
+                    let cap = if may_find_more || opened > 1 { (q.len() / 8).max(4) } else { usize::MAX };
+                    tasks.push(Box::pin(async move { Ev::Done(source, p.fetch(o.stream, q, cap, progress).await) }));
+                }
+                Ev::Done(source, (got, err)) => {
+                    fetched += got;
+                    if got > 0 {
+                        *sources.entry(source.to_string()).or_default() += got;
+                    }
+                    if let Some(e) = err {
+                        if source == peer && matches!(e, NodeError::Session(SessionError::Refused(_))) {
+                            return Err(e);
+                        }
+                        tracing::info!(%source, "round {round}: {e}");
+                        last_error = Some(e);
+                    }
+                }
+            }
+        }
+        let Some(p) = plan.as_ref() else {
+            if round < MAX_ROUNDS && !extra.is_empty() {
                 continue;
             }
             return Err(last_error.unwrap_or_else(|| NodeError::Internal("no source could be opened".into())));
-        }
-        if plan.is_none() {
-            let entries = opened[0].1.entries.clone();
-            let label = label_of(&entries);
-            let p = Plan::new(opts, entries).await?;
-            let temps =
-                p.dl.files
-                    .iter()
-                    .filter_map(|f| match &f.status {
-                        peerbox_engine::FileStatus::Pending(t) => Some(opts.dest.join(t.rel_path())),
-                        _ => None,
-                    })
-                    .collect();
-            progress.send_modify(|pr| {
-                pr.label = label;
-                pr.temps = temps;
-                pr.total_bytes = p.dl.total_bytes();
-                pr.resumed_bytes = p.dl.resumed_bytes;
-                pr.done_bytes = p.dl.resumed_bytes;
-                pr.files_total = p.dl.files.len();
-            });
-            p.finish_complete(progress).await?;
-            plan = Some(p);
-        }
-        let Some(p) = plan.as_ref() else { break };
-        let queue = BlockQueue::new(p.missing());
-        if queue.is_empty() {
-            break;
-        }
-        progress.send_modify(|pr| pr.sources = opened.len());
-        // With several sources no session may claim more than its share up front,
-        // or the first one would take a small download whole.
-        let fair = (queue.len() / (2 * opened.len())).max(4);
-        let window_cap = if opened.len() > 1 { fair } else { usize::MAX };
-        let before = fetched;
-        let rounds = opened.into_iter().map(|(source, o)| {
-            let queue = queue.clone();
-            async move { (source, p.fetch(o.stream, queue, window_cap, progress).await) }
-        });
-        for (source, (got, err)) in futures::future::join_all(rounds).await {
-            fetched += got;
-            if got > 0 {
-                *sources.entry(source.to_string()).or_default() += got;
-            }
-            if let Some(e) = err {
-                if source == peer && matches!(e, NodeError::Session(SessionError::Refused(_))) {
-                    return Err(e);
-                }
-                tracing::info!(%source, "round {round}: {e}");
-                last_error = Some(e);
-            }
-        }
+        };
         if p.missing().is_empty() {
             break;
         }
-        if fetched == before {
+        if fetched == before && opened > 0 {
             break;
         }
     }
@@ -246,35 +261,6 @@ pub(crate) async fn get(
     })
 }
 
-/// Devices the DHT names as having this share, besides the sharer and us.
-async fn other_sources(net: &Network, link: &Link, sharer: PeerId) -> Vec<PeerId> {
-    let key = peerbox_proto::link::provide_key(&link.id);
-    let found = net.providers(key, PROVIDER_LOOKUP).await.unwrap_or_default();
-    let me = net.peer_id();
-    found.into_iter().filter(|p| *p != sharer && *p != me).take(MAX_EXTRA_SOURCES).collect()
-}
-
-/// Connects to every source at once and opens the share on each: all sessions
-/// start together, so the queue is shared from the first block.
-async fn open_sessions(
-    net: &Network,
-    link: &Link,
-    sharer: PeerId,
-    addrs: &[Multiaddr],
-    extra: &[PeerId],
-) -> Vec<(PeerId, Result<blocks::Opened<libp2p::Stream>, NodeError>)> {
-    let all = std::iter::once((sharer, addrs.to_vec())).chain(extra.iter().map(|p| (*p, Vec::new())));
-    let opens = all.map(|(source, addrs)| async move {
-        let r = async {
-            let stream = connect(net, source, &addrs).await?;
-            Ok::<_, NodeError>(blocks::open_share(stream, link.id, link.secret).await?)
-        }
-        .await;
-        (source, r)
-    });
-    futures::future::join_all(opens).await
-}
-
 /// Block requests still to ask for, shared by the sessions of a round: each takes
 /// the next one when its window has room.
 #[derive(Clone)]
@@ -300,6 +286,53 @@ impl Iterator for BlockQueue {
     fn next(&mut self) -> Option<BlockRequest> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
     }
+}
+
+/// What happens during a round, as the tasks of the round report it.
+enum Ev {
+    /// The DHT named another source (`None`: the search ended).
+    Found(Option<PeerId>, mpsc::Receiver<PeerId>),
+    /// A session was opened on a source (or not).
+    Open(PeerId, Result<blocks::Opened<libp2p::Stream>, NodeError>),
+    /// A source's session ended: bytes kept and the error that ended it early.
+    Done(PeerId, (u64, Option<NodeError>)),
+}
+
+async fn open_source(net: &Network, link: &Link, source: PeerId, addrs: Vec<Multiaddr>) -> Ev {
+    let r = async {
+        let stream = connect(net, source, &addrs).await?;
+        Ok::<_, NodeError>(blocks::open_share(stream, link.id, link.secret).await?)
+    }
+    .await;
+    Ev::Open(source, r)
+}
+
+/// Plans the download from the first manifest received and reports it.
+async fn start_plan(
+    opts: &GetOptions,
+    entries: Vec<(peerbox_proto::RelPath, peerbox_proto::Entry)>,
+    progress: &watch::Sender<GetProgress>,
+) -> Result<Plan, NodeError> {
+    let label = label_of(&entries);
+    let p = Plan::new(opts, entries).await?;
+    let temps =
+        p.dl.files
+            .iter()
+            .filter_map(|f| match &f.status {
+                FileStatus::Pending(t) => Some(opts.dest.join(t.rel_path())),
+                _ => None,
+            })
+            .collect();
+    progress.send_modify(|pr| {
+        pr.label = label;
+        pr.temps = temps;
+        pr.total_bytes = p.dl.total_bytes();
+        pr.resumed_bytes = p.dl.resumed_bytes;
+        pr.done_bytes = p.dl.resumed_bytes;
+        pr.files_total = p.dl.files.len();
+    });
+    p.finish_complete(progress).await?;
+    Ok(p)
 }
 
 async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<libp2p::Stream, NodeError> {
