@@ -1121,7 +1121,41 @@ function renderTrash(main) {
 let desktopSettings = null;
 
 function settingsRow(label, ...content) {
-  return el('div', { class: 'settings-row' }, el('div', { class: 'settings-label', text: label }), el('div', { class: 'settings-value' }, content));
+  return el('div', { class: 'settings-row' }, el('div', { class: 'settings-label', text: label }), el('div', { class: 'settings-value' }, content.flat()));
+}
+
+/**
+ * A one-field settings form: `change()` gives the settings_set change, `shown(st)`
+ * puts the saved value back. Errors show in `err`; success toasts.
+ */
+function settingsForm(cls, control, { primary = false, change, shown }) {
+  const err = errorLine();
+  const save = el('button', { class: primary ? 'btn primary' : 'btn', attrs: { type: 'submit' }, text: t('settings.save') });
+  const form = el(
+    'form',
+    {
+      class: cls,
+      on: {
+        submit: async (e) => {
+          e.preventDefault();
+          save.disabled = true;
+          showError(err, '');
+          try {
+            shown(await api.settingsSet(change()));
+            toast(t('settings.saved'));
+            refreshNow();
+          } catch (ex) {
+            showError(err, ex.message);
+          } finally {
+            save.disabled = false;
+          }
+        },
+      },
+    },
+    control,
+    save,
+  );
+  return { form, err };
 }
 
 function renderSettings(main) {
@@ -1141,34 +1175,13 @@ function renderSettings(main) {
 
   const name = el('input', { attrs: { id: 'settings-name', type: 'text', maxlength: '64', autocomplete: 'off', spellcheck: 'false' } });
   name.value = st.device_name || '';
-  const err = errorLine();
-  const save = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('settings.save') });
-  const nameForm = el(
-    'form',
-    {
-      class: 'settings-name',
-      on: {
-        submit: async (e) => {
-          e.preventDefault();
-          save.disabled = true;
-          showError(err, '');
-          try {
-            const r = await api.settingsSet({ device_name: name.value });
-            name.value = r.device_name;
-            toast(t('settings.saved'));
-            refreshNow();
-          } catch (ex) {
-            showError(err, ex.message);
-          } finally {
-            save.disabled = false;
-          }
-        },
-      },
+  const { form: nameForm, err } = settingsForm('settings-name', [el('label', { class: 'offscreen', attrs: { for: 'settings-name' }, text: t('settings.name') }), name], {
+    primary: true,
+    change: () => ({ device_name: name.value }),
+    shown: (r) => {
+      name.value = r.device_name;
     },
-    el('label', { class: 'offscreen', attrs: { for: 'settings-name' }, text: t('settings.name') }),
-    name,
-    save,
-  );
+  });
 
   const language = el(
     'select',
@@ -1203,11 +1216,26 @@ function renderSettings(main) {
       el('h2', { text: t('settings.network') }),
       settingsRow(t('settings.listen'), listenList),
       settingsRow(t('settings.serving'), serveToggle()),
+      settingsRow(t('settings.bootstrap'), bootstrapEditor()),
     ),
     el('section', { class: 'settings-section' }, el('h2', { text: t('settings.app') }), app),
   ];
   replace(main, viewTitle(t('settings.title')), ...sections);
   fillDesktopSettings(app);
+}
+
+/** DHT bootstrap peers, one per line; the node uses them from its next start. */
+function bootstrapEditor() {
+  const area = el('textarea', { attrs: { id: 'settings-bootstrap', rows: '3', spellcheck: 'false', 'aria-label': t('settings.bootstrap'), placeholder: '/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…' } });
+  const show = (st) => {
+    area.value = (st.bootstrap || []).join('\n');
+  };
+  api.settings().then(show).catch(() => {});
+  const { form, err } = settingsForm('settings-bootstrap', area, {
+    change: () => ({ bootstrap: area.value.split('\n').map((l) => l.trim()).filter(Boolean) }),
+    shown: show,
+  });
+  return [form, el('p', { class: 'hint', text: t('settings.bootstrapHint') }), err];
 }
 
 /** "Serve what I download": a switch kept in the node's settings. */

@@ -171,3 +171,34 @@ async fn recipients_serve_what_they_got_and_a_download_pulls_from_every_seeder()
     alice.stop().await;
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_peers_kept_in_settings_are_used_at_the_next_start() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (r, bootstrap) = relay(&tmp.path().join("relay")).await;
+    let home = tmp.path().join("alice");
+    let a = Daemon::start(&home).await;
+    for bad in ["/ip4/127.0.0.1/tcp/4001", "nonsense"] {
+        let run = a.cli(&["settings", "--bootstrap", bad]).await;
+        assert_eq!(run.code, 2, "{bad} refused: {}", run.stderr);
+        assert!(run.stderr.contains("bootstrap address"), "{}", run.stderr);
+    }
+    a.ok(&["settings", "--bootstrap", &bootstrap]).await;
+    let kept: serde_json::Value = serde_json::from_str(&a.ok(&["settings", "--json"]).await).expect("json");
+    assert_eq!(kept["bootstrap"], serde_json::json!([bootstrap]), "only the good address was kept");
+    a.stop().await;
+
+    // No --bootstrap this time: the kept peer is joined, and its relay holds a slot.
+    let a = Daemon::start(&home).await;
+    let st = wait_status(&a, |st| st["network"]["relays"].as_array().is_some_and(|r| !r.is_empty())).await;
+    assert!(
+        !st["network"]["relays"].as_array().expect("relays").is_empty(),
+        "joined through the kept peer: {}",
+        st["network"]
+    );
+    a.ok(&["settings", "--no-bootstrap"]).await;
+    let kept: serde_json::Value = serde_json::from_str(&a.ok(&["settings", "--json"]).await).expect("json");
+    assert_eq!(kept["bootstrap"], serde_json::json!([]));
+    a.stop().await;
+    r.stop().await;
+}

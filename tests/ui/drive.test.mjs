@@ -263,17 +263,24 @@ describe('drive UI against a real daemon', () => {
     await page.locator('#content h1', { hasText: 'Settings' }).waitFor();
     const name = page.locator('#settings-name');
     await name.fill('사무실 NAS');
-    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.settings-name').getByRole('button', { name: 'Save' }).click();
     await page.locator('.toast', { hasText: 'Settings saved' }).waitFor();
     const errorsBefore = pageErrors.length;
     await name.fill('a/b');
-    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.settings-name').getByRole('button', { name: 'Save' }).click();
     await page.locator('#content .form-error', { hasText: 'device name' }).waitFor();
     // The refusal is an HTTP 400 the browser logs; it is the one expected error.
+    // A bootstrap address without its /p2p/<id> is refused the same way.
+    await page.fill('#settings-bootstrap', '/ip4/203.0.113.7/tcp/4001');
+    await page.locator('.settings-bootstrap').getByRole('button', { name: 'Save' }).click();
+    await page.locator('#content .form-error', { hasText: 'bootstrap address' }).waitFor();
+    // Each refusal is an HTTP 400 the browser logs; they are the only errors expected.
     const logged = pageErrors.splice(errorsBefore);
-    assert.ok(logged.every((e) => e.includes('status of 400')), `only the refusal was logged: ${logged}`);
+    assert.ok(logged.length && logged.every((e) => e.includes('status of 400')), `only the refusals were logged: ${logged}`);
     const status = JSON.parse(cli(path.join(tmp, 'home'), 'status', '--json'));
     assert.equal(status.device_name, '사무실 NAS');
+    const kept = JSON.parse(cli(path.join(tmp, 'home'), 'settings', '--json'));
+    assert.deepEqual(kept.bootstrap, [], 'the bad bootstrap address was not kept');
     // What the node listens on is listed, and the storage bar says what the disk has free.
     assert.ok((await page.locator('#settings-listen code').count()) > 0, 'listen addresses shown');
     await page.locator('#storage .storage-free').waitFor();

@@ -88,6 +88,13 @@ enum Command {
         /// Serve files downloaded from links to others holding the same link.
         #[arg(long, value_name = "true|false")]
         serve_downloads: Option<bool>,
+        /// Keep these DHT bootstrap peers (repeatable; replaces the list; used from
+        /// the next start when none are given with --bootstrap).
+        #[arg(long, value_name = "MULTIADDR", conflicts_with = "no_bootstrap")]
+        bootstrap: Vec<String>,
+        /// Forget the kept bootstrap peers.
+        #[arg(long)]
+        no_bootstrap: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -415,10 +422,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Settings { device_name, serve_downloads, json } => {
-            let v = if device_name.is_some() || serve_downloads.is_some() {
+        Command::Settings { device_name, serve_downloads, bootstrap, no_bootstrap, json } => {
+            let bootstrap = if no_bootstrap { Some(Vec::new()) } else { (!bootstrap.is_empty()).then_some(bootstrap) };
+            let v = if device_name.is_some() || serve_downloads.is_some() || bootstrap.is_some() {
                 let change = serde_json::json!({
                     "op": "settings_set", "device_name": device_name, "serve_downloads": serve_downloads,
+                    "bootstrap": bootstrap,
                 });
                 client::call(&home, change).await?
             } else {
@@ -429,6 +438,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("device name: {}", text(&v["device_name"]));
                 println!("serve downloads: {}", if v["serve_downloads"] == true { "yes" } else { "no" });
+                for b in v["bootstrap"].as_array().into_iter().flatten() {
+                    println!("bootstrap: {}", text(b));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

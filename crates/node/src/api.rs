@@ -200,6 +200,9 @@ pub enum Request {
         /// Serve downloads to others holding the same link.
         #[serde(default)]
         serve_downloads: Option<bool>,
+        /// Replace the DHT bootstrap peers (used from the next start).
+        #[serde(default)]
+        bootstrap: Option<Vec<String>>,
     },
     /// Revoke a link, or remove a peer from every folder.
     Revoke {

@@ -117,11 +117,19 @@ impl Node {
         } else {
             None
         };
+        // Bootstrap peers from the command line win; else those kept in Settings.
+        let mut bootstrap = config.bootstrap;
+        if bootstrap.is_empty()
+            && let Some(store) = &store
+        {
+            let saved = settings::load(store)?.bootstrap;
+            bootstrap = settings::valid_bootstrap(&saved).unwrap_or_default();
+        }
         let (net, mut events) = Network::start(NetConfig {
             keypair,
             listen: config.listen,
             mdns: config.mdns,
-            bootstrap: config.bootstrap,
+            bootstrap,
             relay_server: config.relay,
             reachable: false,
             dht: config.dht,
@@ -203,7 +211,11 @@ impl Node {
     pub fn settings(&self) -> Result<settings::Settings, NodeError> {
         match &self.store {
             Some(store) => settings::load(store),
-            None => Ok(settings::Settings { device_name: settings::default_device_name(), serve_downloads: false }),
+            None => Ok(settings::Settings {
+                device_name: settings::default_device_name(),
+                serve_downloads: false,
+                bootstrap: Vec::new(),
+            }),
         }
     }
 
@@ -442,9 +454,9 @@ impl Node {
             }
             Request::Peers => json!(self.peers()),
             Request::Settings => json!(self.settings()?),
-            Request::SettingsSet { device_name, serve_downloads } => {
+            Request::SettingsSet { device_name, serve_downloads, bootstrap } => {
                 let store = self.store.clone().ok_or_else(|| NodeError::Internal("this node does not serve".into()))?;
-                let change = settings::SettingsChange { device_name, serve_downloads };
+                let change = settings::SettingsChange { device_name, serve_downloads, bootstrap };
                 let s = tokio::task::spawn_blocking(move || settings::change(&store, change))
                     .await
                     .map_err(|e| NodeError::Internal(e.to_string()))??;

@@ -11,6 +11,9 @@ use crate::share::SharedStore;
 
 const DEVICE_NAME: &str = "device_name";
 const SERVE_DOWNLOADS: &str = "serve_downloads";
+const BOOTSTRAP: &str = "bootstrap";
+/// More bootstrap peers than anyone needs; bounds what a start dials.
+const MAX_BOOTSTRAP: usize = 32;
 /// Long enough for "Alice's MacBook Pro (office)", short enough for a sidebar.
 const MAX_NAME_CHARS: usize = 64;
 
@@ -22,6 +25,9 @@ pub struct Settings {
     /// Whether files downloaded from links are served to others holding the same
     /// link (so a popular share does not rest on the sharer alone).
     pub serve_downloads: bool,
+    /// DHT bootstrap peers used when none are given on the command line (taken at
+    /// the next start).
+    pub bootstrap: Vec<String>,
 }
 
 /// Changes to [`Settings`]; `None` leaves a value alone.
@@ -34,13 +40,17 @@ pub struct SettingsChange {
     /// Serve downloads to others holding the same link.
     #[serde(default)]
     pub serve_downloads: Option<bool>,
+    /// Replace the bootstrap peers (each `…/p2p/<PeerId>`; empty clears them).
+    #[serde(default)]
+    pub bootstrap: Option<Vec<String>>,
 }
 
 pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
     let s = crate::share::lock(store);
     let device_name = s.setting(DEVICE_NAME)?.unwrap_or_else(default_device_name);
     let serve_downloads = s.setting(SERVE_DOWNLOADS)?.as_deref() != Some("0");
-    Ok(Settings { device_name, serve_downloads })
+    let bootstrap = s.setting(BOOTSTRAP)?.map(|v| v.lines().map(str::to_owned).collect()).unwrap_or_default();
+    Ok(Settings { device_name, serve_downloads, bootstrap })
 }
 
 pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Settings, NodeError> {
@@ -48,6 +58,11 @@ pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Sett
         let name = name.trim();
         let value = if name.is_empty() { None } else { Some(valid_device_name(name)?) };
         crate::share::lock(store).set_setting(DEVICE_NAME, value)?;
+    }
+    if let Some(list) = change.bootstrap {
+        let addrs = valid_bootstrap(&list)?;
+        let value = (!addrs.is_empty()).then(|| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("\n"));
+        crate::share::lock(store).set_setting(BOOTSTRAP, value.as_deref())?;
     }
     if let Some(serve) = change.serve_downloads {
         crate::share::lock(store).set_setting(SERVE_DOWNLOADS, Some(if serve { "1" } else { "0" }))?;
@@ -69,6 +84,25 @@ fn valid_device_name(name: &str) -> Result<&str, NodeError> {
         return Err(NodeError::BadSetting("a device name cannot hold / or \\".into()));
     }
     Ok(name)
+}
+
+/// Parses bootstrap addresses; each must end in `/p2p/<PeerId>`.
+pub(crate) fn valid_bootstrap(list: &[String]) -> Result<Vec<libp2p::Multiaddr>, NodeError> {
+    if list.len() > MAX_BOOTSTRAP {
+        return Err(NodeError::BadSetting(format!("at most {MAX_BOOTSTRAP} bootstrap peers")));
+    }
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let addr: libp2p::Multiaddr =
+                s.parse().map_err(|e| NodeError::BadSetting(format!("bootstrap address {s:?}: {e}")))?;
+            match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
+                _ => Err(NodeError::BadSetting(format!("bootstrap address {s:?} must end in /p2p/<PeerId>"))),
+            }
+        })
+        .collect()
 }
 
 /// The machine's host name, or "Peerbox device" when it has none worth showing.
