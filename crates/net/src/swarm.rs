@@ -383,18 +383,32 @@ impl Network {
         let network = Self { commands, control, peer_id };
         // Join the DHT before callers use it: a getter whose link is stale looks
         // the sharer up right away.
-        let joins = bootstrap_peers
+        // One bootstrap peer is enough to start; the others keep dialling in the
+        // background (an offline one must not hold up every `get`).
+        let mut joins: futures::stream::FuturesUnordered<_> = bootstrap_peers
             .into_iter()
             .map(|(peer, addr)| {
                 let n = network.clone();
                 async move {
-                    if let Err(e) = n.dial(peer, vec![addr]).await {
+                    let r = n.dial(peer, vec![addr]).await;
+                    if let Err(e) = &r {
                         tracing::warn!(%peer, "bootstrap peer unreachable: {e}");
                     }
+                    r.is_ok()
                 }
             })
-            .collect::<Vec<_>>();
-        let _ = tokio::time::timeout(BOOTSTRAP_TIMEOUT, futures::future::join_all(joins)).await;
+            .collect();
+        let _ = tokio::time::timeout(BOOTSTRAP_TIMEOUT, async {
+            while let Some(ok) = joins.next().await {
+                if ok {
+                    break;
+                }
+            }
+        })
+        .await;
+        if !joins.is_empty() {
+            tokio::spawn(async move { while joins.next().await.is_some() {} });
+        }
         Ok((network, events))
     }
 
