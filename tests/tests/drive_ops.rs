@@ -312,3 +312,74 @@ async fn device_name_is_kept_across_restarts_and_bad_names_change_nothing() {
     assert_eq!(v["device_name"], default.as_str(), "an empty name returns to the default");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_are_listed_with_uses_and_state_and_revoked_by_number() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = Daemon::start(&tmp.path().join("home")).await;
+    let (one, two, team) = (tmp.path().join("하나.txt"), tmp.path().join("two.txt"), tmp.path().join("Team"));
+    write(&one, b"first");
+    write(&two, b"second");
+    write(&team.join("a.txt"), b"team");
+    let link_one = d.ok(&["share", s(&one)]).await;
+    d.ok(&["share", "--expires", "1s", s(&two)]).await;
+    d.ok(&["folder", "add", s(&team), "--name", "Team"]).await;
+    d.ok(&["folder", "link", "Team"]).await;
+
+    let links = |d: &Daemon| {
+        let d = d.home.clone();
+        async move {
+            let out = peerbox(&d).args(["links", "--json"]).output().await.expect("links");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+        }
+    };
+    let got = get(&link_one, &tmp.path().join("got"), &[]).await;
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    let v = links(&d).await;
+    let all = v.as_array().expect("a list");
+    assert_eq!(all.len(), 3, "{v}");
+    let by_label = |label: &str| all.iter().find(|l| l["label"] == label).cloned().expect(label);
+    assert_eq!(by_label("하나.txt")["uses"], 1, "the download counted");
+    assert_eq!(by_label("Team")["kind"], "folder");
+    assert!(
+        wait_until_async(|| async {
+            links(&d)
+                .await
+                .as_array()
+                .is_some_and(|a| a.iter().any(|l| l["label"] == "two.txt" && l["state"] == "expired"))
+        })
+        .await,
+        "the 1 s link expired"
+    );
+
+    let id = by_label("하나.txt")["id"].as_i64().expect("id").to_string();
+    d.ok(&["revoke", &id]).await;
+    assert_eq!(
+        links(&d).await.as_array().expect("list").iter().find(|l| l["label"] == "하나.txt").expect("listed")["state"],
+        "revoked"
+    );
+    let refused = get(&link_one, &tmp.path().join("again"), &[]).await;
+    assert_eq!(refused.code, 2, "a revoked link is refused: {}", refused.stderr);
+    assert!(!tmp.path().join("again/하나.txt").exists());
+    let bad = d.cli(&["revoke", "999"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("no link 999"), "{}", bad.stderr);
+    d.stop().await;
+}
+
+/// Waits until the async `cond` holds (polling), for at most a minute.
+async fn wait_until_async<F, Fut>(mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -145,6 +145,9 @@ async fn recipients_serve_what_they_got_and_a_download_pulls_from_every_seeder()
         assert_eq!(st["transfers"][0]["state"], "done", "{name}'s download finished");
         friends.push(d);
     }
+    let served: serde_json::Value =
+        serde_json::from_str(&friends[0].ok(&["links", "--json"]).await).expect("links json");
+    assert_eq!(served[0]["received"], true, "a friend lists the link it serves as received: {served}");
     let off: serde_json::Value =
         serde_json::from_str(&friends[1].ok(&["settings", "--json"]).await).expect("settings json");
     assert_eq!(off["serve_downloads"], true, "serving downloads is on unless turned off");

@@ -118,9 +118,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The links this device made, with uses and state (and those it serves for
+    /// downloads it received).
+    Links {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a link you made (also ends open sessions), or remove a peer from every folder.
     Revoke {
-        /// A peerbox:// link or a PeerId.
+        /// A peerbox:// link, a link's number from `peerbox links`, or a PeerId.
         target: String,
     },
     /// List what is inside a shared folder (or a directory in it), as the drive shows it.
@@ -382,9 +389,11 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    // Kademlia warns that it cannot refresh when this device joined no DHT (a
+    // LAN-only setup, the normal case): not something a user can act on.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,libp2p_kad=error",
+        1 => "info,libp2p_kad=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -502,6 +511,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         if r["read_write"].as_bool() == Some(true) { "read-write" } else { "read-only" },
                         text(&r["folder"]),
                         text(&r["peer"])
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Links { json } => {
+            let v = client::call(&home, serde_json::json!({ "op": "links" })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for l in v.as_array().into_iter().flatten() {
+                    let expires =
+                        l["expires"].as_u64().map(|e| format!("until {e}")).unwrap_or_else(|| "no expiry".into());
+                    println!(
+                        "{:>4}  {:<7}  {:<6}  {:>4} uses  {:<10}  {}{}",
+                        l["id"].as_i64().unwrap_or(0),
+                        text(&l["state"]),
+                        text(&l["kind"]),
+                        l["uses"].as_u64().unwrap_or(0),
+                        expires,
+                        if l["label"].is_string() { text(&l["label"]) } else { "(gone)".into() },
+                        if l["received"] == true { "  [received: serving a download]" } else { "" },
                     );
                 }
             }

@@ -239,6 +239,9 @@ impl Network {
         let relay_server = config.relay_server;
         let reachable = config.reachable || relay_server;
         let private_is_public = config.private_is_public;
+        // Without anyone to join through, the DHT has nobody to refresh with: no
+        // periodic bootstrap (it would only warn every few minutes).
+        let joins_dht = !config.bootstrap.is_empty() || config.dht == Dht::Amino || relay_server;
         let kad_protocol = match config.dht {
             Dht::Peerbox => PEERBOX_KAD,
             Dht::Amino => AMINO_KAD,
@@ -277,6 +280,9 @@ impl Network {
                 });
                 let mut kad_config = kad::Config::new(kad_protocol);
                 kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+                if !joins_dht {
+                    kad_config.set_periodic_bootstrap_interval(None);
+                }
                 let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
                 if reachable {
                     kad.set_mode(Some(kad::Mode::Server));

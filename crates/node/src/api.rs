@@ -204,9 +204,11 @@ pub enum Request {
         #[serde(default)]
         bootstrap: Option<Vec<String>>,
     },
+    /// The links this device made (and those it serves for downloads it received).
+    Links,
     /// Revoke a link, or remove a peer from every folder.
     Revoke {
-        /// A peerbox:// link or a PeerId.
+        /// A peerbox:// link, a link's number from `links`, or a PeerId.
         target: String,
     },
 }

@@ -284,6 +284,7 @@ impl Folders {
             expires,
             revoked: false,
             uses: 0,
+            received: false,
         })?;
         let mut id = [0u8; 32];
         id[..16].copy_from_slice(&f.id);

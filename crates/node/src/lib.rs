@@ -463,6 +463,7 @@ impl Node {
                 self.live.bump();
                 json!(s)
             }
+            Request::Links => self.links()?,
             Request::Revoke { target } => self.revoke(&target)?,
         })
     }
@@ -484,8 +485,47 @@ impl Node {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
+    fn links(&self) -> Result<serde_json::Value, NodeError> {
+        let store = self.store.as_ref().ok_or_else(|| NodeError::Internal("no index".into()))?;
+        let now = peerbox_store::now();
+        let rows = share::lock(store).links()?;
+        Ok(serde_json::Value::Array(
+            rows.into_iter()
+                .map(|l| {
+                    let r = l.link;
+                    let state = if r.revoked {
+                        "revoked"
+                    } else if r.expires.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    let (kind, target) = match r.target {
+                        peerbox_store::LinkTarget::Files(id) => ("files", hex::encode(id)),
+                        peerbox_store::LinkTarget::Folder(id) => ("folder", hex::encode(id)),
+                    };
+                    serde_json::json!({
+                        "id": r.id, "kind": kind, "target": target, "label": l.label,
+                        "read_only": r.read_only, "approve": r.approve, "created": r.created,
+                        "expires": r.expires, "uses": r.uses, "state": state, "received": r.received,
+                    })
+                })
+                .collect(),
+        ))
+    }
+
     fn revoke(&self, target: &str) -> Result<serde_json::Value, NodeError> {
         let store = self.store.as_ref().ok_or_else(|| NodeError::Internal("no index".into()))?;
+        let t = target.trim();
+        if !t.is_empty() && t.len() <= 18 && t.bytes().all(|b| b.is_ascii_digit()) {
+            let id: i64 = t.parse().map_err(|_| NodeError::LinkUnusable(format!("no link {t}")))?;
+            if share::lock(store).link(id)?.is_none() {
+                return Err(NodeError::LinkUnusable(format!("no link {t} (see `peerbox links`)")));
+            }
+            share::lock(store).revoke_link(id)?;
+            self.live.bump();
+            return Ok(serde_json::json!({ "revoked": "link" }));
+        }
         if target.trim().to_lowercase().starts_with("peerbox://") {
             let link = Link::decode(target)?;
             let hash = peerbox_proto::link::secret_hash(&link.secret);

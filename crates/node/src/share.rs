@@ -93,6 +93,7 @@ pub(crate) fn serve_received(
             expires: link.expires,
             revoked: false,
             uses: 0,
+            received: true,
         })?;
     }
     Ok(true)
@@ -111,6 +112,7 @@ pub(crate) fn add_link(store: &SharedStore, id: [u8; 32], expires: Option<u64>) 
         expires,
         revoked: false,
         uses: 0,
+        received: false,
     })?;
     Ok(secret)
 }

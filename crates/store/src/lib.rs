@@ -82,6 +82,17 @@ pub struct LinkRecord {
     pub revoked: bool,
     /// How many sessions opened it.
     pub uses: u64,
+    /// Someone else made it; this device serves what it downloaded through it.
+    pub received: bool,
+}
+
+/// A link with what it opens as people name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkListing {
+    /// The link.
+    pub link: LinkRecord,
+    /// The share's label or the folder's name (gone: `None`).
+    pub label: Option<String>,
 }
 
 /// Identity of a local file's contents as far as `stat` can tell.
@@ -199,8 +210,8 @@ impl Store {
             LinkTarget::Folder(t) => ("folder", t),
         };
         self.conn.execute(
-            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses, approve)
-             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9)",
+            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses, approve, received)
+             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10)",
             params![
                 target,
                 &link.secret_hash[..],
@@ -210,7 +221,8 @@ impl Store {
                 link.revoked,
                 link.uses as i64,
                 kind,
-                link.approve
+                link.approve,
+                link.received
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -220,35 +232,27 @@ impl Store {
     pub fn link_by_secret_hash(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT id, target, secret_hash, read_only, created, expires, revoked, uses, kind, approve
-                 FROM links WHERE secret_hash = ?1",
-                [&hash[..]],
-                |r| {
-                    let kind: String = r.get(8)?;
-                    let target = if kind == "folder" {
-                        let v: Vec<u8> = r.get(1)?;
-                        let mut id = [0u8; 16];
-                        if v.len() == 16 {
-                            id.copy_from_slice(&v);
-                        }
-                        LinkTarget::Folder(id)
-                    } else {
-                        LinkTarget::Files(blob32(r, 1)?)
-                    };
-                    Ok(LinkRecord {
-                        id: r.get(0)?,
-                        target,
-                        secret_hash: blob32(r, 2)?,
-                        read_only: r.get(3)?,
-                        approve: r.get(9)?,
-                        created: r.get::<_, i64>(4)? as u64,
-                        expires: r.get::<_, Option<i64>>(5)?.map(|e| e as u64),
-                        revoked: r.get(6)?,
-                        uses: r.get::<_, i64>(7)? as u64,
-                    })
-                },
-            )
+            .query_row(&format!("SELECT {LINK_COLUMNS} FROM links WHERE secret_hash = ?1"), [&hash[..]], link_row)
+            .optional()?)
+    }
+
+    /// Every link, newest first, with the label of what it opens.
+    pub fn links(&self) -> Result<Vec<LinkListing>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {LINK_COLUMNS},
+                    CASE kind WHEN 'folder' THEN (SELECT name FROM folders WHERE folders.id = links.target)
+                              ELSE (SELECT label FROM shares WHERE shares.content_id = links.target) END
+             FROM links ORDER BY id DESC"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok(LinkListing { link: link_row(r)?, label: r.get(11)? }))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The link with row id `id`.
+    pub fn link(&self, id: i64) -> Result<Option<LinkRecord>> {
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT {LINK_COLUMNS} FROM links WHERE id = ?1"), [id], link_row)
             .optional()?)
     }
 
@@ -325,6 +329,35 @@ fn insert_entries(tx: &rusqlite::Transaction<'_>, share_id: i64, entries: &[Shar
         }
     }
     Ok(())
+}
+
+const LINK_COLUMNS: &str =
+    "id, target, secret_hash, read_only, created, expires, revoked, uses, kind, approve, received";
+
+fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRecord> {
+    let kind: String = r.get(8)?;
+    let target = if kind == "folder" {
+        let v: Vec<u8> = r.get(1)?;
+        let mut id = [0u8; 16];
+        if v.len() == 16 {
+            id.copy_from_slice(&v);
+        }
+        LinkTarget::Folder(id)
+    } else {
+        LinkTarget::Files(blob32(r, 1)?)
+    };
+    Ok(LinkRecord {
+        id: r.get(0)?,
+        target,
+        secret_hash: blob32(r, 2)?,
+        read_only: r.get(3)?,
+        approve: r.get(9)?,
+        created: r.get::<_, i64>(4)? as u64,
+        expires: r.get::<_, Option<i64>>(5)?.map(|e| e as u64),
+        revoked: r.get(6)?,
+        uses: r.get::<_, i64>(7)? as u64,
+        received: r.get(10)?,
+    })
 }
 
 fn blob32(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
@@ -413,6 +446,7 @@ mod tests {
             expires: Some(20),
             revoked: false,
             uses: 0,
+            received: false,
         };
         let id = {
             let mut s = Store::open(&db).unwrap();
@@ -430,6 +464,10 @@ mod tests {
         s.revoke_link(id).unwrap();
         assert!(s.link_by_secret_hash(&[8; 32]).unwrap().unwrap().revoked);
         assert_eq!(s.link_by_secret_hash(&[9; 32]).unwrap(), None);
+        let listed = s.links().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].label.as_deref(), Some("a and 1 more"));
+        assert_eq!(s.link(id).unwrap().map(|l| l.revoked), Some(true));
     }
 
     #[test]

@@ -137,6 +137,8 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 6: links this device serves for a download it received, apart from its own.
+    "ALTER TABLE links ADD COLUMN received INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
