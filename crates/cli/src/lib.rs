@@ -342,11 +342,7 @@ impl NetArgs {
 }
 
 fn parse_bootstrap(s: &str) -> Result<peerbox_node::Multiaddr, String> {
-    let addr: peerbox_node::Multiaddr = s.trim().parse().map_err(|e| format!("not a multiaddr: {e}"))?;
-    match addr.iter().last() {
-        Some(peerbox_node::Protocol::P2p(_)) => Ok(addr),
-        _ => Err("a bootstrap address must end in /p2p/<PeerId>".into()),
-    }
+    peerbox_node::settings::parse_bootstrap(s).map_err(|e| e.to_string())
 }
 
 fn parse_dht(s: &str) -> Result<peerbox_node::Dht, String> {

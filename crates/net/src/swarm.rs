@@ -101,8 +101,7 @@ pub enum Dht {
 }
 
 /// How a peer is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnKind {
     /// A direct connection we or they dialed.
     Direct,
@@ -990,7 +989,6 @@ impl EventLoop {
                     // The direct connection closed the relayed ones as it came up.
                     tracing::info!(peer = %remote_peer_id, "hole punched");
                     self.punched.insert(remote_peer_id);
-                    self.shown.remove(&remote_peer_id);
                     self.report_kind(remote_peer_id);
                 }
                 Err(e) => {

@@ -148,11 +148,8 @@ pub(crate) async fn get(
         let mut tasks: FuturesUnordered<futures::future::BoxFuture<'_, Ev>> = FuturesUnordered::new();
         if round == 1 && may_find_more {
             let key = peerbox_proto::link::provide_key(&link.id);
-            if let Ok(mut rx) = net.find_providers(key, PROVIDER_LOOKUP).await {
-                tasks.push(Box::pin(async move {
-                    let next = rx.recv().await;
-                    Ev::Found(next, rx)
-                }));
+            if let Ok(rx) = net.find_providers(key, PROVIDER_LOOKUP).await {
+                tasks.push(next_provider(rx));
             }
         }
         let first: Vec<(PeerId, Vec<Multiaddr>)> =
@@ -166,16 +163,13 @@ pub(crate) async fn get(
         while let Some(ev) = tasks.next().await {
             match ev {
                 Ev::Found(None, _) => {}
-                Ev::Found(Some(source), mut rx) => {
-                    let me = net.peer_id();
-                    if source != peer && source != me && !extra.contains(&source) && extra.len() < MAX_EXTRA_SOURCES {
+                Ev::Found(Some(source), rx) => {
+                    // The network never names this device; the sharer is open already.
+                    if source != peer && !extra.contains(&source) && extra.len() < MAX_EXTRA_SOURCES {
                         extra.push(source);
                         tasks.push(Box::pin(open_source(net, link, source, Vec::new())));
                     }
-                    tasks.push(Box::pin(async move {
-                        let next = rx.recv().await;
-                        Ev::Found(next, rx)
-                    }));
+                    tasks.push(next_provider(rx));
                 }
                 // The sharer refusing (revoked, expired, wrong secret) ends it; a
                 // recipient refusing only loses one source.
@@ -296,6 +290,14 @@ enum Ev {
     Open(PeerId, Result<blocks::Opened<libp2p::Stream>, NodeError>),
     /// A source's session ended: bytes kept and the error that ended it early.
     Done(PeerId, (u64, Option<NodeError>)),
+}
+
+/// Waits for the provider search's next find (`None`: it ended).
+fn next_provider(mut rx: mpsc::Receiver<PeerId>) -> futures::future::BoxFuture<'static, Ev> {
+    Box::pin(async move {
+        let next = rx.recv().await;
+        Ev::Found(next, rx)
+    })
 }
 
 async fn open_source(net: &Network, link: &Link, source: PeerId, addrs: Vec<Multiaddr>) -> Ev {

@@ -1,6 +1,7 @@
-//! The device's own settings as users change them: its name for now. Values are
-//! validated here, before they reach the index, so the store never holds one the
-//! UI could not show.
+//! The device's own settings as users change them (name, serving downloads,
+//! bootstrap peers), and the device facts shown beside them (host name, free
+//! space). Values are validated here, before they reach the index, so the store
+//! never holds one the UI could not show.
 
 use std::path::Path;
 
@@ -86,23 +87,23 @@ fn valid_device_name(name: &str) -> Result<&str, NodeError> {
     Ok(name)
 }
 
-/// Parses bootstrap addresses; each must end in `/p2p/<PeerId>`.
+/// Parses bootstrap addresses (blank lines skipped); at most [`MAX_BOOTSTRAP`].
 pub(crate) fn valid_bootstrap(list: &[String]) -> Result<Vec<libp2p::Multiaddr>, NodeError> {
     if list.len() > MAX_BOOTSTRAP {
         return Err(NodeError::BadSetting(format!("at most {MAX_BOOTSTRAP} bootstrap peers")));
     }
-    list.iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let addr: libp2p::Multiaddr =
-                s.parse().map_err(|e| NodeError::BadSetting(format!("bootstrap address {s:?}: {e}")))?;
-            match addr.iter().last() {
-                Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
-                _ => Err(NodeError::BadSetting(format!("bootstrap address {s:?} must end in /p2p/<PeerId>"))),
-            }
-        })
-        .collect()
+    list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(parse_bootstrap).collect()
+}
+
+/// One bootstrap address; it must end in `/p2p/<PeerId>`.
+pub fn parse_bootstrap(s: &str) -> Result<libp2p::Multiaddr, NodeError> {
+    let s = s.trim();
+    let addr: libp2p::Multiaddr =
+        s.parse().map_err(|e| NodeError::BadSetting(format!("bootstrap address {s:?}: {e}")))?;
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
+        _ => Err(NodeError::BadSetting(format!("bootstrap address {s:?} must end in /p2p/<PeerId>"))),
+    }
 }
 
 /// The machine's host name, or "Peerbox device" when it has none worth showing.

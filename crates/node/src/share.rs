@@ -83,18 +83,7 @@ pub(crate) fn serve_received(
     let hash = secret_hash(&link.secret);
     let mut st = lock(store);
     if st.link_by_secret_hash(&hash)?.is_none() {
-        st.add_link(&LinkRecord {
-            id: 0,
-            target: LinkTarget::Files(link.id),
-            secret_hash: hash,
-            read_only: true,
-            approve: false,
-            created: peerbox_store::now(),
-            expires: link.expires,
-            revoked: false,
-            uses: 0,
-            received: true,
-        })?;
+        st.add_link(&files_link(link.id, hash, link.expires, true))?;
     }
     Ok(true)
 }
@@ -102,19 +91,24 @@ pub(crate) fn serve_received(
 /// Records a new link to content `id`; returns its secret.
 pub(crate) fn add_link(store: &SharedStore, id: [u8; 32], expires: Option<u64>) -> Result<[u8; 32], NodeError> {
     let secret: [u8; 32] = rand::random();
-    lock(store).add_link(&LinkRecord {
+    lock(store).add_link(&files_link(id, secret_hash(&secret), expires, false))?;
+    Ok(secret)
+}
+
+/// A new read-only link to file set `id`, made here or `received` with a download.
+fn files_link(id: [u8; 32], secret_hash: [u8; 32], expires: Option<u64>, received: bool) -> LinkRecord {
+    LinkRecord {
         id: 0,
         target: LinkTarget::Files(id),
-        secret_hash: secret_hash(&secret),
+        secret_hash,
         read_only: true,
         approve: false,
         created: peerbox_store::now(),
         expires,
         revoked: false,
         uses: 0,
-        received: false,
-    })?;
-    Ok(secret)
+        received,
+    }
 }
 
 /// Serves shares recorded in the index.
