@@ -12,7 +12,8 @@
 #      which happened is reported and asserted per scenario;
 #   3. a link whose addresses are all gone is resolved through the DHT;
 #   4. (cone) after two friends' daemons downloaded the link (a2 next to Alice, b1
-#      behind the other NAT), a getter pulls blocks from all three seeders;
+#      behind the other NAT), a getter pulls blocks from all three seeders, whose
+#      uploads are then capped at 40 Mbit/s like home uplinks (tc tbf);
 #   5. with 50 ms delay and 2 % loss on the public links the transfer still completes
 #      and verifies.
 # Binary: $PEERBOX_BIN (default: target/debug/peerbox of this clone).
@@ -153,6 +154,13 @@ scenario() { # NAME NAT_A NAT_B EXPECTED_KIND
         { bad "4. $2's download finishes"; ok4=0; }
     done
     set -- cone
+    # Home uplinks: capped, every seeder is still busy when the last one is found.
+    # Uncapped, the lab's links can finish 8 MiB before the DHT names the third.
+    local n
+    for n in a1 a2 b1; do
+      lab_exec "$n" tc qdisc replace dev eth0 root tbf rate 40mbit burst 64kb latency 100ms ||
+        { bad "4. cap $n's upload with tc tbf (kernel sch_tbf)"; ok4=0; }
+    done
     if ((ok4)) && out=$(get b1 swarm "$LINK" --no-mdns --bootstrap "$BOOT"); then
       local served
       served=$(json_field "$out" 'len([b for b in v["sources"].values() if b > 0])')
@@ -161,6 +169,7 @@ scenario() { # NAME NAT_A NAT_B EXPECTED_KIND
     elif ((ok4)); then
       bad "4. a download from three seeders" "$out"
     fi
+    for n in a1 a2 b1; do lab_exec "$n" tc qdisc del dev eth0 root 2>/dev/null || true; done
   fi
 
   # 5. Delay and loss on the public segment.
