@@ -209,7 +209,13 @@ struct FakeReader {
 }
 
 impl BlockSource for FakeSource {
-    fn open(&self, _: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal> {
+    fn open(
+        &self,
+        _: PeerId,
+        id: [u8; 32],
+        secret: [u8; 32],
+        _: Option<[u8; 32]>,
+    ) -> Result<Arc<dyn ShareReader>, Refusal> {
         if secret != self.secret || id != content_id(&self.entries) {
             return Err(Refusal::Unknown);
         }
@@ -227,7 +233,7 @@ impl ShareReader for FakeReader {
 }
 
 /// A network of a fresh identity on loopback, as every fake peer uses.
-async fn fake_network() -> Network {
+pub async fn fake_network() -> Network {
     let (net, mut events) = Network::start(Config {
         keypair: Keypair::generate_ed25519(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
@@ -261,6 +267,8 @@ impl FakeSharer {
             secret,
             read_only: true,
             expires: None,
+            password: false,
+            sole_source: false,
         };
         Self { link: link.encode(), peer: net.peer_id(), _net: net }
     }
@@ -393,6 +401,22 @@ pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Waits until the async `cond` holds, polling every 100 ms, for at most `STEP`.
+pub async fn wait_until_async<F, Fut>(mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Like [`tree`], without Peerbox's marker folder.
 pub fn content(root: &Path) -> BTreeMap<String, String> {
     tree(root).into_iter().filter(|(k, _)| !k.starts_with(".peerbox")).collect()
@@ -417,6 +441,7 @@ impl peerbox_net::sync::SyncSource for FakeIndex {
         _: PeerId,
         _: peerbox_proto::index::FolderId,
         _: [u8; 32],
+        _: Option<[u8; 32]>,
     ) -> Result<peerbox_proto::index::SyncResponse, peerbox_proto::index::SyncRefusal> {
         Err(peerbox_proto::index::SyncRefusal::NotAllowed)
     }
@@ -456,7 +481,7 @@ impl FakeMember {
         folder.copy_from_slice(&link.id[..16]);
         let answer = peerbox_net::sync::request(
             &mut stream,
-            peerbox_proto::index::SyncRequest::Join { folder, secret: link.secret },
+            peerbox_proto::index::SyncRequest::Join { folder, secret: link.secret, proof: None },
             STEP,
         )
         .await
@@ -485,4 +510,51 @@ pub fn wire_file(path: &str, data: &[u8], device: u64) -> peerbox_proto::index::
         modified_by: device,
         have: true,
     }
+}
+
+/// What the owner of `link` answers a device that holds it and tries to use it
+/// for something else: open it as a file share, join it as a folder, and ask for
+/// the folder's index.
+pub struct Misuse {
+    pub as_share: Result<(), String>,
+    pub as_folder: Result<(), String>,
+    pub index: Result<usize, String>,
+}
+
+/// Tries every reading use of `link` against its owner, from a fresh identity.
+pub async fn misuse(link: &str) -> Misuse {
+    let net = fake_network().await;
+    let link = Link::decode(link).expect("link");
+    let owner = PeerId::from_bytes(&link.peer).expect("peer");
+    let addrs = link.addrs.iter().filter_map(|a| peerbox_net::Multiaddr::try_from(a.clone()).ok()).collect();
+    net.dial(owner, addrs).await.expect("dial owner");
+    let stream = net.open_stream(owner, PROTOCOL).await.expect("blocks stream");
+    let as_share = peerbox_net::blocks::open_share(stream, link.id, link.secret, None)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let mut folder = [0u8; 16];
+    folder.copy_from_slice(&link.id[..16]);
+    let mut stream = net.open_stream(owner, peerbox_proto::index::PROTOCOL).await.expect("sync stream");
+    let join = peerbox_net::sync::request(
+        &mut stream,
+        peerbox_proto::index::SyncRequest::Join { folder, secret: link.secret, proof: None },
+        STEP,
+    )
+    .await;
+    let as_folder = match join {
+        Ok(peerbox_proto::index::SyncResponse::Joined { .. }) => Ok(()),
+        other => Err(format!("{other:?}")),
+    };
+    let index = peerbox_net::sync::request(
+        &mut stream,
+        peerbox_proto::index::SyncRequest::Index { folder, since: 0, wait: false },
+        STEP,
+    )
+    .await;
+    let index = match index {
+        Ok(peerbox_proto::index::SyncResponse::Index { records, .. }) => Ok(records.len()),
+        other => Err(format!("{other:?}")),
+    };
+    Misuse { as_share, as_folder, index }
 }

@@ -367,19 +367,3 @@ async fn links_are_listed_with_uses_and_state_and_revoked_by_number() {
     assert!(bad.stderr.contains("no link 999"), "{}", bad.stderr);
     d.stop().await;
 }
-
-/// Waits until the async `cond` holds (polling), for at most a minute.
-async fn wait_until_async<F, Fut>(mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while tokio::time::Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
-}

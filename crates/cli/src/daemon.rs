@@ -9,7 +9,8 @@
 //! browser UI needs: `GET /api/v1/events` (a Server-Sent Events stream: `change`,
 //! throttled to 10 a second, and `notice`), `PUT /api/v1/upload?folder=&path=` (a file
 //! streamed into a folder, or into the quick-share drop folder when `folder` is
-//! absent), and `GET /api/v1/download/TICKET` (a file of a folder, by a one-time
+//! absent), `PUT /api/v1/drop?path=&size=&batch=` (a file sent on through someone
+//! else's file-request link), and `GET /api/v1/download/TICKET` (a file of a folder, by a one-time
 //! ticket from `POST /api/v1/ticket`, so a plain link can start a browser download
 //! without putting the token in a URL).
 
@@ -66,6 +67,7 @@ pub(crate) async fn run(config: NodeConfig, api: SocketAddr) -> anyhow::Result<(
         .route("/api/v1/call", axum::routing::post(call))
         .route("/api/v1/events", axum::routing::get(events))
         .route("/api/v1/upload", axum::routing::put(upload))
+        .route("/api/v1/drop", axum::routing::put(drop_file))
         .route("/api/v1/ticket", axum::routing::post(ticket))
         .route("/api/v1/download/{ticket}", axum::routing::get(download))
         .route("/", axum::routing::get(|| async { ui_file("index.html") }))
@@ -235,6 +237,26 @@ async fn events(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
+/// A request body as a bounded queue of chunks (an error ends it), and the future
+/// that fills the queue: memory stays at a few chunks however large the body.
+fn body_chunks(
+    body: axum::body::Body,
+) -> (impl std::future::Future<Output = ()>, tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let feed = async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(|e| e.to_string());
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    };
+    (feed, rx)
+}
+
 #[derive(serde::Deserialize)]
 struct UploadQuery {
     #[serde(default)]
@@ -250,25 +272,47 @@ async fn upload(
     axum::extract::Query(q): axum::extract::Query<UploadQuery>,
     body: axum::body::Body,
 ) -> Response {
-    use futures::StreamExt;
     if let Err(r) = authorize(&api, &headers) {
         return *r;
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let feed = async move {
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(|e| e.to_string());
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-    };
+    let (feed, rx) = body_chunks(body);
     let folder = q.folder.filter(|f| !f.is_empty());
     let (_, result) = tokio::join!(feed, api.node.upload(folder.as_deref(), &q.path, rx));
     match result {
         Ok(added) => Json(added).into_response(),
+        Err(e) => node_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DropQuery {
+    path: String,
+    size: u64,
+    batch: String,
+}
+
+/// A file streamed on through someone's file-request link (the link and its
+/// password in `x-peerbox-link` and `x-peerbox-password`, never in the URL).
+/// Answers with where it landed in the owner's folder: `{path}`.
+async fn drop_file(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<DropQuery>,
+    body: axum::body::Body,
+) -> Response {
+    if let Err(r) = authorize(&api, &headers) {
+        return *r;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(link) = header("x-peerbox-link") else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "the x-peerbox-link header is missing".into());
+    };
+    let password = header("x-peerbox-password").filter(|p| !p.is_empty());
+    let (feed, rx) = body_chunks(body);
+    let send = api.node.drop_stream(&link, password.as_deref(), &q.batch, &q.path, q.size, rx);
+    let (_, result) = tokio::join!(feed, send);
+    match result {
+        Ok(path) => Json(serde_json::json!({ "path": path })).into_response(),
         Err(e) => node_error(&e),
     }
 }

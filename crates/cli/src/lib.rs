@@ -48,9 +48,8 @@ enum Command {
     Share {
         #[command(flatten)]
         net: NetArgs,
-        /// Stop honouring the link after this long (e.g. 30m, 12h, 7d).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        expires: Option<Duration>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Print a JSON object instead of the bare link on the first line.
         #[arg(long)]
         json: bool,
@@ -192,6 +191,23 @@ enum Command {
         link: String,
         /// Destination folder [default: your Downloads folder].
         dest: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Send files and folders through a file-request link into its owner's folder.
+    Upload {
+        #[command(flatten)]
+        net: NetArgs,
+        #[command(flatten)]
+        password: PasswordArg,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+        /// The peerbox:// file-request link.
+        link: String,
+        /// Files and folders to send.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
     /// Fetch a file or folder of an on-demand folder and keep it.
     Fetch {
@@ -213,6 +229,8 @@ enum Command {
         /// Print a JSON summary on stdout instead of the list of paths.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        password: PasswordArg,
         /// Ignore the addresses in the link: find the sharer on the LAN or in the
         /// DHT only (for network labs).
         #[arg(long, hide = true)]
@@ -252,12 +270,22 @@ enum FolderCmd {
         /// Holders may read but not change.
         #[arg(long)]
         read_only: bool,
-        /// Stop honouring the link after this long (e.g. 7d).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        expires: Option<Duration>,
         /// Devices joining through this link wait until you `peerbox approve` them.
         #[arg(long)]
         approve: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Make a file-request link: whoever holds it can drop files into the folder
+    /// (each upload in a folder of its own) but cannot list or read anything in it.
+    Request {
+        /// Folder id, name or path.
+        folder: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// The most bytes that may arrive through the link in all (e.g. 500MiB, 2GB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bytes: Option<u64>,
     },
     /// Join a folder from a link into PATH.
     Join {
@@ -268,6 +296,8 @@ enum FolderCmd {
         /// How it syncs.
         #[arg(long, default_value = "send-receive", value_parser = MODES)]
         mode: String,
+        #[command(flatten)]
+        password: PasswordArg,
     },
     /// Stop syncing a folder (its files stay where they are).
     Leave {
@@ -301,6 +331,54 @@ enum TrashCmd {
         #[arg(long)]
         at: Option<String>,
     },
+}
+
+/// The limits a new link can carry.
+#[derive(Args)]
+struct LimitArgs {
+    /// Stop honouring the link after this long (e.g. 30m, 12h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expires: Option<Duration>,
+    /// Holders must also give this password (the link alone is not enough).
+    #[arg(long, value_name = "PASSWORD")]
+    password: Option<String>,
+    /// How many devices may use the link.
+    #[arg(long, value_name = "N")]
+    max_uses: Option<u64>,
+}
+
+impl LimitArgs {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "expires_in": self.expires.map(|d| d.as_secs()),
+            "password": self.password,
+            "max_uses": self.max_uses,
+        })
+    }
+}
+
+/// The password of a link that takes one.
+#[derive(Args)]
+struct PasswordArg {
+    /// The link's password, when it takes one.
+    #[arg(long, value_name = "PASSWORD", env = "PEERBOX_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// Merges `extra`'s fields into the JSON object `base`.
+fn with(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(b), serde_json::Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let n = s.trim().parse::<bytesize::ByteSize>().map_err(|e| format!("{e} (try 500MiB or 2GB)"))?.as_u64();
+    if n == 0 {
+        return Err("must be more than zero".into());
+    }
+    Ok(n)
 }
 
 #[derive(Args)]
@@ -409,9 +487,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", home.peer_id());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Share { net, expires, json, paths } => share(home, net, expires, json, paths).await,
-        Command::Get { net, overwrite, progress, json, no_link_addrs, link, dest } => {
-            get(home, net, GetFlags { overwrite, show_progress: progress, json, no_link_addrs }, &link, dest).await
+        Command::Share { net, limits, json, paths } => share(home, net, limits, json, paths).await,
+        Command::Get { net, overwrite, progress, json, password, no_link_addrs, link, dest } => {
+            let flags =
+                GetFlags { overwrite, show_progress: progress, json, no_link_addrs, password: password.password };
+            get(home, net, flags, &link, dest).await
+        }
+        Command::Upload { net, password, json, link, paths } => {
+            upload(home, net, password.password, json, &link, paths).await
         }
         Command::Daemon { net, api, relay } => {
             daemon::run(net.node_config(home, true, relay), api).await?;
@@ -518,18 +601,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{v}");
             } else {
                 for l in v.as_array().into_iter().flatten() {
-                    let expires =
-                        l["expires"].as_u64().map(|e| format!("until {e}")).unwrap_or_else(|| "no expiry".into());
-                    println!(
-                        "{:>4}  {:<7}  {:<6}  {:>4} uses  {:<10}  {}{}",
-                        l["id"].as_i64().unwrap_or(0),
-                        text(&l["state"]),
-                        text(&l["kind"]),
-                        l["uses"].as_u64().unwrap_or(0),
-                        expires,
-                        if l["label"].is_string() { text(&l["label"]) } else { "(gone)".into() },
-                        if l["received"] == true { "  [received: serving a download]" } else { "" },
-                    );
+                    println!("{}", link_line(l));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -601,9 +673,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             client::call(&home, serde_json::json!({ "op": "delete", "folder": folder, "paths": paths })).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Download { link, dest } => {
+        Command::Download { link, dest, password } => {
             let dest = dest.map(|d| std::path::absolute(&d)).transpose()?;
-            let v = client::call(&home, serde_json::json!({ "op": "download", "link": link, "dest": dest })).await?;
+            Link::decode(&link)?;
+            let req =
+                serde_json::json!({ "op": "download", "link": link, "dest": dest, "password": password.password });
+            let v = client::call(&home, req).await?;
             println!("{}", v["id"]);
             Ok(ExitCode::SUCCESS)
         }
@@ -631,6 +706,48 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line of `peerbox links`: number, state, kind, uses, limits, what it opens.
+fn link_line(l: &serde_json::Value) -> String {
+    let uses = match l["max_uses"].as_u64() {
+        Some(m) => format!("{}/{m} devices", l["uses"].as_u64().unwrap_or(0)),
+        None => format!("{} devices", l["uses"].as_u64().unwrap_or(0)),
+    };
+    let mut notes = Vec::new();
+    if let Some(e) = l["expires"].as_u64() {
+        let left = e.saturating_sub(peerbox_node::now());
+        notes.push(if left == 0 {
+            "expired".to_owned()
+        } else {
+            format!("expires in {}", humantime::format_duration(Duration::from_secs(left)))
+        });
+    }
+    if l["password"] == true {
+        notes.push("password".into());
+    }
+    if l["kind"] == "request" {
+        let used = progress::bytes(l["bytes_used"].as_u64().unwrap_or(0));
+        notes.push(match l["max_bytes"].as_u64() {
+            Some(m) => format!("{used} of {} received", progress::bytes(m)),
+            None => format!("{used} received"),
+        });
+    }
+    if l["read_only"] == false && l["kind"] == "folder" {
+        notes.push("read-write".into());
+    }
+    if l["received"] == true {
+        notes.push("received: serving a download".into());
+    }
+    format!(
+        "{:>4}  {:<8} {:<7} {:<14} {}{}",
+        l["id"].as_i64().unwrap_or(0),
+        text(&l["state"]),
+        text(&l["kind"]),
+        uses,
+        if l["label"].is_string() { text(&l["label"]) } else { "(gone)".into() },
+        if notes.is_empty() { String::new() } else { format!("  [{}]", notes.join(", ")) },
+    )
 }
 
 /// A JSON string field as text with control characters escaped: peers choose
@@ -716,18 +833,23 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
                 }
             }
         }
-        FolderCmd::Link { folder, read_only, expires, approve } => {
-            let v = client::call(home, serde_json::json!({ "op": "folder_link", "folder": folder, "read_only": read_only, "approve": approve, "expires_in": expires.map(|d| d.as_secs()) })).await?;
+        FolderCmd::Link { folder, read_only, approve, limits } => {
+            let req = serde_json::json!({ "op": "folder_link", "folder": folder, "read_only": read_only, "approve": approve });
+            let v = client::call(home, with(req, limits.json())).await?;
             println!("{}", text(&v["link"]));
         }
-        FolderCmd::Join { link, path, mode } => {
+        FolderCmd::Request { folder, limits, max_bytes } => {
+            let req = serde_json::json!({ "op": "folder_request", "folder": folder, "max_bytes": max_bytes });
+            let v = client::call(home, with(req, limits.json())).await?;
+            println!("{}", text(&v["link"]));
+        }
+        FolderCmd::Join { link, path, mode, password } => {
             // Check the link here first: a bad one is reported without the daemon.
             Link::decode(&link)?;
-            let v = client::call(
-                home,
-                serde_json::json!({ "op": "folder_join", "link": link, "path": abs(&path)?, "mode": mode }),
-            )
-            .await?;
+            let req = serde_json::json!({
+                "op": "folder_join", "link": link, "path": abs(&path)?, "mode": mode, "password": password.password,
+            });
+            let v = client::call(home, req).await?;
             println!("{}", text(&v["id"]));
         }
         FolderCmd::Leave { folder } => {
@@ -743,18 +865,14 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
 async fn share(
     home: PathBuf,
     net: NetArgs,
-    expires: Option<Duration>,
+    limits: LimitArgs,
     json: bool,
     paths: Vec<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     // A running daemon owns this home: it shares for us and keeps serving.
     if client::daemon_running(&home) {
         let abs: Vec<PathBuf> = paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
-        let v = client::call(
-            &home,
-            serde_json::json!({ "op": "share", "paths": abs, "expires_in": expires.map(|d| d.as_secs()) }),
-        )
-        .await?;
+        let v = client::call(&home, with(serde_json::json!({ "op": "share", "paths": abs }), limits.json())).await?;
         for s in v["skipped"].as_array().into_iter().flatten() {
             eprintln!("peerbox: skipped {}", text(s));
         }
@@ -769,7 +887,13 @@ async fn share(
     let node = Node::start(net.node_config(home, true, false)).await?;
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::hashing(rx);
-    let outcome = node.share(paths, expires.map(|d| d.as_secs()), tx).await;
+    let limits = peerbox_node::links::Limits {
+        expires_in: limits.expires.map(|d| d.as_secs()),
+        password: limits.password,
+        max_uses: limits.max_uses,
+        max_bytes: None,
+    };
+    let outcome = node.share(paths, limits, tx).await;
     bar.finish().await;
     let outcome = outcome?;
     for s in &outcome.skipped {
@@ -795,12 +919,62 @@ async fn share(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn upload(
+    home: PathBuf,
+    net: NetArgs,
+    password: Option<String>,
+    json: bool,
+    link: &str,
+    paths: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let parsed = Link::decode(link)?;
+    if parsed.kind != peerbox_proto::LinkKind::Request {
+        anyhow::bail!(client::DaemonError::usage(
+            "this link does not take files: download it with `peerbox get`, or join it with `peerbox folder join`"
+        ));
+    }
+    let abs = paths.iter().map(std::path::absolute).collect::<Result<Vec<_>, _>>()?;
+    let outcome: serde_json::Value = if client::daemon_running(&home) {
+        let req = serde_json::json!({ "op": "drop_paths", "link": link, "password": password, "paths": abs });
+        client::call(&home, req).await?
+    } else {
+        let node = Node::start(net.node_config(home, false, false)).await?;
+        let (tx, rx) = tokio::sync::watch::channel(peerbox_node::DropProgress::default());
+        let bar = progress::upload(rx);
+        let r = node.drop_paths(link, password.as_deref(), &abs, &tx).await;
+        bar.finish().await;
+        let o = r?;
+        let mut v = serde_json::to_value(&o)?;
+        v["bad_input"] = o.bad_input.into();
+        v
+    };
+    if json {
+        println!("{outcome}");
+    } else {
+        for p in outcome["stored"].as_array().into_iter().flatten() {
+            println!("{}", text(p));
+        }
+    }
+    let refused = outcome["refused"].as_array().cloned().unwrap_or_default();
+    for r in &refused {
+        eprintln!("peerbox: not sent: {}: {}", text(&r[0]), text(&r[1]));
+    }
+    let stored = outcome["stored"].as_array().map(|a| a.len()).unwrap_or(0);
+    eprintln!("Sent {stored} file{} to {:?}.", if stored == 1 { "" } else { "s" }, text(&outcome["folder"]));
+    Ok(match refused.is_empty() {
+        true => ExitCode::SUCCESS,
+        false if outcome["bad_input"] != false => ExitCode::from(EXIT_BAD_INPUT),
+        false => ExitCode::from(EXIT_FAILED),
+    })
+}
+
 /// The switches of `peerbox get`.
 struct GetFlags {
     overwrite: bool,
     show_progress: bool,
     json: bool,
     no_link_addrs: bool,
+    password: Option<String>,
 }
 
 async fn get(
@@ -810,18 +984,19 @@ async fn get(
     link: &str,
     dest: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let GetFlags { overwrite, show_progress, json, no_link_addrs } = flags;
+    let GetFlags { overwrite, show_progress, json, no_link_addrs, password } = flags;
     // Read the link before anything touches the network or the disk.
     let link = Link::decode(link)?;
     let dest = match dest {
         Some(d) => d,
         None => std::env::current_dir().context("cannot tell the current folder; pass DEST")?,
     };
+    let proof = peerbox_node::links::proof_for(&link, password.as_deref()).await?;
     let node = Node::start(net.node_config(home, false, false)).await?;
     node.check_link(&link)?;
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::download(rx, show_progress);
-    let opts = GetOptions { dest, overwrite, ignore_link_addrs: no_link_addrs };
+    let opts = GetOptions { dest, overwrite, ignore_link_addrs: no_link_addrs, proof };
     let result = tokio::select! {
         r = node.get(&link, &opts, &tx) => r,
         _ = shutdown_signal() => {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use peerbox_node::{GetProgress, ShareProgress};
+use peerbox_node::{DropProgress, GetProgress, ShareProgress};
 use tokio::sync::watch;
 
 /// A running progress display.
@@ -105,6 +105,35 @@ pub(crate) fn download(mut rx: watch::Receiver<GetProgress>, lines: bool) -> Dis
             bar.set_position(p.done_bytes);
             bar.finish();
         }
+    });
+    Display { task: Some(task), stop }
+}
+
+/// Upload progress through a file-request link (terminal only).
+pub(crate) fn upload(mut rx: watch::Receiver<DropProgress>) -> Display {
+    let (stop, mut stopped) = watch::channel(false);
+    if !std::io::stderr().is_terminal() {
+        return Display { task: None, stop };
+    }
+    let task = tokio::spawn(async move {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => break,
+                _ = tick.tick() => {}
+            }
+            let p = rx.borrow_and_update().clone();
+            bar.set_length(p.total_bytes);
+            bar.set_position(p.sent_bytes);
+        }
+        bar.finish();
     });
     Display { task: Some(task), stop }
 }

@@ -38,8 +38,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the sharer side needs from the node.
 pub trait BlockSource: Send + Sync + 'static {
-    /// Checks `secret` for content `id` asked by `peer`. Blocking (may touch the index).
-    fn open(&self, peer: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal>;
+    /// Checks `secret` (and, for a link with a password, `proof`) for content `id`
+    /// asked by `peer`. Blocking (may touch the index).
+    fn open(
+        &self,
+        peer: PeerId,
+        id: [u8; 32],
+        secret: [u8; 32],
+        proof: Option<[u8; 32]>,
+    ) -> Result<Arc<dyn ShareReader>, Refusal>;
 }
 
 /// An opened share.
@@ -82,6 +89,11 @@ fn refusal_message(r: Refusal) -> &'static str {
         Refusal::Unknown => "the sharer does not recognise this link: it was revoked, or never valid",
         Refusal::Expired => "this link has expired; ask the sender for a new one",
         Refusal::Busy => "the sharer is serving too many downloads right now; try again later",
+        Refusal::WrongPassword => "wrong password for this link",
+        Refusal::TooManyAttempts => {
+            "too many wrong passwords for this link; the sharer refuses it for a minute, then try again"
+        }
+        Refusal::UsedUp => "this link has been used by as many devices as its sharer allowed",
     }
 }
 
@@ -131,14 +143,14 @@ where
     let first =
         tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut stream)).await.map_err(|_| SessionError::Timeout)??;
     let Some((tag, payload)) = first else { return Ok(()) };
-    let (id, secret) = match ClientMsg::decode(tag, &payload) {
-        Ok(ClientMsg::Open { id, secret }) => (id, secret),
+    let (id, secret, proof) = match ClientMsg::decode(tag, &payload) {
+        Ok(ClientMsg::Open { id, secret, proof }) => (id, secret, proof),
         Ok(_) => return Err(SessionError::Protocol("expected Open first".into())),
         Err(e) => return Err(SessionError::Protocol(e.to_string())),
     };
     let opened = {
         let source = source.clone();
-        tokio::task::spawn_blocking(move || source.open(peer, id, secret))
+        tokio::task::spawn_blocking(move || source.open(peer, id, secret, proof))
             .await
             .map_err(|e| SessionError::Protocol(e.to_string()))?
     };
@@ -253,13 +265,18 @@ pub struct Opened<S> {
     pub entries: Vec<(RelPath, Entry)>,
 }
 
-/// Opens share `id` with `secret`, receives the manifest, validates every entry
-/// and checks it hashes to `id`.
-pub async fn open_share<S>(mut stream: S, id: [u8; 32], secret: [u8; 32]) -> Result<Opened<S>, SessionError>
+/// Opens share `id` with `secret` (and `proof` for a link with a password),
+/// receives the manifest, validates every entry and checks it hashes to `id`.
+pub async fn open_share<S>(
+    mut stream: S,
+    id: [u8; 32],
+    secret: [u8; 32],
+    proof: Option<[u8; 32]>,
+) -> Result<Opened<S>, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    stream.write_all(&ClientMsg::Open { id, secret }.encode()).await?;
+    stream.write_all(&ClientMsg::Open { id, secret, proof }.encode()).await?;
     stream.flush().await?;
     let mut entries = Vec::new();
     let mut hasher = ContentHasher::default();
@@ -377,7 +394,13 @@ mod tests {
     }
 
     impl BlockSource for Mem {
-        fn open(&self, _: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal> {
+        fn open(
+            &self,
+            _: PeerId,
+            id: [u8; 32],
+            secret: [u8; 32],
+            _: Option<[u8; 32]>,
+        ) -> Result<Arc<dyn ShareReader>, Refusal> {
             if id != content_id(&self.entries) || secret != self.secret {
                 return Err(Refusal::Unknown);
             }
@@ -425,7 +448,7 @@ mod tests {
         let (src, id) = source(data.clone());
         let (a, b) = tokio::io::duplex(64 * 1024);
         let server = tokio::spawn(serve_session(PeerId::random(), b.compat(), src));
-        let opened = open_share(a.compat(), id, [1; 32]).await.unwrap();
+        let opened = open_share(a.compat(), id, [1; 32], None).await.unwrap();
         assert_eq!(opened.entries.len(), 1);
         let (tx, mut rx) = mpsc::channel(4);
         let reqs: Vec<_> = (0..6).map(|block| BlockRequest { file: 0, block }).collect();
@@ -444,7 +467,7 @@ mod tests {
         let (src, id) = source(vec![1, 2, 3]);
         let (a, b) = tokio::io::duplex(4096);
         let server = tokio::spawn(serve_session(PeerId::random(), b.compat(), src));
-        let err = open_share(a.compat(), id, [2; 32]).await.err().unwrap();
+        let err = open_share(a.compat(), id, [2; 32], None).await.err().unwrap();
         assert!(matches!(err, SessionError::Refused(Refusal::Unknown)), "{err}");
         server.await.unwrap().unwrap();
     }

@@ -11,6 +11,7 @@
 //! into the server side.
 
 pub mod blocks;
+pub mod drop;
 mod error;
 mod swarm;
 pub mod sync;

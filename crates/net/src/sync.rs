@@ -29,8 +29,14 @@ pub const IDLE: Duration = Duration::from_secs(120);
 
 /// What the folder side of the node offers the protocol.
 pub trait SyncSource: Send + Sync + 'static {
-    /// Admits `peer` to `folder` with a link secret. Blocking.
-    fn join(&self, peer: PeerId, folder: FolderId, secret: [u8; 32]) -> Result<SyncResponse, SyncRefusal>;
+    /// Admits `peer` to `folder` with a link secret (and password proof). Blocking.
+    fn join(
+        &self,
+        peer: PeerId,
+        folder: FolderId,
+        secret: [u8; 32],
+        proof: Option<[u8; 32]>,
+    ) -> Result<SyncResponse, SyncRefusal>;
     /// Records after `since` for a member. Blocking.
     fn index(
         &self,
@@ -38,7 +44,8 @@ pub trait SyncSource: Send + Sync + 'static {
         folder: FolderId,
         since: u64,
     ) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal>;
-    /// The folder's sequence, to wait on, for a member.
+    /// Something that changes whenever the folder's index or its members do, to
+    /// hold long-polls on, for a member.
     fn watch(&self, peer: PeerId, folder: FolderId) -> Option<watch::Receiver<u64>>;
     /// A block of a file, checked against `hash`. Blocking.
     fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: BlockHash) -> Option<Bytes>;
@@ -84,18 +91,26 @@ where
             return Err(SessionError::Protocol("expected a request".into()));
         };
         let answer = match req {
-            SyncRequest::Join { folder, secret } => {
+            SyncRequest::Join { folder, secret, proof } => {
                 let s = source.clone();
-                let r = blocking(move || s.join(peer, folder, secret)).await?;
+                let r = blocking(move || s.join(peer, folder, secret, proof)).await?;
                 SyncFrame::Response(r.unwrap_or_else(SyncResponse::Refused))
             }
             SyncRequest::Index { folder, since, wait } => {
-                if wait && let Some(mut rx) = source.watch(peer, folder) {
-                    // Hold the answer until the folder moves past `since`.
-                    let _ = tokio::time::timeout(LONG_POLL, rx.wait_for(|seq| *seq > since)).await;
-                }
+                // Subscribed before the first look, so a change between the look and
+                // the wait still wakes it.
+                let mut changes = if wait { source.watch(peer, folder) } else { None };
                 let s = source.clone();
-                match blocking(move || s.index(peer, folder, since)).await? {
+                let mut answer = blocking(move || s.index(peer, folder, since)).await?;
+                if let (Some(rx), Ok((records, _, _))) = (changes.as_mut(), &answer)
+                    && records.is_empty()
+                {
+                    // Nothing new: hold the answer until the folder or its members change.
+                    let _ = tokio::time::timeout(LONG_POLL, rx.changed()).await;
+                    let s = source.clone();
+                    answer = blocking(move || s.index(peer, folder, since)).await?;
+                }
+                match answer {
                     Ok((records, last, members)) => SyncFrame::Response(SyncResponse::Index { records, last, members }),
                     Err(r) => SyncFrame::Response(SyncResponse::Refused(r)),
                 }

@@ -34,6 +34,12 @@ pub enum Request {
         /// Seconds from now until the link stops working.
         #[serde(default)]
         expires_in: Option<u64>,
+        /// A password the link's holders must give too.
+        #[serde(default)]
+        password: Option<String>,
+        /// How many devices may download through the link.
+        #[serde(default)]
+        max_uses: Option<u64>,
     },
     /// Add a local folder.
     FolderAdd {
@@ -59,6 +65,54 @@ pub enum Request {
         /// Joining through the link waits for the owner's approval.
         #[serde(default)]
         approve: bool,
+        /// A password the link's holders must give too.
+        #[serde(default)]
+        password: Option<String>,
+        /// How many devices may join through the link.
+        #[serde(default)]
+        max_uses: Option<u64>,
+    },
+    /// Make a file-request link: its holders may drop files into the folder but
+    /// never list or read it.
+    FolderRequest {
+        /// Id, name or path.
+        folder: String,
+        /// Seconds from now until the link stops working.
+        #[serde(default)]
+        expires_in: Option<u64>,
+        /// A password the link's holders must give too.
+        #[serde(default)]
+        password: Option<String>,
+        /// How many devices may upload through the link.
+        #[serde(default)]
+        max_uses: Option<u64>,
+        /// How many bytes may arrive through the link in all.
+        #[serde(default)]
+        max_bytes: Option<u64>,
+    },
+    /// Check a file-request link with its owner: the folder's name and how many
+    /// bytes it still takes.
+    DropProbe {
+        /// The link.
+        link: String,
+        /// Its password, if it takes one.
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// Send files and folders on this machine through a file-request link.
+    DropPaths {
+        /// The link.
+        link: String,
+        /// Its password, if it takes one.
+        #[serde(default)]
+        password: Option<String>,
+        /// Absolute paths on this machine.
+        paths: Vec<PathBuf>,
+    },
+    /// What a link is, read without contacting anyone.
+    InspectLink {
+        /// The link.
+        link: String,
     },
     /// Devices asking to join (through links made with `approve`).
     Requests,
@@ -78,6 +132,9 @@ pub enum Request {
         /// send-receive, receive-only or on-demand.
         #[serde(default)]
         mode: Option<String>,
+        /// The link's password, if it takes one.
+        #[serde(default)]
+        password: Option<String>,
     },
     /// Stop syncing a folder (its files stay).
     FolderLeave {
@@ -170,6 +227,9 @@ pub enum Request {
         /// Destination folder (default: the user's Downloads folder).
         #[serde(default)]
         dest: Option<PathBuf>,
+        /// The link's password, if it takes one.
+        #[serde(default)]
+        password: Option<String>,
     },
     /// The transfer queue.
     Transfers,

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use peerbox_proto::blocks::Refusal;
+use peerbox_proto::drop::DropRefusal;
 use serde::Serialize;
 
 /// A failure of a node operation.
@@ -56,6 +58,12 @@ pub enum NodeError {
     /// A setting's value is not acceptable.
     #[error("{0}")]
     BadSetting(String),
+    /// The owner of a request link turned files away.
+    #[error("{0}")]
+    DropRefused(peerbox_proto::drop::DropRefusal),
+    /// The link takes a password and none was given.
+    #[error("this link is protected by a password; give it with --password (or type it in the drive)")]
+    PasswordNeeded,
     /// An internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -76,7 +84,9 @@ impl NodeError {
                 | Self::BadPath { .. }
                 | Self::WouldOverwrite(_)
                 | Self::BadSetting(_)
+                | Self::PasswordNeeded
         ) || matches!(self, Self::Session(peerbox_net::blocks::SessionError::Refused(_)))
+            || matches!(self, Self::DropRefused(r) if !matches!(r, DropRefusal::Corrupt | DropRefusal::Disk))
     }
 
     /// A stable code for the API.
@@ -92,7 +102,25 @@ impl NodeError {
             Self::Engine(_) => "engine",
             Self::Store(_) => "store",
             Self::Net(_) => "network",
-            Self::Session(peerbox_net::blocks::SessionError::Refused(_)) => "refused",
+            Self::Session(peerbox_net::blocks::SessionError::Refused(r)) => match r {
+                Refusal::WrongPassword => "wrong_password",
+                Refusal::TooManyAttempts => "too_many_attempts",
+                Refusal::UsedUp => "used_up",
+                Refusal::Expired => "expired",
+                _ => "refused",
+            },
+            Self::PasswordNeeded => "password_needed",
+            Self::DropRefused(r) => match r {
+                DropRefusal::Unknown => "refused",
+                DropRefusal::Expired => "expired",
+                DropRefusal::WrongPassword => "wrong_password",
+                DropRefusal::TooManyAttempts => "too_many_attempts",
+                DropRefusal::UsedUp => "used_up",
+                DropRefusal::TooBig { .. } => "too_big",
+                DropRefusal::BadName => "bad_name",
+                DropRefusal::Corrupt => "corrupt",
+                DropRefusal::Disk => "owner_disk",
+            },
             Self::Session(_) => "session",
             Self::Incomplete(_) => "incomplete",
             Self::BadSetting(_) => "bad_setting",

@@ -24,10 +24,9 @@ use peerbox_net::sync::{self as proto_sync, FolderBlock, SyncSource};
 use peerbox_proto::index::{
     FolderId, MAX_BATCH, PROTOCOL, Relation, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, short_id,
 };
-use peerbox_proto::link::secret_hash;
 use peerbox_proto::manifest::{FileMeta, block_count, block_len, block_size_for};
 use peerbox_proto::{Link, LinkKind, RelPath};
-use peerbox_store::{FileRecord, FolderMode, FolderRow, LinkRecord, LinkTarget, Member};
+use peerbox_store::{FileRecord, FolderMode, FolderRow, LinkTarget, Member};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -49,12 +48,16 @@ const FINISH_IN_FLIGHT: usize = 16;
 const WRITES_IN_FLIGHT: usize = 4;
 /// Files pulled per round, bounding temp files and memory per round.
 const PULL_BATCH: usize = 2000;
+/// How long a removed member is not learned back from other members' lists (they
+/// hear of the removal within one index exchange; this covers those offline).
+const REMOVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// Fewer live entries than this and the mass-delete guard stays quiet.
 const MASS_DELETE_MIN: usize = 10;
 
 /// What the folder tasks share.
 pub(crate) struct Folders {
     store: SharedStore,
+    gate: Arc<crate::links::Gate>,
     net: Network,
     me: PeerId,
     me_short: u64,
@@ -152,9 +155,22 @@ pub struct MemberInfo {
 }
 
 impl Folders {
-    pub(crate) fn new(store: SharedStore, net: Network, live: Arc<crate::live::Live>) -> Arc<Self> {
+    pub(crate) fn new(
+        store: SharedStore,
+        gate: Arc<crate::links::Gate>,
+        net: Network,
+        live: Arc<crate::live::Live>,
+    ) -> Arc<Self> {
         let me = net.peer_id();
-        Arc::new(Self { store, net, me, me_short: short_id(&me.to_bytes()), running: Mutex::new(HashMap::new()), live })
+        Arc::new(Self {
+            store,
+            gate,
+            net,
+            me,
+            me_short: short_id(&me.to_bytes()),
+            running: Mutex::new(HashMap::new()),
+            live,
+        })
     }
 
     /// Starts the tasks of every folder in the index.
@@ -184,8 +200,17 @@ impl Folders {
         });
     }
 
+    /// Asks a folder's task to scan `paths` soon (something else changed them).
+    pub(crate) fn scan_soon(&self, id: &FolderId, paths: Vec<String>) {
+        self.kick(id, Kick::Scan(paths));
+    }
+
     fn kick(&self, id: &FolderId, k: Kick) {
         if let Some(r) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            if matches!(k, Kick::Members) {
+                // Members long-polling the index hear of the change at once.
+                r.seq.send_modify(|_| {});
+            }
             let _ = r.kick.try_send(k);
         }
     }
@@ -264,8 +289,8 @@ impl Folders {
         &self,
         key: &str,
         read_only: bool,
-        expires: Option<u64>,
         approve: bool,
+        limits: crate::links::Limits,
     ) -> Result<String, NodeError> {
         let f = self.resolve(key)?;
         if !f.read_write && !read_only {
@@ -273,38 +298,31 @@ impl Folders {
                 "this device has read-only access to the folder; it can only give read-only links".into(),
             ));
         }
-        let secret: [u8; 32] = rand::random();
-        lock(&self.store).add_link(&LinkRecord {
-            id: 0,
-            target: LinkTarget::Folder(f.id),
-            secret_hash: secret_hash(&secret),
-            read_only,
-            approve,
-            created: peerbox_store::now(),
-            expires,
-            revoked: false,
-            uses: 0,
-            received: false,
-        })?;
-        let mut id = [0u8; 32];
-        id[..16].copy_from_slice(&f.id);
-        let addrs = self.net.listen_addrs().await?;
-        Ok(Link {
-            kind: LinkKind::Folder,
-            id,
-            peer: self.me.to_bytes(),
-            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
-            secret,
-            read_only,
-            expires,
+        if limits.max_bytes.is_some() {
+            return Err(NodeError::BadSetting("a size limit is for file requests, not folder links".into()));
         }
-        .encode())
+        let addrs = self.net.listen_addrs().await?.iter().map(|a| a.to_vec()).collect();
+        let made =
+            crate::links::make(&self.store, self.me, addrs, LinkTarget::Folder(f.id), read_only, approve, limits)
+                .await?;
+        Ok(made.text)
+    }
+
+    /// Makes a file-request link to a folder: holders may drop files into it and
+    /// nothing more.
+    pub(crate) async fn request_link(&self, key: &str, limits: crate::links::Limits) -> Result<String, NodeError> {
+        let f = self.writable(key)?;
+        let addrs = self.net.listen_addrs().await?.iter().map(|a| a.to_vec()).collect();
+        let made =
+            crate::links::make(&self.store, self.me, addrs, LinkTarget::Request(f.id), false, false, limits).await?;
+        Ok(made.text)
     }
 
     /// Joins a folder from a link into `path`.
     pub(crate) async fn join(
         self: &Arc<Self>,
         link: &Link,
+        proof: Option<[u8; 32]>,
         path: &Path,
         mode: FolderMode,
     ) -> Result<FolderId, NodeError> {
@@ -328,7 +346,7 @@ impl Folders {
         }
         let existed = path.exists();
         let path = self.check_new_path(path)?;
-        let result = self.join_at(link, peer, folder, &path, mode).await;
+        let result = self.join_at(link, proof, peer, folder, &path, mode).await;
         if result.is_err() && !existed {
             // Leave no trace of a join that did not happen.
             let _ = std::fs::remove_dir(&path);
@@ -339,6 +357,7 @@ impl Folders {
     async fn join_at(
         self: &Arc<Self>,
         link: &Link,
+        proof: Option<[u8; 32]>,
         peer: PeerId,
         folder: FolderId,
         path: &Path,
@@ -352,19 +371,16 @@ impl Folders {
         let mut stream = self.net.open_stream(peer, PROTOCOL).await?;
         let answer = proto_sync::request(
             &mut stream,
-            SyncRequest::Join { folder, secret: link.secret },
+            SyncRequest::Join { folder, secret: link.secret, proof },
             Duration::from_secs(30),
         )
         .await?;
         let (name, read_write, members, pending) = match answer {
             SyncResponse::Joined { name, read_write, members, pending } => (name, read_write, members, pending),
-            SyncResponse::Refused(SyncRefusal::Expired) => {
-                return Err(NodeError::LinkUnusable("this link has expired; ask the sender for a new one".into()));
-            }
-            SyncResponse::Refused(_) => {
-                return Err(NodeError::LinkUnusable(
-                    "the sharer does not recognise this link: it was revoked, or never valid".into(),
-                ));
+            SyncResponse::Refused(r) => {
+                return Err(NodeError::Session(peerbox_net::blocks::SessionError::Refused(
+                    crate::links::sync_refusal(r),
+                )));
             }
             _ => return Err(NodeError::Internal("unexpected answer to join".into())),
         };
@@ -375,10 +391,11 @@ impl Folders {
         {
             let mut st = lock(&self.store);
             st.add_folder(&FolderRow { id: folder, name, path, mode, read_write, paused: None })?;
-            st.put_member(&folder, &Member { peer: peer.to_bytes(), read_write: true, addrs: link.addrs.clone() })?;
+            st.put_member(&folder, &Member::new(peer.to_bytes(), true, link.addrs.clone()))?;
             for m in members {
-                if m.peer != self.me.to_bytes() && PeerId::from_bytes(&m.peer).is_ok() {
-                    st.put_member(&folder, &Member { peer: m.peer, read_write: m.read_write, addrs: m.addrs })?;
+                if m.peer != self.me.to_bytes() && m.peer != peer.to_bytes() && PeerId::from_bytes(&m.peer).is_ok() {
+                    let introduced_by = Some(peer.to_bytes());
+                    st.put_member(&folder, &Member { introduced_by, ..Member::new(m.peer, m.read_write, m.addrs) })?;
                 }
             }
         }
@@ -420,7 +437,9 @@ impl Folders {
             })?;
         {
             let mut st = lock(&self.store);
-            st.put_member(&f.id, &Member { peer: req.peer.clone(), read_write: req.read_write, addrs: vec![] })?;
+            let via_link = req.via_link;
+            st.put_member(&f.id, &Member { via_link, ..Member::new(req.peer.clone(), req.read_write, vec![]) })?;
+            st.clear_member_removal(&f.id, &req.peer)?;
             st.remove_join_request(&f.id, &req.peer)?;
         }
         self.kick(&f.id, Kick::Members);
@@ -455,6 +474,25 @@ impl Folders {
                 lock(&self.store).remove_member(&f.id, &peer.to_bytes())?;
                 self.kick(&f.id, Kick::Members);
                 n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes from their folders the members that came in through link `link_id`
+    /// (it was revoked); returns how many.
+    pub(crate) fn remove_via_link(&self, link_id: i64) -> Result<usize, NodeError> {
+        let mut n = 0;
+        let folders = lock(&self.store).folders()?;
+        for f in folders {
+            let members = lock(&self.store).members(&f.id)?;
+            let gone: Vec<&Member> = members.iter().filter(|m| m.via_link == Some(link_id)).collect();
+            for m in &gone {
+                lock(&self.store).remove_member(&f.id, &m.peer)?;
+            }
+            if !gone.is_empty() {
+                self.kick(&f.id, Kick::Members);
+                n += gone.len();
             }
         }
         Ok(n)
@@ -1395,8 +1433,15 @@ async fn poll_member(
             proto_sync::LONG_POLL + Duration::from_secs(30),
         )
         .await?;
-        let SyncResponse::Index { records, last, members } = answer else {
-            return Err(NodeError::Internal(format!("member refused the index: {answer:?}")));
+        let (records, last, members) = match answer {
+            SyncResponse::Index { records, last, members } => (records, last, members),
+            SyncResponse::Refused(_) => {
+                folders.set_state(&id, |s| {
+                    s.error = Some(format!("{peer} no longer lets this device in (its link was revoked or expired)"));
+                });
+                return Err(NodeError::Internal("a member refused the index".into()));
+            }
+            other => return Err(NodeError::Internal(format!("unexpected answer to an index request: {other:?}"))),
         };
         if records.len() > MAX_BATCH {
             return Err(NodeError::Internal("batch over the limit".into()));
@@ -1411,8 +1456,8 @@ async fn poll_member(
         let sender_rw = lock(&folders.store).members(&id)?.iter().any(|m| m.peer == peer.to_bytes() && m.read_write);
         let got = !valid.is_empty();
         lock(&folders.store).put_remote(&id, &peer.to_bytes(), &valid, last)?;
-        if sender_rw && merge_members(folders, id, members)? {
-            let _ = kick.try_send(Kick::Members);
+        if sender_rw && merge_members(folders, id, &peer, members)? {
+            folders.kick(&id, Kick::Members);
         }
         if got {
             // What members have shows in the drive (remote-only and syncing entries).
@@ -1426,23 +1471,41 @@ async fn poll_member(
     }
 }
 
-/// Learns members announced by a read-write member. Returns whether any is new.
-fn merge_members(folders: &Folders, id: FolderId, members: Vec<WireMember>) -> Result<bool, NodeError> {
+/// Learns members announced by read-write member `from`, and forgets those it
+/// introduced that it no longer lists (it removed them: a revoked link, or
+/// `peerbox revoke PEER`). Returns whether the members changed.
+fn merge_members(folders: &Folders, id: FolderId, from: &PeerId, members: Vec<WireMember>) -> Result<bool, NodeError> {
     let me = folders.me.to_bytes();
+    let from = from.to_bytes();
     let mut st = lock(&folders.store);
     let known = st.members(&id)?;
-    let mut new = false;
-    for m in members.into_iter().take(256) {
-        if m.peer == me || PeerId::from_bytes(&m.peer).is_err() || known.iter().any(|k| k.peer == m.peer) {
+    let mut changed = false;
+    let listed: HashSet<&[u8]> = members.iter().map(|m| m.peer.as_slice()).collect();
+    for k in known.iter().filter(|k| k.introduced_by.as_deref() == Some(&from) && !listed.contains(k.peer.as_slice())) {
+        st.remove_member(&id, &k.peer)?;
+        changed = true;
+    }
+    let recently = peerbox_store::now().saturating_sub(REMOVAL_MEMORY.as_secs());
+    for m in members.iter().take(256) {
+        if m.peer == me
+            || m.peer == from
+            || PeerId::from_bytes(&m.peer).is_err()
+            || known.iter().any(|k| k.peer == m.peer)
+        {
             continue;
         }
+        // A member this device removed may still be on others' lists for a while.
+        if st.member_removed_since(&id, &m.peer, recently)? {
+            continue;
+        }
+        let addrs = m.addrs.iter().take(8).cloned().collect();
         st.put_member(
             &id,
-            &Member { peer: m.peer, read_write: m.read_write, addrs: m.addrs.into_iter().take(8).collect() },
+            &Member { introduced_by: Some(from.clone()), ..Member::new(m.peer.clone(), m.read_write, addrs) },
         )?;
-        new = true;
+        changed = true;
     }
-    Ok(new)
+    Ok(changed)
 }
 
 /// Validates a record from a peer; `None` if anything is off.
@@ -1493,52 +1556,64 @@ fn to_wire(r: FileRecord) -> WireRecord {
 pub(crate) struct FolderSource(pub(crate) Arc<Folders>);
 
 impl FolderSource {
+    /// The folder and `peer`'s membership, if it is a member now: one who came in
+    /// through a link of this device's is one only while that link lives.
     fn member(&self, peer: &PeerId, folder: &FolderId) -> Option<(FolderRow, Member)> {
         let st = lock(&self.0.store);
         let row = st.folder(folder).ok().flatten()?;
         let m = st.members(folder).ok()?.into_iter().find(|m| m.peer == peer.to_bytes())?;
+        if let Some(link) = m.via_link {
+            let live = st.link(link).ok().flatten().is_some_and(|l| crate::links::live(&l, peerbox_store::now()));
+            if !live {
+                return None;
+            }
+        }
         Some((row, m))
     }
 
+    /// Members as this device announces them: not those whose link has ended, so
+    /// the others forget them too.
     fn wire_members(&self, folder: &FolderId) -> Vec<WireMember> {
-        let mut out: Vec<WireMember> = lock(&self.0.store)
+        let st = lock(&self.0.store);
+        let now = peerbox_store::now();
+        let mut out: Vec<WireMember> = st
             .members(folder)
             .unwrap_or_default()
             .into_iter()
+            .filter(|m| {
+                m.via_link.is_none_or(|l| st.link(l).ok().flatten().is_some_and(|l| crate::links::live(&l, now)))
+            })
             .map(|m| WireMember { peer: m.peer, read_write: m.read_write, addrs: m.addrs })
             .collect();
+        drop(st);
         out.push(WireMember { peer: self.0.me.to_bytes(), read_write: true, addrs: vec![] });
         out
     }
 }
 
 impl SyncSource for FolderSource {
-    fn join(&self, peer: PeerId, folder: FolderId, secret: [u8; 32]) -> Result<SyncResponse, SyncRefusal> {
-        let link = lock(&self.0.store)
-            .link_by_secret_hash(&secret_hash(&secret))
-            .ok()
-            .flatten()
-            .ok_or(SyncRefusal::NotAllowed)?;
-        if link.target != LinkTarget::Folder(folder) || link.revoked {
-            return Err(SyncRefusal::NotAllowed);
-        }
-        if link.expires.is_some_and(|e| peerbox_store::now() >= e) {
-            return Err(SyncRefusal::Expired);
-        }
+    fn join(
+        &self,
+        peer: PeerId,
+        folder: FolderId,
+        secret: [u8; 32],
+        proof: Option<[u8; 32]>,
+    ) -> Result<SyncResponse, SyncRefusal> {
+        let link = self.0.gate.admit(&peer, &secret, proof, LinkTarget::Folder(folder))?;
         let row = lock(&self.0.store).folder(&folder).ok().flatten().ok_or(SyncRefusal::NotAllowed)?;
         let read_write = !link.read_only && row.read_write;
         let already =
             lock(&self.0.store).members(&folder).unwrap_or_default().iter().any(|m| m.peer == peer.to_bytes());
         if link.approve && !already {
-            let mut st = lock(&self.0.store);
-            st.add_join_request(&peerbox_store::JoinRequest {
-                folder,
-                peer: peer.to_bytes(),
-                read_write,
-                created: peerbox_store::now(),
-            })
-            .map_err(|_| SyncRefusal::NotAllowed)?;
-            let _ = st.count_link_use(link.id);
+            lock(&self.0.store)
+                .add_join_request(&peerbox_store::JoinRequest {
+                    folder,
+                    peer: peer.to_bytes(),
+                    read_write,
+                    created: peerbox_store::now(),
+                    via_link: Some(link.id),
+                })
+                .map_err(|_| SyncRefusal::NotAllowed)?;
             tracing::warn!(%peer, "a device asks to join {:?}; approve with `peerbox approve`", row.name);
             self.0.live.notice("join_request", row.name.clone(), peer.to_string());
             let me = WireMember { peer: self.0.me.to_bytes(), read_write: true, addrs: vec![] };
@@ -1546,9 +1621,9 @@ impl SyncSource for FolderSource {
         }
         {
             let mut st = lock(&self.0.store);
-            st.put_member(&folder, &Member { peer: peer.to_bytes(), read_write, addrs: vec![] })
-                .map_err(|_| SyncRefusal::NotAllowed)?;
-            let _ = st.count_link_use(link.id);
+            let member = Member { via_link: Some(link.id), ..Member::new(peer.to_bytes(), read_write, vec![]) };
+            st.put_member(&folder, &member).map_err(|_| SyncRefusal::NotAllowed)?;
+            st.clear_member_removal(&folder, &peer.to_bytes()).map_err(|_| SyncRefusal::NotAllowed)?;
         }
         tracing::info!(%peer, read_write, "a device joined {:?}", row.name);
         self.0.kick(&folder, Kick::Members);

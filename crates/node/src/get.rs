@@ -53,6 +53,8 @@ pub struct GetOptions {
     /// Find the sharer only through the LAN and the DHT, never at the link's
     /// addresses (for labs that prove those paths).
     pub ignore_link_addrs: bool,
+    /// The password proof, for a link that takes one (see `links::proof_for`).
+    pub proof: Option<[u8; 32]>,
 }
 
 /// Names a share's top entries as people say it: "trip.mp4", "photos and 2 more".
@@ -133,6 +135,9 @@ pub(crate) async fn get(
     progress: &watch::Sender<GetProgress>,
 ) -> Result<GetOutcome, NodeError> {
     let (peer, mut addrs) = check_link(link, net.peer_id())?;
+    if link.password && opts.proof.is_none() {
+        return Err(NodeError::PasswordNeeded);
+    }
     if opts.ignore_link_addrs {
         addrs.clear();
     }
@@ -155,7 +160,7 @@ pub(crate) async fn get(
         let first: Vec<(PeerId, Vec<Multiaddr>)> =
             std::iter::once((peer, addrs.clone())).chain(extra.iter().map(|p| (*p, Vec::new()))).collect();
         for (source, a) in first {
-            tasks.push(Box::pin(open_source(net, link, source, a)));
+            tasks.push(Box::pin(open_source(net, link, opts.proof, source, a)));
         }
         let mut queue: Option<BlockQueue> = None;
         let mut opened = 0usize;
@@ -167,7 +172,7 @@ pub(crate) async fn get(
                     // The network never names this device; the sharer is open already.
                     if source != peer && !extra.contains(&source) && extra.len() < MAX_EXTRA_SOURCES {
                         extra.push(source);
-                        tasks.push(Box::pin(open_source(net, link, source, Vec::new())));
+                        tasks.push(Box::pin(open_source(net, link, opts.proof, source, Vec::new())));
                     }
                     tasks.push(next_provider(rx));
                 }
@@ -300,10 +305,10 @@ fn next_provider(mut rx: mpsc::Receiver<PeerId>) -> futures::future::BoxFuture<'
     })
 }
 
-async fn open_source(net: &Network, link: &Link, source: PeerId, addrs: Vec<Multiaddr>) -> Ev {
+async fn open_source(net: &Network, link: &Link, proof: Option<[u8; 32]>, source: PeerId, addrs: Vec<Multiaddr>) -> Ev {
     let r = async {
         let stream = connect(net, source, &addrs).await?;
-        Ok::<_, NodeError>(blocks::open_share(stream, link.id, link.secret).await?)
+        Ok::<_, NodeError>(blocks::open_share(stream, link.id, link.secret, proof).await?)
     }
     .await;
     Ev::Open(source, r)

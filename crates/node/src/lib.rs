@@ -8,10 +8,12 @@
 //! downloads hand `net`'s blocks to `engine`'s verified writer).
 
 pub mod api;
+mod drops;
 mod error;
 mod folders;
 mod get;
 mod home;
+pub mod links;
 mod live;
 pub mod qr;
 pub mod settings;
@@ -30,11 +32,13 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use api::{PeerInfo, Request};
+pub use drops::{DropOutcome, DropProgress};
 pub use error::{ApiError, NodeError};
 pub use folders::{Added, FolderInfo, FolderState, MemberInfo};
 pub use get::{GetOptions, GetOutcome, GetProgress};
 pub use home::Home;
 pub use live::Notice;
+pub use peerbox_store::now;
 pub use transfers::TransferInfo;
 
 /// How to start a node.
@@ -69,6 +73,7 @@ pub struct Node {
     transfers: Option<Arc<transfers::Transfers>>,
     peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>>,
     live: Arc<live::Live>,
+    proofs: links::ProofCache,
 }
 
 /// Progress of hashing for a share.
@@ -172,10 +177,15 @@ impl Node {
                 }
             }
         });
-        if let Some(store) = &store {
+        let gate = store.as_ref().map(|s| Arc::new(links::Gate::new(s.clone())));
+        if let (Some(store), Some(gate)) = (&store, &gate) {
             let incoming =
                 net.accept(PROTOCOL).ok_or_else(|| NodeError::Internal("block protocol registered twice".into()))?;
-            let source = Arc::new(share::StoreSource { store: store.clone(), open: Mutex::new(Default::default()) });
+            let source = Arc::new(share::StoreSource {
+                store: store.clone(),
+                gate: gate.clone(),
+                open: Mutex::new(Default::default()),
+            });
             tokio::spawn(peerbox_net::blocks::serve(incoming, source));
         }
         if let Some(store) = &store {
@@ -184,17 +194,22 @@ impl Node {
                 net.provide(peerbox_proto::link::provide_key(&id)).await?;
             }
         }
-        let folders = match &store {
-            Some(store) => {
-                let f = folders::Folders::new(store.clone(), net.clone(), live.clone());
+        let folders = match (&store, &gate) {
+            (Some(store), Some(gate)) => {
+                let f = folders::Folders::new(store.clone(), gate.clone(), net.clone(), live.clone());
                 let incoming = net
                     .accept(peerbox_proto::index::PROTOCOL)
                     .ok_or_else(|| NodeError::Internal("sync protocol registered twice".into()))?;
                 tokio::spawn(peerbox_net::sync::serve(incoming, Arc::new(folders::FolderSource(f.clone()))));
+                let incoming = net
+                    .accept(peerbox_proto::drop::PROTOCOL)
+                    .ok_or_else(|| NodeError::Internal("drop protocol registered twice".into()))?;
+                let dropbox = drops::DropBox::new(store.clone(), gate.clone(), f.clone(), live.clone());
+                tokio::spawn(peerbox_net::drop::serve(incoming, Arc::new(drops::DropDoor(dropbox))));
                 f.start_all()?;
                 Some(f)
             }
-            None => None,
+            _ => None,
         };
         let transfers = match &store {
             Some(store) => {
@@ -204,7 +219,7 @@ impl Node {
             }
             None => None,
         };
-        Ok(Self { net, store, home, folders, transfers, peers, live })
+        Ok(Self { net, store, home, folders, transfers, peers, live, proofs: Default::default() })
     }
 
     /// This device's settings.
@@ -245,16 +260,19 @@ impl Node {
         Ok(self.net.listen_addrs().await?)
     }
 
-    /// Hashes `paths`, records them as a share and returns a link to it, valid for
-    /// `expires_in` seconds if given. The node serves the share for as long as it runs.
+    /// Hashes `paths`, records them as a share and returns a link to it with
+    /// `limits` (expiry, password, devices). The node serves the share for as long
+    /// as it runs.
     pub async fn share(
         &self,
         paths: Vec<PathBuf>,
-        expires_in: Option<u64>,
+        limits: links::Limits,
         progress: watch::Sender<ShareProgress>,
     ) -> Result<ShareOutcome, NodeError> {
-        let expires = expires_in.map(|s| peerbox_store::now() + s.max(1));
         let store = self.store.clone().ok_or_else(|| NodeError::Internal("this node does not serve".into()))?;
+        if limits.max_bytes.is_some() {
+            return Err(NodeError::BadSetting("a size limit is for file requests, not shared files".into()));
+        }
         let roots = share::check_paths(&paths)?;
         let scan_store = store.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -264,34 +282,24 @@ impl Node {
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
-        let (id, label, secret) = {
+        let (id, label) = {
             let store = store.clone();
             let entries = result.entries.clone();
-            tokio::task::spawn_blocking(move || {
-                let (id, label) = share::record_share(&store, &entries)?;
-                let secret = share::add_link(&store, id, expires)?;
-                Ok::<_, NodeError>((id, label, secret))
-            })
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))??
+            tokio::task::spawn_blocking(move || share::record_share(&store, &entries))
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))??
         };
+        let addrs = self.net.listen_addrs().await?.iter().map(|a| a.to_vec()).collect();
+        let made =
+            links::make(&store, self.peer_id(), addrs, peerbox_store::LinkTarget::Files(id), true, false, limits)
+                .await?;
         self.net.provide(peerbox_proto::link::provide_key(&id)).await?;
-        let addrs = self.net.listen_addrs().await?;
-        let link = Link {
-            kind: peerbox_proto::LinkKind::Files,
-            id,
-            peer: self.peer_id().to_bytes(),
-            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
-            secret,
-            read_only: true,
-            expires,
-        };
 
         let (files, bytes) = result.entries.iter().fold((0, 0), |(n, b), s| match &s.entry.kind {
             peerbox_proto::EntryKind::File(f) => (n + 1, b + f.size),
             peerbox_proto::EntryKind::Dir => (n, b),
         });
-        let link = link.encode();
+        let link = made.text;
         Ok(ShareOutcome {
             qr: qr::encode(&link),
             link,
@@ -346,7 +354,6 @@ impl Node {
                 }),
             }
         };
-        let expiry = |secs: Option<u64>| secs.map(|s| peerbox_store::now() + s.max(1));
         Ok(match req {
             Request::Status => {
                 let listen: Vec<String> = self.listen_addrs().await?.iter().map(|a| a.to_string()).collect();
@@ -368,17 +375,35 @@ impl Node {
             Request::FolderList => json!(self.folders()?.list()?),
             Request::Browse { folder, path } => self.folders()?.browse(&folder, &path)?,
             Request::Search { query } => self.folders()?.search(&query)?,
-            Request::Share { paths, expires_in } => {
+            Request::Share { paths, expires_in, password, max_uses } => {
                 let (tx, _rx) = watch::channel(ShareProgress::default());
-                json!(self.share(paths, expires_in, tx).await?)
+                let limits = links::Limits { expires_in, password, max_uses, max_bytes: None };
+                json!(self.share(paths, limits, tx).await?)
             }
             Request::FolderAdd { path, name, mode: m } => {
                 let id = self.folders()?.add(&path, name, mode(m)?)?;
                 json!({ "id": hex::encode(id) })
             }
-            Request::FolderLink { folder, read_only, expires_in, approve } => {
-                let link = self.folders()?.link(&folder, read_only, expiry(expires_in), approve).await?;
+            Request::FolderLink { folder, read_only, expires_in, approve, password, max_uses } => {
+                let limits = links::Limits { expires_in, password, max_uses, max_bytes: None };
+                let link = self.folders()?.link(&folder, read_only, approve, limits).await?;
                 json!({ "qr": qr::encode(&link), "link": link })
+            }
+            Request::FolderRequest { folder, expires_in, password, max_uses, max_bytes } => {
+                let limits = links::Limits { expires_in, password, max_uses, max_bytes };
+                let link = self.folders()?.request_link(&folder, limits).await?;
+                json!({ "qr": qr::encode(&link), "link": link })
+            }
+            Request::InspectLink { link } => json!(links::inspect(&Link::decode(&link)?, self.peer_id())),
+            Request::DropProbe { link, password } => {
+                let link = Link::decode(&link)?;
+                let proof = links::proof_for(&link, password.as_deref()).await?;
+                let o = drops::probe(&self.net, &link, proof, &self.settings()?.device_name).await?;
+                json!({ "folder": o.name, "remaining": o.remaining })
+            }
+            Request::DropPaths { link, password, paths } => {
+                let (tx, _rx) = watch::channel(DropProgress::default());
+                json!(self.drop_paths(&link, password.as_deref(), &paths, &tx).await?)
             }
             Request::Requests => json!(self.folders()?.requests()?),
             Request::Approve { folder, peer } => {
@@ -388,9 +413,10 @@ impl Node {
                 self.folders()?.approve(&folder, &peer)?;
                 json!({})
             }
-            Request::FolderJoin { link, path, mode: m } => {
+            Request::FolderJoin { link, path, mode: m, password } => {
                 let link = Link::decode(&link)?;
-                let id = self.folders()?.join(&link, &path, mode(m)?).await?;
+                let proof = links::proof_for(&link, password.as_deref()).await?;
+                let id = self.folders()?.join(&link, proof, &path, mode(m)?).await?;
                 json!({ "id": hex::encode(id) })
             }
             Request::FolderLeave { folder } => {
@@ -435,9 +461,11 @@ impl Node {
                 json!({ "path": self.folders()?.resolve_conflict(&folder, &path, &keep)? })
             }
             Request::LocalPath { folder, path } => json!({ "path": self.folders()?.local_file(&folder, &path)? }),
-            Request::Download { link, dest } => {
+            Request::Download { link, dest, password } => {
                 let dest = dest.unwrap_or_else(|| self.downloads_dir());
-                json!({ "id": self.transfers()?.add(&link, &dest)? })
+                let parsed = Link::decode(&link)?;
+                let proof = links::proof_for(&parsed, password.as_deref()).await?;
+                json!({ "id": self.transfers()?.add(&link, &dest, proof)? })
             }
             Request::Transfers => json!(self.transfers()?.list()?),
             Request::TransferPause { id } => {
@@ -480,6 +508,41 @@ impl Node {
         self.folders()?.upload(folder, &drop_dir, path, chunks).await
     }
 
+    /// Sends files and folders on this machine through file-request link `link`.
+    pub async fn drop_paths(
+        &self,
+        link: &str,
+        password: Option<&str>,
+        paths: &[PathBuf],
+        progress: &watch::Sender<DropProgress>,
+    ) -> Result<DropOutcome, NodeError> {
+        let link = Link::decode(link)?;
+        let proof = links::proof_for(&link, password).await?;
+        if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
+            return Err(NodeError::BadPath { path: p.clone(), reason: "give an absolute path".into() });
+        }
+        drops::send_paths(&self.net, &link, proof, &self.settings()?.device_name, paths, progress).await
+    }
+
+    /// Sends one file arriving as `chunks` through file-request link `link`, as part
+    /// of drop `batch` (32 hex digits: files of one batch land together). Returns
+    /// where it landed in the owner's folder.
+    pub async fn drop_stream(
+        &self,
+        link: &str,
+        password: Option<&str>,
+        batch: &str,
+        path: &str,
+        size: u64,
+        chunks: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    ) -> Result<String, NodeError> {
+        let link = Link::decode(link)?;
+        let batch = drops::parse_batch(batch)?;
+        let proof = self.proofs.get(&link, password).await?;
+        let file = drops::StreamedFile { batch, path: path.to_owned(), size, chunks };
+        drops::send_stream(&self.net, &link, proof, &self.settings()?.device_name, file).await
+    }
+
     /// Peers seen since start.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
@@ -487,58 +550,25 @@ impl Node {
 
     fn links(&self) -> Result<serde_json::Value, NodeError> {
         let store = self.store.as_ref().ok_or_else(|| NodeError::Internal("no index".into()))?;
-        let now = peerbox_store::now();
-        let rows = share::lock(store).links()?;
-        Ok(serde_json::Value::Array(
-            rows.into_iter()
-                .map(|l| {
-                    let r = l.link;
-                    let state = if r.revoked {
-                        "revoked"
-                    } else if r.expires.is_some_and(|e| e <= now) {
-                        "expired"
-                    } else {
-                        "active"
-                    };
-                    let (kind, target) = match r.target {
-                        peerbox_store::LinkTarget::Files(id) => ("files", hex::encode(id)),
-                        peerbox_store::LinkTarget::Folder(id) => ("folder", hex::encode(id)),
-                    };
-                    serde_json::json!({
-                        "id": r.id, "kind": kind, "target": target, "label": l.label,
-                        "read_only": r.read_only, "approve": r.approve, "created": r.created,
-                        "expires": r.expires, "uses": r.uses, "state": state, "received": r.received,
-                    })
-                })
-                .collect(),
-        ))
+        Ok(serde_json::json!(links::list(store)?))
     }
 
     fn revoke(&self, target: &str) -> Result<serde_json::Value, NodeError> {
         let store = self.store.as_ref().ok_or_else(|| NodeError::Internal("no index".into()))?;
-        let t = target.trim();
-        if !t.is_empty() && t.len() <= 18 && t.bytes().all(|b| b.is_ascii_digit()) {
-            let id: i64 = t.parse().map_err(|_| NodeError::LinkUnusable(format!("no link {t}")))?;
-            if share::lock(store).link(id)?.is_none() {
-                return Err(NodeError::LinkUnusable(format!("no link {t} (see `peerbox links`)")));
-            }
-            share::lock(store).revoke_link(id)?;
-            self.live.bump();
-            return Ok(serde_json::json!({ "revoked": "link" }));
-        }
-        if target.trim().to_lowercase().starts_with("peerbox://") {
-            let link = Link::decode(target)?;
-            let hash = peerbox_proto::link::secret_hash(&link.secret);
-            let rec = share::lock(store).link_by_secret_hash(&hash)?;
-            let Some(rec) = rec else {
-                return Err(NodeError::LinkUnusable("this device did not make that link".into()));
-            };
+        if let Some(rec) = links::find(store, target)? {
             share::lock(store).revoke_link(rec.id)?;
-            return Ok(serde_json::json!({ "revoked": "link" }));
+            // Members who came in through a folder link leave with it; file
+            // downloads and uploads through it stop at their next request.
+            let members = match rec.target {
+                peerbox_store::LinkTarget::Folder(_) => self.folders()?.remove_via_link(rec.id)?,
+                _ => 0,
+            };
+            self.live.bump();
+            return Ok(serde_json::json!({ "revoked": "link", "members": members }));
         }
-        let peer: PeerId = target.parse().map_err(|_| NodeError::BadPath {
+        let peer: PeerId = target.trim().parse().map_err(|_| NodeError::BadPath {
             path: target.into(),
-            reason: "neither a peerbox:// link nor a PeerId".into(),
+            reason: "neither a peerbox:// link, a link's number nor a PeerId".into(),
         })?;
         let n = self.folders()?.remove_member(&peer)?;
         Ok(serde_json::json!({ "revoked": "peer", "folders": n }))

@@ -62,12 +62,16 @@ pub(crate) fn record_share(store: &SharedStore, scanned: &[Scanned]) -> Result<(
 /// Serves what a download from `link` received, under the same link: records the
 /// share with the received files behind it and the link's secret hash, so others
 /// holding the link can fetch from this device too. Returns whether it serves
-/// (not when the received manifest does not hash to the link's id).
+/// (not when the received manifest does not hash to the link's id, nor when the
+/// link's sharer wants to be its only source).
 pub(crate) fn serve_received(
     store: &SharedStore,
     link: &peerbox_proto::Link,
     received: &[(Entry, PathBuf)],
 ) -> Result<bool, NodeError> {
+    if link.sole_source {
+        return Ok(false);
+    }
     let scanned: Vec<Scanned> = received
         .iter()
         .map(|(entry, path)| Scanned {
@@ -83,63 +87,32 @@ pub(crate) fn serve_received(
     let hash = secret_hash(&link.secret);
     let mut st = lock(store);
     if st.link_by_secret_hash(&hash)?.is_none() {
-        st.add_link(&files_link(link.id, hash, link.expires, true))?;
+        st.add_link(&LinkRecord {
+            received: true,
+            ..LinkRecord::new(LinkTarget::Files(link.id), hash, true, link.expires)
+        })?;
     }
     Ok(true)
-}
-
-/// Records a new link to content `id`; returns its secret.
-pub(crate) fn add_link(store: &SharedStore, id: [u8; 32], expires: Option<u64>) -> Result<[u8; 32], NodeError> {
-    let secret: [u8; 32] = rand::random();
-    lock(store).add_link(&files_link(id, secret_hash(&secret), expires, false))?;
-    Ok(secret)
-}
-
-/// A new read-only link to file set `id`, made here or `received` with a download.
-fn files_link(id: [u8; 32], secret_hash: [u8; 32], expires: Option<u64>, received: bool) -> LinkRecord {
-    LinkRecord {
-        id: 0,
-        target: LinkTarget::Files(id),
-        secret_hash,
-        read_only: true,
-        approve: false,
-        created: peerbox_store::now(),
-        expires,
-        revoked: false,
-        uses: 0,
-        received,
-    }
 }
 
 /// Serves shares recorded in the index.
 pub(crate) struct StoreSource {
     pub(crate) store: SharedStore,
+    pub(crate) gate: Arc<crate::links::Gate>,
     /// Opened shares, so a second downloader does not reload the manifest.
     pub(crate) open: Mutex<HashMap<[u8; 32], Arc<Vec<SharedEntry>>>>,
 }
 
 impl BlockSource for StoreSource {
-    fn open(&self, peer: PeerId, id: [u8; 32], secret: [u8; 32]) -> Result<Arc<dyn ShareReader>, Refusal> {
-        let hash = secret_hash(&secret);
-        let link = {
-            let st = lock(&self.store);
-            match st.link_by_secret_hash(&hash) {
-                Ok(Some(l)) => l,
-                Ok(None) => return Err(Refusal::Unknown),
-                Err(e) => {
-                    tracing::warn!("index error while checking a link: {e}");
-                    return Err(Refusal::Unknown);
-                }
-            }
-        };
-        // Same answer for "no such link" and "link for something else": a stranger
-        // learns nothing about what exists.
-        if link.target != LinkTarget::Files(id) || link.revoked {
-            return Err(Refusal::Unknown);
-        }
-        if link.expires.is_some_and(|e| peerbox_store::now() >= e) {
-            return Err(Refusal::Expired);
-        }
+    fn open(
+        &self,
+        peer: PeerId,
+        id: [u8; 32],
+        secret: [u8; 32],
+        proof: Option<[u8; 32]>,
+    ) -> Result<Arc<dyn ShareReader>, Refusal> {
+        let link = self.gate.admit(&peer, &secret, proof, LinkTarget::Files(id))?;
+        let hash = link.secret_hash;
         let entries = {
             let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
             match open.get(&id) {
@@ -152,7 +125,6 @@ impl BlockSource for StoreSource {
                 }
             }
         };
-        let _ = lock(&self.store).count_link_use(link.id);
         tracing::info!(%peer, "opened share {}", hex::encode(&id[..6]));
         let manifest = entries.iter().map(|e| e.entry.clone()).collect();
         Ok(Arc::new(OpenShare {
@@ -231,7 +203,7 @@ impl ShareReader for OpenShare {
             return checked.1;
         }
         let valid = match lock(&self.store).link_by_secret_hash(&self.secret_hash) {
-            Ok(Some(l)) => l.id == self.link_id && !l.revoked && l.expires.is_none_or(|e| peerbox_store::now() < e),
+            Ok(Some(l)) => l.id == self.link_id && crate::links::live(&l, peerbox_store::now()),
             _ => false,
         };
         *checked = (std::time::Instant::now(), valid);
@@ -263,6 +235,7 @@ pub(crate) fn check_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, NodeError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::links::{self, Limits};
     use peerbox_engine::NoCache;
 
     fn shared(dir: &Path) -> (SharedStore, [u8; 32], PathBuf) {
@@ -275,35 +248,49 @@ mod tests {
     }
 
     fn source(store: &SharedStore) -> StoreSource {
-        StoreSource { store: store.clone(), open: Mutex::new(HashMap::new()) }
+        StoreSource {
+            store: store.clone(),
+            gate: Arc::new(links::Gate::new(store.clone())),
+            open: Mutex::new(HashMap::new()),
+        }
     }
 
-    #[test]
-    fn the_sharer_refuses_expired_revoked_and_unknown_secrets() {
+    async fn link(store: &SharedStore, id: [u8; 32], limits: Limits) -> [u8; 32] {
+        let m = links::make(store, PeerId::random(), vec![], LinkTarget::Files(id), true, false, limits).await.unwrap();
+        peerbox_proto::Link::decode(&m.text).unwrap().secret
+    }
+
+    #[tokio::test]
+    async fn the_sharer_refuses_expired_revoked_and_unknown_secrets() {
         let d = tempfile::tempdir().unwrap();
         let (store, id, _) = shared(d.path());
         let src = source(&store);
         let peer = PeerId::random();
 
-        let good = add_link(&store, id, None).unwrap();
-        assert!(src.open(peer, id, good).is_ok());
-        assert_eq!(src.open(peer, id, [0; 32]).err(), Some(Refusal::Unknown));
-        assert_eq!(src.open(peer, [1; 32], good).err(), Some(Refusal::Unknown), "a secret opens only its own share");
+        let good = link(&store, id, Limits::default()).await;
+        assert!(src.open(peer, id, good, None).is_ok());
+        assert_eq!(src.open(peer, id, [0; 32], None).err(), Some(Refusal::Unknown));
+        assert_eq!(
+            src.open(peer, [1; 32], good, None).err(),
+            Some(Refusal::Unknown),
+            "a secret opens only its own share"
+        );
 
-        let expired = add_link(&store, id, Some(1)).unwrap();
-        assert_eq!(src.open(peer, id, expired).err(), Some(Refusal::Expired));
+        let expired = [5u8; 32];
+        lock(&store).add_link(&LinkRecord::new(LinkTarget::Files(id), secret_hash(&expired), true, Some(1))).unwrap();
+        assert_eq!(src.open(peer, id, expired, None).err(), Some(Refusal::Expired));
 
         let rec = lock(&store).link_by_secret_hash(&secret_hash(&good)).unwrap().unwrap();
         lock(&store).revoke_link(rec.id).unwrap();
-        assert_eq!(src.open(peer, id, good).err(), Some(Refusal::Unknown));
+        assert_eq!(src.open(peer, id, good, None).err(), Some(Refusal::Unknown));
     }
 
-    #[test]
-    fn a_file_changed_after_sharing_is_not_served() {
+    #[tokio::test]
+    async fn a_file_changed_after_sharing_is_not_served() {
         let d = tempfile::tempdir().unwrap();
         let (store, id, file) = shared(d.path());
-        let secret = add_link(&store, id, None).unwrap();
-        let reader = source(&store).open(PeerId::random(), id, secret).unwrap();
+        let secret = link(&store, id, Limits::default()).await;
+        let reader = source(&store).open(PeerId::random(), id, secret, None).unwrap();
         std::fs::write(&file, b"changed!").unwrap();
         assert_eq!(reader.read_block(0, 0).err(), Some(MissingReason::Changed));
         assert_eq!(reader.read_block(7, 0).err(), Some(MissingReason::OutOfRange));

@@ -74,14 +74,19 @@ impl Transfers {
     }
 
     /// Queues a download of `link` into `dest` and starts it.
-    pub(crate) fn add(self: &Arc<Self>, link: &str, dest: &std::path::Path) -> Result<i64, NodeError> {
+    pub(crate) fn add(
+        self: &Arc<Self>,
+        link: &str,
+        dest: &std::path::Path,
+        proof: Option<[u8; 32]>,
+    ) -> Result<i64, NodeError> {
         let parsed = Link::decode(link)?;
         get::check_link(&parsed, self.net.peer_id())?;
         if !dest.is_absolute() {
             return Err(NodeError::BadPath { path: dest.into(), reason: "give an absolute destination".into() });
         }
         std::fs::create_dir_all(dest).map_err(|e| NodeError::io(dest, e))?;
-        let id = lock(&self.store).add_transfer(&parsed.encode(), dest, "")?;
+        let id = lock(&self.store).add_transfer(&parsed.encode(), dest, "", proof)?;
         self.start(id);
         Ok(id)
     }
@@ -122,7 +127,8 @@ impl Transfers {
         self.live.bump();
         let result = match Link::decode(&row.link) {
             Ok(link) => {
-                let opts = GetOptions { dest: row.dest.clone(), overwrite: false, ignore_link_addrs: false };
+                let opts =
+                    GetOptions { dest: row.dest.clone(), overwrite: false, ignore_link_addrs: false, proof: row.proof };
                 let mut rx = tx.subscribe();
                 let watcher = {
                     let me = self.clone();

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! client                         sharer
-//!   Open{id, secret}      ─▶
+//!   Open{id, secret, proof?} ─▶
 //!                         ◀─     ManifestPart* ManifestEnd  (or Refused, then close)
 //!   Get{req, file, block}*─▶     (many in flight)
 //!                         ◀─     Block{req, data} | Missing{req, reason}
@@ -124,6 +124,12 @@ pub enum Refusal {
     Expired,
     /// The sharer is serving as many sessions as it allows.
     Busy,
+    /// The link takes a password, and none or a wrong one came.
+    WrongPassword,
+    /// Too many wrong passwords for this link lately; wait before trying again.
+    TooManyAttempts,
+    /// The link was opened by as many devices as its owner allowed.
+    UsedUp,
 }
 
 /// Why a single block could not be served.
@@ -146,6 +152,8 @@ pub enum ClientMsg {
         id: [u8; 32],
         /// Secret from the link.
         secret: [u8; 32],
+        /// For a link with a password: `link::password_proof`.
+        proof: Option<[u8; 32]>,
     },
     /// Request block `block` of manifest file `file` (index among all entries).
     Get {
@@ -190,6 +198,7 @@ pub enum ServerMsg {
 struct OpenWire {
     id: [u8; 32],
     secret: [u8; 32],
+    proof: Option<[u8; 32]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -210,8 +219,8 @@ impl ClientMsg {
     /// The whole frame, header included.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Open { id, secret } => {
-                let p = postcard::to_stdvec(&OpenWire { id: *id, secret: *secret }).unwrap_or_default();
+            Self::Open { id, secret, proof } => {
+                let p = postcard::to_stdvec(&OpenWire { id: *id, secret: *secret, proof: *proof }).unwrap_or_default();
                 frame(Tag::Open, &p)
             }
             Self::Get { req, file, block } => {
@@ -229,7 +238,7 @@ impl ClientMsg {
         match tag {
             Tag::Open => {
                 let w: OpenWire = strict(tag, payload)?;
-                Ok(Self::Open { id: w.id, secret: w.secret })
+                Ok(Self::Open { id: w.id, secret: w.secret, proof: w.proof })
             }
             Tag::Get => {
                 let p: [u8; 12] = payload.try_into().map_err(|_| FrameError::Malformed(tag))?;
@@ -313,8 +322,11 @@ mod tests {
 
     #[test]
     fn client_messages_round_trip() {
-        for m in [ClientMsg::Open { id: [1; 32], secret: [2; 32] }, ClientMsg::Get { req: 7, file: u32::MAX, block: 3 }]
-        {
+        for m in [
+            ClientMsg::Open { id: [1; 32], secret: [2; 32], proof: None },
+            ClientMsg::Open { id: [1; 32], secret: [2; 32], proof: Some([3; 32]) },
+            ClientMsg::Get { req: 7, file: u32::MAX, block: 3 },
+        ] {
             let f = m.encode();
             let (tag, p) = split(&f);
             assert_eq!(ClientMsg::decode(tag, p).unwrap(), m);
@@ -337,6 +349,8 @@ mod tests {
             ServerMsg::ManifestPart(vec![entry, Entry { path: "d".into(), kind: EntryKind::Dir }]),
             ServerMsg::ManifestEnd { entries: 2 },
             ServerMsg::Refused(Refusal::Expired),
+            ServerMsg::Refused(Refusal::WrongPassword),
+            ServerMsg::Refused(Refusal::UsedUp),
             ServerMsg::Block { req: 9, data: Bytes::from_static(b"hello") },
             ServerMsg::Block { req: 1, data: Bytes::new() },
             ServerMsg::Missing { req: 4, reason: MissingReason::Changed },

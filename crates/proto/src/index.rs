@@ -122,6 +122,12 @@ pub enum SyncRefusal {
     NotAllowed,
     /// The link has expired.
     Expired,
+    /// The link takes a password, and none or a wrong one came.
+    WrongPassword,
+    /// Too many wrong passwords for this link lately.
+    TooManyAttempts,
+    /// The link was used by as many devices as its owner allowed.
+    UsedUp,
 }
 
 /// A member of a folder as announced to others.
@@ -144,6 +150,8 @@ pub enum SyncRequest {
         folder: FolderId,
         /// The link's secret.
         secret: [u8; 32],
+        /// For a link with a password: `link::password_proof`.
+        proof: Option<[u8; 32]>,
     },
     /// Records after `since`; with `wait`, hold the answer until there are some.
     Index {

@@ -6,6 +6,7 @@
 //! no async runtime.
 
 pub mod blocks;
+pub mod drop;
 pub mod index;
 pub mod link;
 pub mod manifest;

@@ -7,7 +7,11 @@
 //! copy-paste safe: no `0OIl`, no punctuation that chat apps break lines at.
 //!
 //! The secret travels only inside the encrypted libp2p channel; the sharer stores
-//! only its hash ([`secret_hash`]).
+//! only its hash ([`secret_hash`]). A link with a password needs more than the link:
+//! the holder derives a proof from the secret and the password with Argon2id
+//! ([`password_proof`]) and sends that too; the sharer keeps only a hash of the
+//! proof, so neither the link nor the sharer's index alone opens it, and every
+//! guess costs a round trip to a sharer that counts them.
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +30,9 @@ pub const MAX_PEER_BYTES: usize = 64;
 const VERSION: u8 = 1;
 const FLAG_READ_ONLY: u8 = 0b01;
 const FLAG_EXPIRES: u8 = 0b10;
+const FLAG_PASSWORD: u8 = 0b100;
+const FLAG_SOLE_SOURCE: u8 = 0b1000;
+const KNOWN_FLAGS: u8 = FLAG_READ_ONLY | FLAG_EXPIRES | FLAG_PASSWORD | FLAG_SOLE_SOURCE;
 const CHECKSUM_LEN: usize = 4;
 
 /// What a link opens.
@@ -35,6 +42,8 @@ pub enum LinkKind {
     Files,
     /// A shared folder, by folder id.
     Folder,
+    /// A file request: holders may drop files into a folder, never list or read it.
+    Request,
 }
 
 /// A decoded link. Holding one means holding its secret: treat it like a password.
@@ -54,6 +63,11 @@ pub struct Link {
     pub read_only: bool,
     /// Unix time (seconds) after which the link stops working.
     pub expires: Option<u64>,
+    /// Opening it also takes a password (see [`password_proof`]).
+    pub password: bool,
+    /// Only the sharer serves it: recipients must not pass it on (the sharer
+    /// limits its uses or guards it with a password, and counts on seeing each).
+    pub sole_source: bool,
 }
 
 impl std::fmt::Debug for Link {
@@ -65,6 +79,7 @@ impl std::fmt::Debug for Link {
             .field("addrs", &self.addrs.len())
             .field("read_only", &self.read_only)
             .field("expires", &self.expires)
+            .field("password", &self.password)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +115,7 @@ impl Link {
         out.push(match self.kind {
             LinkKind::Files => 0,
             LinkKind::Folder => 1,
+            LinkKind::Request => 2,
         });
         let mut flags = 0;
         if self.read_only {
@@ -107,6 +123,12 @@ impl Link {
         }
         if self.expires.is_some() {
             flags |= FLAG_EXPIRES;
+        }
+        if self.password {
+            flags |= FLAG_PASSWORD;
+        }
+        if self.sole_source {
+            flags |= FLAG_SOLE_SOURCE;
         }
         out.push(flags);
         out.extend_from_slice(&self.id);
@@ -150,10 +172,11 @@ impl Link {
         let kind = match r.u8()? {
             0 => LinkKind::Files,
             1 => LinkKind::Folder,
+            2 => LinkKind::Request,
             _ => return Err(LinkError::Malformed("unknown kind")),
         };
         let flags = r.u8()?;
-        if flags & !(FLAG_READ_ONLY | FLAG_EXPIRES) != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(LinkError::Malformed("unknown flags"));
         }
         let id = r.array()?;
@@ -174,7 +197,17 @@ impl Link {
         if !r.0.is_empty() {
             return Err(LinkError::Malformed("trailing bytes"));
         }
-        Ok(Self { kind, id, peer, addrs, secret, read_only: flags & FLAG_READ_ONLY != 0, expires })
+        Ok(Self {
+            kind,
+            id,
+            peer,
+            addrs,
+            secret,
+            read_only: flags & FLAG_READ_ONLY != 0,
+            expires,
+            password: flags & FLAG_PASSWORD != 0,
+            sole_source: flags & FLAG_SOLE_SOURCE != 0,
+        })
     }
 
     /// Whether the link has expired at unix time `now` (seconds).
@@ -189,6 +222,49 @@ pub fn secret_hash(secret: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"peerbox link secret v1\0");
     h.update(secret);
+    h.finalize().into()
+}
+
+/// Longest password accepted, in bytes: far past any a person types, short enough
+/// that hashing one costs the same as any other.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why a password cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// Nothing typed.
+    #[error("the password is empty")]
+    Empty,
+    /// Over [`MAX_PASSWORD_BYTES`].
+    #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+}
+
+/// What the holder of a password-protected link sends besides its secret:
+/// Argon2id (19 MiB, 2 passes, the OWASP baseline) of the password, salted with the
+/// link's secret. The password is taken in Unicode NFC, so the same word typed on
+/// another keyboard (a Korean IME on macOS gives NFD) still opens the link.
+pub fn password_proof(secret: &[u8; 32], password: &str) -> Result<[u8; 32], PasswordError> {
+    use unicode_normalization::UnicodeNormalization;
+    if password.is_empty() {
+        return Err(PasswordError::Empty);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordError::TooLong);
+    }
+    let nfc: String = password.nfc().collect();
+    let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).map_err(|_| PasswordError::TooLong)?;
+    let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    kdf.hash_password_into(nfc.as_bytes(), secret, &mut out).map_err(|_| PasswordError::TooLong)?;
+    Ok(out)
+}
+
+/// The hash under which a sharer keeps a link's password proof.
+pub fn proof_hash(proof: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"peerbox link password v1\0");
+    h.update(proof);
     h.finalize().into()
 }
 
@@ -248,6 +324,8 @@ mod tests {
             secret: [9; 32],
             read_only: true,
             expires: Some(1_900_000_000),
+            password: false,
+            sole_source: false,
         }
     }
 
@@ -259,6 +337,8 @@ mod tests {
         assert_eq!(Link::decode(&s).unwrap(), link);
         let bare = Link { expires: None, addrs: vec![], read_only: false, ..sample() };
         assert_eq!(Link::decode(&bare.encode()).unwrap(), bare);
+        let guarded = Link { kind: LinkKind::Request, password: true, sole_source: true, ..sample() };
+        assert_eq!(Link::decode(&guarded.encode()).unwrap(), guarded);
         // Mail clients wrap links in <> and add whitespace.
         assert_eq!(Link::decode(&format!("  <{s}>\n")).unwrap(), link);
     }
@@ -297,6 +377,22 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let shown = format!("{:?}", sample());
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn password_proofs_depend_on_the_password_the_secret_and_nothing_else() {
+        let a = password_proof(&[1; 32], "hunter2").unwrap();
+        assert_eq!(a, password_proof(&[1; 32], "hunter2").unwrap());
+        assert_ne!(a, password_proof(&[1; 32], "hunter3").unwrap());
+        assert_ne!(a, password_proof(&[2; 32], "hunter2").unwrap(), "the secret salts it");
+        // "한" typed as one code point (NFC) or as its jamo (NFD) is one password.
+        assert_eq!(
+            password_proof(&[1; 32], "\u{d55c}").unwrap(),
+            password_proof(&[1; 32], "\u{1112}\u{1161}\u{11ab}").unwrap()
+        );
+        assert_eq!(password_proof(&[1; 32], ""), Err(PasswordError::Empty));
+        assert_eq!(password_proof(&[1; 32], &"x".repeat(MAX_PASSWORD_BYTES + 1)), Err(PasswordError::TooLong));
+        assert_ne!(proof_hash(&a), a);
     }
 
     #[test]

@@ -69,6 +69,18 @@ pub struct Member {
     pub read_write: bool,
     /// Address hints (multiaddr bytes).
     pub addrs: Vec<Vec<u8>>,
+    /// The link of this device's that let it in: its access ends with the link.
+    pub via_link: Option<i64>,
+    /// The member that told this device about it; when that member stops listing
+    /// it, so does this device.
+    pub introduced_by: Option<Vec<u8>>,
+}
+
+impl Member {
+    /// A member known only by id and rights.
+    pub fn new(peer: Vec<u8>, read_write: bool, addrs: Vec<Vec<u8>>) -> Self {
+        Self { peer, read_write, addrs, via_link: None, introduced_by: None }
+    }
 }
 
 /// A file or directory record: this device's view, or a member's announcement.
@@ -176,7 +188,7 @@ impl Store {
     /// Removes a folder and everything the index knows about it (not its files).
     pub fn remove_folder(&mut self, id: &FolderId) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for table in ["files", "remote_files", "remote_seq", "folder_members"] {
+        for table in ["files", "remote_files", "remote_seq", "folder_members", "removed_members"] {
             tx.execute(&format!("DELETE FROM {table} WHERE folder_id = ?1"), [&id[..]])?;
         }
         tx.execute("DELETE FROM folders WHERE id = ?1", [&id[..]])?;
@@ -193,31 +205,71 @@ impl Store {
     /// Adds or updates a member.
     pub fn put_member(&mut self, folder: &FolderId, m: &Member) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO folder_members (folder_id, peer, read_write, addrs) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO folder_members (folder_id, peer, read_write, addrs, via_link, introduced_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (folder_id, peer) DO UPDATE SET read_write = excluded.read_write,
-               addrs = CASE WHEN excluded.addrs = '[]' THEN addrs ELSE excluded.addrs END",
-            params![&folder[..], m.peer, m.read_write, serde_json::to_string(&m.addrs).unwrap_or_default()],
+               addrs = CASE WHEN excluded.addrs = '[]' THEN addrs ELSE excluded.addrs END,
+               via_link = COALESCE(excluded.via_link, via_link),
+               introduced_by = COALESCE(excluded.introduced_by, introduced_by)",
+            params![
+                &folder[..],
+                m.peer,
+                m.read_write,
+                serde_json::to_string(&m.addrs).unwrap_or_default(),
+                m.via_link,
+                m.introduced_by
+            ],
         )?;
         Ok(())
     }
 
-    /// Removes a member.
+    /// Removes a member, and remembers that it was removed (see
+    /// [`Self::member_removed_since`]), so a list from another member that still
+    /// names it does not bring it back.
     pub fn remove_member(&mut self, folder: &FolderId, peer: &[u8]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM folder_members WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO removed_members (folder_id, peer, at) VALUES (?1, ?2, ?3)",
+            params![&folder[..], peer, crate::now() as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether `peer` was removed from `folder` at or after unix time `since`.
+    pub fn member_removed_since(&self, folder: &FolderId, peer: &[u8], since: u64) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM removed_members WHERE folder_id = ?1 AND peer = ?2 AND at >= ?3",
+                params![&folder[..], peer, since as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Forgets that `peer` was removed (this device let it in again).
+    pub fn clear_member_removal(&mut self, folder: &FolderId, peer: &[u8]) -> Result<()> {
         self.conn
-            .execute("DELETE FROM folder_members WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?;
+            .execute("DELETE FROM removed_members WHERE folder_id = ?1 AND peer = ?2", params![&folder[..], peer])?;
         Ok(())
     }
 
     /// A folder's members.
     pub fn members(&self, folder: &FolderId) -> Result<Vec<Member>> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT peer, read_write, addrs FROM folder_members WHERE folder_id = ?1")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT peer, read_write, addrs, via_link, introduced_by FROM folder_members WHERE folder_id = ?1",
+        )?;
         let rows = stmt.query_map([&folder[..]], |r| {
             let addrs: String = r.get(2)?;
             Ok(Member {
                 peer: r.get(0)?,
                 read_write: r.get(1)?,
                 addrs: serde_json::from_str(&addrs).unwrap_or_default(),
+                via_link: r.get(3)?,
+                introduced_by: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -388,30 +440,39 @@ pub struct JoinRequest {
     pub read_write: bool,
     /// When it asked, unix seconds.
     pub created: u64,
+    /// The link it asked through.
+    pub via_link: Option<i64>,
 }
 
 impl Store {
     /// Records a request to join (idempotent).
     pub fn add_join_request(&mut self, r: &JoinRequest) -> Result<()> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO join_requests (folder_id, peer, read_write, created) VALUES (?1, ?2, ?3, ?4)",
-            params![&r.folder[..], r.peer, r.read_write, r.created as i64],
+            "INSERT OR IGNORE INTO join_requests (folder_id, peer, read_write, created, via_link)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![&r.folder[..], r.peer, r.read_write, r.created as i64, r.via_link],
         )?;
         Ok(())
     }
 
     /// Every waiting request.
     pub fn join_requests(&self) -> Result<Vec<JoinRequest>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT folder_id, peer, read_write, created FROM join_requests ORDER BY created")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT folder_id, peer, read_write, created, via_link FROM join_requests ORDER BY created",
+        )?;
         let rows = stmt.query_map([], |r| {
             let f: Vec<u8> = r.get(0)?;
             let mut folder = [0u8; 16];
             if f.len() == 16 {
                 folder.copy_from_slice(&f);
             }
-            Ok(JoinRequest { folder, peer: r.get(1)?, read_write: r.get(2)?, created: r.get::<_, i64>(3)? as u64 })
+            Ok(JoinRequest {
+                folder,
+                peer: r.get(1)?,
+                read_write: r.get(2)?,
+                created: r.get::<_, i64>(3)? as u64,
+                via_link: r.get(4)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -59,6 +59,8 @@ pub enum LinkTarget {
     Files([u8; 32]),
     /// A shared folder, by folder id.
     Folder([u8; 16]),
+    /// Uploads into a shared folder (a file request), by folder id.
+    Request([u8; 16]),
 }
 
 /// A link as the sharer keeps it.
@@ -80,10 +82,51 @@ pub struct LinkRecord {
     pub expires: Option<u64>,
     /// Whether the owner revoked it.
     pub revoked: bool,
-    /// How many sessions opened it.
+    /// How many devices used it.
     pub uses: u64,
     /// Someone else made it; this device serves what it downloaded through it.
     pub received: bool,
+    /// Hash of the password proof (`peerbox_proto::link::proof_hash`), if it takes one.
+    pub password_hash: Option<[u8; 32]>,
+    /// How many devices may use it.
+    pub max_uses: Option<u64>,
+    /// For file requests: how many bytes may arrive through it in all.
+    pub max_bytes: Option<u64>,
+    /// For file requests: bytes that arrived through it.
+    pub bytes_used: u64,
+}
+
+impl LinkRecord {
+    /// A new link made on this device, with no limits but an optional expiry.
+    pub fn new(target: LinkTarget, secret_hash: [u8; 32], read_only: bool, expires: Option<u64>) -> Self {
+        Self {
+            id: 0,
+            target,
+            secret_hash,
+            read_only,
+            approve: false,
+            created: now(),
+            expires,
+            revoked: false,
+            uses: 0,
+            received: false,
+            password_hash: None,
+            max_uses: None,
+            max_bytes: None,
+            bytes_used: 0,
+        }
+    }
+}
+
+/// What recording a device's use of a link found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkUse {
+    /// A device that had not used it before: counted.
+    Counted,
+    /// A device that used it before: not counted again.
+    Again,
+    /// A new device, but the link's devices are used up.
+    UsedUp,
 }
 
 /// A link with what it opens as people name it.
@@ -208,10 +251,12 @@ impl Store {
         let (kind, target): (&str, &[u8]) = match &link.target {
             LinkTarget::Files(t) => ("files", t),
             LinkTarget::Folder(t) => ("folder", t),
+            LinkTarget::Request(t) => ("request", t),
         };
         self.conn.execute(
-            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses, approve, received)
-             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10)",
+            "INSERT INTO links (kind, target, secret_hash, read_only, created, expires, revoked, uses, approve, received,
+                                password_hash, max_uses, max_bytes, bytes_used)
+             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 target,
                 &link.secret_hash[..],
@@ -222,7 +267,11 @@ impl Store {
                 link.uses as i64,
                 kind,
                 link.approve,
-                link.received
+                link.received,
+                link.password_hash.as_ref().map(|h| &h[..]),
+                link.max_uses.map(|n| n as i64),
+                link.max_bytes.map(|n| n as i64),
+                link.bytes_used as i64,
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -240,11 +289,11 @@ impl Store {
     pub fn links(&self) -> Result<Vec<LinkListing>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {LINK_COLUMNS},
-                    CASE kind WHEN 'folder' THEN (SELECT name FROM folders WHERE folders.id = links.target)
-                              ELSE (SELECT label FROM shares WHERE shares.content_id = links.target) END
+                    CASE kind WHEN 'files' THEN (SELECT label FROM shares WHERE shares.content_id = links.target)
+                              ELSE (SELECT name FROM folders WHERE folders.id = links.target) END
              FROM links ORDER BY id DESC"
         ))?;
-        let rows = stmt.query_map([], |r| Ok(LinkListing { link: link_row(r)?, label: r.get(11)? }))?;
+        let rows = stmt.query_map([], |r| Ok(LinkListing { link: link_row(r)?, label: r.get(LINK_COLUMN_COUNT)? }))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -256,9 +305,30 @@ impl Store {
             .optional()?)
     }
 
-    /// Counts one more session opened through link `id`.
-    pub fn count_link_use(&mut self, id: i64) -> Result<()> {
-        self.conn.execute("UPDATE links SET uses = uses + 1 WHERE id = ?1", [id])?;
+    /// Records that device `peer` used link `id`. Each device counts once, and a
+    /// new one is turned away once the link's `max_uses` devices have used it.
+    pub fn use_link(&mut self, id: i64, peer: &[u8]) -> Result<LinkUse> {
+        let tx = self.conn.transaction()?;
+        let seen: Option<i64> = tx
+            .query_row("SELECT 1 FROM link_uses WHERE link_id = ?1 AND peer = ?2", params![id, peer], |r| r.get(0))
+            .optional()?;
+        if seen.is_some() {
+            return Ok(LinkUse::Again);
+        }
+        let (uses, max): (i64, Option<i64>) =
+            tx.query_row("SELECT uses, max_uses FROM links WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if max.is_some_and(|m| uses >= m) {
+            return Ok(LinkUse::UsedUp);
+        }
+        tx.execute("INSERT INTO link_uses (link_id, peer, at) VALUES (?1, ?2, ?3)", params![id, peer, now() as i64])?;
+        tx.execute("UPDATE links SET uses = uses + 1 WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(LinkUse::Counted)
+    }
+
+    /// Adds `bytes` that arrived through file-request link `id`.
+    pub fn add_link_bytes(&mut self, id: i64, bytes: u64) -> Result<()> {
+        self.conn.execute("UPDATE links SET bytes_used = bytes_used + ?2 WHERE id = ?1", params![id, bytes as i64])?;
         Ok(())
     }
 
@@ -332,19 +402,30 @@ fn insert_entries(tx: &rusqlite::Transaction<'_>, share_id: i64, entries: &[Shar
 }
 
 const LINK_COLUMNS: &str =
-    "id, target, secret_hash, read_only, created, expires, revoked, uses, kind, approve, received";
+    "id, target, secret_hash, read_only, created, expires, revoked, uses, kind, approve, received,
+     password_hash, max_uses, max_bytes, bytes_used";
+const LINK_COLUMN_COUNT: usize = 15;
 
 fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRecord> {
     let kind: String = r.get(8)?;
-    let target = if kind == "folder" {
+    let folder = || -> rusqlite::Result<[u8; 16]> {
         let v: Vec<u8> = r.get(1)?;
         let mut id = [0u8; 16];
         if v.len() == 16 {
             id.copy_from_slice(&v);
         }
-        LinkTarget::Folder(id)
-    } else {
-        LinkTarget::Files(blob32(r, 1)?)
+        Ok(id)
+    };
+    let target = match kind.as_str() {
+        "folder" => LinkTarget::Folder(folder()?),
+        "request" => LinkTarget::Request(folder()?),
+        _ => LinkTarget::Files(blob32(r, 1)?),
+    };
+    let password_hash = match r.get::<_, Option<Vec<u8>>>(11)? {
+        Some(v) => Some(<[u8; 32]>::try_from(v.as_slice()).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Blob, "expected 32 bytes".into())
+        })?),
+        None => None,
     };
     Ok(LinkRecord {
         id: r.get(0)?,
@@ -357,6 +438,10 @@ fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRecord> {
         revoked: r.get(6)?,
         uses: r.get::<_, i64>(7)? as u64,
         received: r.get(10)?,
+        password_hash,
+        max_uses: r.get::<_, Option<i64>>(12)?.map(|n| n as u64),
+        max_bytes: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
+        bytes_used: r.get::<_, i64>(14)? as u64,
     })
 }
 
@@ -437,23 +522,17 @@ mod tests {
             ],
         };
         let link = LinkRecord {
-            id: 0,
-            target: LinkTarget::Files([5; 32]),
-            secret_hash: [8; 32],
-            read_only: true,
-            approve: false,
             created: 10,
-            expires: Some(20),
-            revoked: false,
-            uses: 0,
-            received: false,
+            password_hash: Some([3; 32]),
+            ..LinkRecord::new(LinkTarget::Files([5; 32]), [8; 32], true, Some(20))
         };
         let id = {
             let mut s = Store::open(&db).unwrap();
             s.put_share(&share).unwrap();
             s.put_share(&share).unwrap();
             let id = s.add_link(&link).unwrap();
-            s.count_link_use(id).unwrap();
+            assert_eq!(s.use_link(id, b"peer-a").unwrap(), LinkUse::Counted);
+            assert_eq!(s.use_link(id, b"peer-a").unwrap(), LinkUse::Again, "a device counts once");
             id
         };
         let mut s = Store::open(&db).unwrap();
@@ -468,6 +547,22 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].label.as_deref(), Some("a and 1 more"));
         assert_eq!(s.link(id).unwrap().map(|l| l.revoked), Some(true));
+    }
+
+    #[test]
+    fn a_link_turns_new_devices_away_once_its_uses_are_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
+        let link =
+            LinkRecord { max_uses: Some(2), ..LinkRecord::new(LinkTarget::Request([1; 16]), [2; 32], false, None) };
+        let id = s.add_link(&link).unwrap();
+        assert_eq!(s.use_link(id, b"a").unwrap(), LinkUse::Counted);
+        assert_eq!(s.use_link(id, b"b").unwrap(), LinkUse::Counted);
+        assert_eq!(s.use_link(id, b"c").unwrap(), LinkUse::UsedUp);
+        assert_eq!(s.use_link(id, b"a").unwrap(), LinkUse::Again, "those who used it may come back");
+        s.add_link_bytes(id, 100).unwrap();
+        let got = s.link(id).unwrap().unwrap();
+        assert_eq!((got.uses, got.bytes_used, got.target), (2, 100, LinkTarget::Request([1; 16])));
     }
 
     #[test]

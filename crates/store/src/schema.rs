@@ -139,6 +139,30 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 6: links this device serves for a download it received, apart from its own.
     "ALTER TABLE links ADD COLUMN received INTEGER NOT NULL DEFAULT 0;",
+    // 7: link limits (password, devices, bytes), which devices used each link, and
+    // which link let each member in (so revoking or expiry ends its access), and
+    // the password proof a queued download resumes with, and members removed (so
+    // another member's list cannot bring one back).
+    "ALTER TABLE links ADD COLUMN password_hash BLOB;
+     ALTER TABLE links ADD COLUMN max_uses INTEGER;
+     ALTER TABLE links ADD COLUMN max_bytes INTEGER;
+     ALTER TABLE links ADD COLUMN bytes_used INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE link_uses (
+        link_id INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE,
+        peer BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (link_id, peer)
+     ) WITHOUT ROWID;
+     ALTER TABLE folder_members ADD COLUMN via_link INTEGER;
+     ALTER TABLE folder_members ADD COLUMN introduced_by BLOB;
+     ALTER TABLE join_requests ADD COLUMN via_link INTEGER;
+     ALTER TABLE transfers ADD COLUMN proof BLOB;
+     CREATE TABLE removed_members (
+        folder_id BLOB NOT NULL,
+        peer BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, peer)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

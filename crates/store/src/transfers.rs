@@ -36,10 +36,13 @@ pub struct TransferRow {
     pub created: u64,
     /// When it ended.
     pub finished: Option<u64>,
+    /// The link's password proof, for links that take one (as secret as the link).
+    #[serde(skip)]
+    pub proof: Option<[u8; 32]>,
 }
 
 const COLUMNS: &str =
-    "id, link, dest, label, state, total_bytes, done_bytes, files_total, files_done, error, created, finished";
+    "id, link, dest, label, state, total_bytes, done_bytes, files_total, files_done, error, created, finished, proof";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRow> {
     Ok(TransferRow {
@@ -55,15 +58,22 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRow> {
         error: r.get(9)?,
         created: r.get::<_, i64>(10)? as u64,
         finished: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+        proof: r.get::<_, Option<Vec<u8>>>(12)?.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()),
     })
 }
 
 impl Store {
     /// Queues a download; returns its id.
-    pub fn add_transfer(&mut self, link: &str, dest: &std::path::Path, label: &str) -> Result<i64> {
+    pub fn add_transfer(
+        &mut self,
+        link: &str,
+        dest: &std::path::Path,
+        label: &str,
+        proof: Option<[u8; 32]>,
+    ) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO transfers (link, dest, label, state, created) VALUES (?1, ?2, ?3, 'queued', ?4)",
-            params![link, path_bytes(dest), label, crate::now() as i64],
+            "INSERT INTO transfers (link, dest, label, state, created, proof) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+            params![link, path_bytes(dest), label, crate::now() as i64, proof.as_ref().map(|p| &p[..])],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -117,7 +127,7 @@ mod tests {
         let path = d.path().join("i.sqlite");
         let id = {
             let mut s = Store::open(&path).unwrap();
-            let id = s.add_transfer("peerbox://x", d.path(), "a.bin").unwrap();
+            let id = s.add_transfer("peerbox://x", d.path(), "a.bin", Some([7; 32])).unwrap();
             s.set_transfer_progress(id, "a.bin and 1 more", [100, 40, 2, 1]).unwrap();
             s.set_transfer_state(id, "paused", None).unwrap();
             id
@@ -129,6 +139,7 @@ mod tests {
             ("paused", 40, 1, "a.bin and 1 more")
         );
         assert_eq!(t.finished, None);
+        assert_eq!(t.proof, Some([7; 32]));
         assert_eq!(s.transfers().unwrap().len(), 1);
     }
 }

@@ -71,7 +71,7 @@ fn child(dir: Option<&RelPath>, name: &str) -> Result<RelPath, NodeError> {
 
 impl Folders {
     /// A folder this device may change.
-    fn writable(&self, key: &str) -> Result<FolderRow, NodeError> {
+    pub(super) fn writable(&self, key: &str) -> Result<FolderRow, NodeError> {
         let f = self.resolve(key)?;
         if !f.read_write || f.mode == FolderMode::ReceiveOnly {
             return Err(NodeError::BadPath {
