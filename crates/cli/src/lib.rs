@@ -104,9 +104,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Deleted and replaced files of a folder.
+    /// Deleted files of a folder (and versions past what the folder keeps).
     #[command(subcommand)]
     Trash(TrashCmd),
+    /// Earlier versions of a file, kept when sync replaced it.
+    #[command(subcommand)]
+    Versions(VersionsCmd),
     /// List devices asking to join your folders, or let one in.
     Approve {
         /// Folder id, name or path (with PEER: approve).
@@ -304,10 +307,41 @@ enum FolderCmd {
         /// Folder id, name or path.
         folder: String,
     },
+    /// Change a folder's settings.
+    Set {
+        /// Folder id, name or path.
+        folder: String,
+        /// Versions to keep of each file that sync replaces (0: replaced files go to the trash).
+        #[arg(long, value_name = "N")]
+        keep_versions: Option<u32>,
+    },
     /// Resume a folder paused because many files were deleted at once (accepts the deletes).
     Resume {
         /// Folder id, name or path.
         folder: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VersionsCmd {
+    /// List a file's kept versions, newest first (1 is the newest).
+    List {
+        /// Folder id, name or path.
+        folder: String,
+        /// Path inside the folder.
+        path: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a version back (what is there now is kept as a version).
+    Restore {
+        /// Folder id, name or path.
+        folder: String,
+        /// Path inside the folder.
+        path: String,
+        /// Its number from the list, or its time.
+        version: String,
     },
 }
 
@@ -568,6 +602,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trash(TrashCmd::Restore { folder, path, at }) => {
             client::call(&home, serde_json::json!({ "op": "trash_restore", "folder": folder, "path": path, "at": at }))
                 .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Versions(VersionsCmd::List { folder, path, json }) => {
+            let v =
+                client::call(&home, serde_json::json!({ "op": "versions", "folder": folder, "path": path })).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for e in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:>3}  {}  {:>10}",
+                        e["n"],
+                        text(&e["at"]),
+                        progress::bytes(e["size"].as_u64().unwrap_or(0))
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Versions(VersionsCmd::Restore { folder, path, version }) => {
+            let req =
+                serde_json::json!({ "op": "version_restore", "folder": folder, "path": path, "version": version });
+            let v = client::call(&home, req).await?;
+            eprintln!("restored the version of {}", text(&v["restored"]));
             Ok(ExitCode::SUCCESS)
         }
         Command::Approve { folder: Some(folder), peer: Some(peer), .. } => {
@@ -851,6 +909,10 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
             });
             let v = client::call(home, req).await?;
             println!("{}", text(&v["id"]));
+        }
+        FolderCmd::Set { folder, keep_versions } => {
+            let req = serde_json::json!({ "op": "folder_set", "folder": folder, "keep_versions": keep_versions });
+            client::call(home, req).await?;
         }
         FolderCmd::Leave { folder } => {
             client::call(home, serde_json::json!({ "op": "folder_leave", "folder": folder })).await?;

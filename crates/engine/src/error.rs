@@ -42,6 +42,9 @@ pub enum EngineError {
     /// Nothing by that name in the trash.
     #[error("{0} is not in the trash")]
     NotInTrash(String),
+    /// No kept version of that file by that name.
+    #[error("{0} has no such version (see `peerbox versions list`)")]
+    NoSuchVersion(String),
     /// An operation that would do harm, refused.
     #[error("{0}")]
     Refused(String),

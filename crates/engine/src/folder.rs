@@ -1,7 +1,11 @@
 //! A shared folder on disk: its marker, scanning it against the index into new
-//! records, applying remote versions (temp file, verify, fsync, re-check, trash the
-//! old version, rename), deletes into the trash, conflict copies, and the trash
-//! itself.
+//! records, applying remote versions (temp file, verify, fsync, re-check, keep the
+//! old version, rename), deletes into the trash, conflict copies, the trash, and
+//! the kept versions of replaced files.
+//!
+//! Versions live in `.peerbox/versions/<dir>/<stem>~<YYYYMMDD-HHMMSS-nanos><ext>`,
+//! beside nothing a user sees and never synced. A folder keeps the newest N of each
+//! file; older ones go to the trash, so no version a user made is lost silently.
 //!
 //! Every path comes in validated (`RelPath`) and is opened through a `cap_std`
 //! handle on the folder root, so neither names nor symlinks lead outside it.
@@ -25,6 +29,7 @@ use crate::scan::{Skipped, Stamp, stamp_of};
 /// the folder is not there (an unplugged drive): sync stops, nothing is deleted.
 pub const MARKER: &str = ".peerbox";
 const TRASH: &str = ".peerbox/trash";
+const VERSIONS: &str = ".peerbox/versions";
 
 /// Creates the marker in a new folder root.
 pub fn create_marker(root: &Path) -> Result<(), EngineError> {
@@ -275,7 +280,8 @@ pub enum ApplyError {
 
 /// Moves a complete temp file into place at `rel`. `expected` is what the index
 /// believes is there now (`None`: nothing). If the disk disagrees the pull stops
-/// with [`ApplyError::LocalChanged`]. An existing version goes to the trash first.
+/// with [`ApplyError::LocalChanged`]. An existing file is kept first: among the
+/// file's versions when the folder keeps `keep` > 0 of them, else in the trash.
 pub fn finish_pull(
     root: &Dir,
     root_path: &Path,
@@ -283,6 +289,7 @@ pub fn finish_pull(
     tmp: &TempFile,
     meta: &FileMeta,
     expected: Option<FileStamp>,
+    keep: u32,
 ) -> Result<FileStamp, ApplyError> {
     let shown = root_path.join(rel.as_str());
     if !tmp.is_complete() {
@@ -302,7 +309,11 @@ pub fn finish_pull(
     // would then never be noticed.
     let stamp = stamp_of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?);
     if current.is_some() {
-        trash(root, root_path, rel)?;
+        if keep > 0 {
+            keep_version(root, root_path, rel, keep)?;
+        } else {
+            trash(root, root_path, rel)?;
+        }
     }
     root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
     sync_parent(root, rel).map_err(|e| EngineError::io(&shown, e))?;
@@ -379,13 +390,126 @@ pub fn timestamp(unix: u64) -> String {
 
 /// Moves the file at `rel` into `.peerbox/trash/<time>/<rel>`.
 pub fn trash(root: &Dir, root_path: &Path, rel: &RelPath) -> Result<(), EngineError> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let slot = format!("{TRASH}/{}-{:09}", timestamp(now.as_secs()), now.subsec_nanos());
+    let slot = format!("{TRASH}/{}", stamp_now());
     let dest = format!("{slot}/{}", rel.as_str());
     if let Some((parent, _)) = dest.rsplit_once('/') {
         root.create_dir_all(parent).map_err(|e| EngineError::io(&root_path.join(parent), e))?;
     }
     root.rename(rel.as_str(), root, &dest).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))
+}
+
+fn stamp_now() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{:09}", timestamp(now.as_secs()), now.subsec_nanos())
+}
+
+/// Whether `s` is a stamp as [`stamp_now`] makes them: `YYYYMMDD-HHMMSS-nnnnnnnnn`.
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 25 && b.iter().enumerate().all(|(i, c)| if i == 8 || i == 15 { *c == b'-' } else { c.is_ascii_digit() })
+}
+
+/// A file's name split for version names: `report.final` + `.pdf`; a dotfile or a
+/// name without a dot has no extension.
+fn stem_ext(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+/// The versions directory for `rel`'s parent, and `rel`'s name split.
+fn version_dir(rel: &RelPath) -> (String, &str, &str) {
+    let (stem, ext) = stem_ext(rel.file_name());
+    let dir = match rel.as_str().rsplit_once('/') {
+        Some((parent, _)) => format!("{VERSIONS}/{parent}"),
+        None => VERSIONS.to_owned(),
+    };
+    (dir, stem, ext)
+}
+
+/// A kept version of a file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionEntry {
+    /// Its number: 1 is the newest.
+    pub n: usize,
+    /// When it was replaced (`YYYYMMDD-HHMMSS-nanos`, UTC): names it for restore.
+    pub at: String,
+    /// Its size.
+    pub size: u64,
+    /// Its modification time, unix nanoseconds (when that version was written).
+    pub mtime_ns: i64,
+}
+
+/// The kept versions of `rel`, newest first.
+pub fn versions(root: &Path, rel: &RelPath) -> Result<Vec<VersionEntry>, EngineError> {
+    let (dir, stem, ext) = version_dir(rel);
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(root.join(&dir)) else { return Ok(out) };
+    for e in rd.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else { continue };
+        let Some(at) = name.strip_prefix(stem).and_then(|r| r.strip_prefix('~')).and_then(|r| r.strip_suffix(ext))
+        else {
+            continue;
+        };
+        let Ok(m) = e.metadata() else { continue };
+        if is_stamp(at) && m.is_file() {
+            out.push(VersionEntry { n: 0, at: at.to_owned(), size: m.len(), mtime_ns: stamp_of(&m).mtime_ns });
+        }
+    }
+    out.sort_by(|a, b| b.at.cmp(&a.at));
+    for (i, v) in out.iter_mut().enumerate() {
+        v.n = i + 1;
+    }
+    Ok(out)
+}
+
+/// Moves the file at `rel` among its versions, then moves all but the newest
+/// `keep` of them to the trash.
+pub fn keep_version(root: &Dir, root_path: &Path, rel: &RelPath, keep: u32) -> Result<(), EngineError> {
+    let (dir, stem, ext) = version_dir(rel);
+    root.create_dir_all(&dir).map_err(|e| EngineError::io(&root_path.join(&dir), e))?;
+    let dest = format!("{dir}/{stem}~{}{ext}", stamp_now());
+    root.rename(rel.as_str(), root, &dest).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+    for old in versions(root_path, rel)?.into_iter().skip(keep as usize) {
+        let from = format!("{dir}/{stem}~{}{ext}", old.at);
+        let slot = format!("{TRASH}/{}", stamp_now());
+        let to = format!("{slot}/{}", rel.as_str());
+        if let Some((parent, _)) = to.rsplit_once('/') {
+            root.create_dir_all(parent).map_err(|e| EngineError::io(&root_path.join(parent), e))?;
+        }
+        root.rename(&from, root, &to).map_err(|e| EngineError::io(&root_path.join(&from), e))?;
+    }
+    Ok(())
+}
+
+/// Puts version `at` of `rel` back in place. What is there now is kept as a version
+/// first, so restoring never loses anything; the scanner then announces the result
+/// as a new version.
+pub fn restore_version(root_path: &Path, rel: &RelPath, at: &str, keep: u32) -> Result<(), EngineError> {
+    let root = open_root(root_path)?;
+    if !is_stamp(at) || !versions(root_path, rel)?.iter().any(|v| v.at == at) {
+        return Err(EngineError::NoSuchVersion(rel.to_string()));
+    }
+    let (dir, stem, ext) = version_dir(rel);
+    let from = format!("{dir}/{stem}~{at}{ext}");
+    match root.symlink_metadata(rel.as_str()) {
+        Ok(m) if m.is_file() => keep_version(&root, root_path, rel, keep.max(1) + 1)?,
+        Ok(_) => return Err(EngineError::WouldOverwrite(vec![root_path.join(rel.as_str())])),
+        Err(_) => {
+            if let Some(parent) = rel.ancestors().last() {
+                ensure_dir(&root, root_path, parent)?;
+            }
+        }
+    }
+    root.rename(&from, &root, rel.as_str()).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+    // A restored file is a change like any other: a fresh mtime makes sure the
+    // scanner (and conflict resolution on other members) sees it as the newest.
+    if let Ok(f) = root.open(rel.as_str()) {
+        let _ = f.into_std().set_modified(std::time::SystemTime::now());
+    }
+    sync_parent(&root, rel).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+    Ok(())
 }
 
 /// A file in the trash.
@@ -506,6 +630,40 @@ mod tests {
         assert_eq!(list[0].path, "docs/plan.txt");
         trash_restore(&root, &rel, None).unwrap();
         assert_eq!(std::fs::read(root.join("docs/plan.txt")).unwrap(), b"v1");
+    }
+
+    #[test]
+    fn replaced_files_keep_their_newest_versions_and_older_ones_go_to_the_trash() {
+        let (_d, root) = setup();
+        std::fs::create_dir(root.join("docs")).unwrap();
+        let dir = open_root(&root).unwrap();
+        let rel = RelPath::new("docs/report.final.pdf").unwrap();
+        for v in 1..=4u8 {
+            std::fs::write(root.join("docs/report.final.pdf"), [v]).unwrap();
+            keep_version(&dir, &root, &rel, 3).unwrap();
+        }
+        let kept = versions(&root, &rel).unwrap();
+        assert_eq!(kept.iter().map(|v| v.n).collect::<Vec<_>>(), [1, 2, 3]);
+        let content =
+            |v: &VersionEntry| std::fs::read(root.join(format!("{VERSIONS}/docs/report.final~{}.pdf", v.at))).unwrap();
+        assert_eq!(kept.iter().map(content).collect::<Vec<_>>(), [vec![4], vec![3], vec![2]], "newest first");
+        // The oldest is not lost: it is in the trash.
+        let trashed = trash_list(&root).unwrap();
+        assert_eq!(trashed.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), ["docs/report.final.pdf"]);
+
+        // Restoring version 2 keeps what is there now as a version too.
+        std::fs::write(root.join("docs/report.final.pdf"), [5]).unwrap();
+        restore_version(&root, &rel, &kept[1].at, 3).unwrap();
+        assert_eq!(std::fs::read(root.join("docs/report.final.pdf")).unwrap(), [3]);
+        let after = versions(&root, &rel).unwrap();
+        assert_eq!(after.iter().map(content).collect::<Vec<_>>(), [vec![5], vec![4], vec![2]]);
+        assert!(matches!(
+            restore_version(&root, &rel, "20200101-000000-000000000", 3),
+            Err(EngineError::NoSuchVersion(_))
+        ));
+        assert!(matches!(restore_version(&root, &rel, "../../x", 3), Err(EngineError::NoSuchVersion(_))));
+        // Another file's versions are its own, even with a similar name.
+        assert!(versions(&root, &RelPath::new("docs/report.pdf").unwrap()).unwrap().is_empty());
     }
 
     #[test]

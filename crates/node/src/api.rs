@@ -161,6 +161,30 @@ pub enum Request {
         #[serde(default)]
         at: Option<String>,
     },
+    /// The kept versions of a file, newest first.
+    Versions {
+        /// Id, name or path.
+        folder: String,
+        /// Path in the folder.
+        path: String,
+    },
+    /// Put a kept version of a file back.
+    VersionRestore {
+        /// Id, name or path.
+        folder: String,
+        /// Path in the folder.
+        path: String,
+        /// Its number in the list (1: the newest) or its time.
+        version: String,
+    },
+    /// Change a folder's settings; fields left out stay as they are.
+    FolderSet {
+        /// Id, name or path.
+        folder: String,
+        /// Versions to keep of each file replaced by sync (0: none, to the trash).
+        #[serde(default)]
+        keep_versions: Option<u32>,
+    },
     /// Fetch and keep a path of an on-demand folder.
     Fetch {
         /// Id, name or path.

@@ -140,7 +140,8 @@ impl From<peerbox_engine::EngineError> for NodeError {
             peerbox_engine::EngineError::WouldOverwrite(_) => Self::WouldOverwrite(e.to_string()),
             peerbox_engine::EngineError::DuplicateName(_)
             | peerbox_engine::EngineError::Refused(_)
-            | peerbox_engine::EngineError::NotInTrash(_) => {
+            | peerbox_engine::EngineError::NotInTrash(_)
+            | peerbox_engine::EngineError::NoSuchVersion(_) => {
                 Self::BadPath { path: PathBuf::new(), reason: e.to_string() }
             }
             peerbox_engine::EngineError::Exists(path) => {

@@ -51,6 +51,8 @@ const PULL_BATCH: usize = 2000;
 /// How long a removed member is not learned back from other members' lists (they
 /// hear of the removal within one index exchange; this covers those offline).
 const REMOVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// Most versions of a file a folder may keep (past this, use a backup tool).
+const MAX_KEEP_VERSIONS: u32 = 1000;
 /// Fewer live entries than this and the mass-delete guard stays quiet.
 const MASS_DELETE_MIN: usize = 10;
 
@@ -129,6 +131,8 @@ pub struct FolderInfo {
     pub read_write: bool,
     /// Why it is paused.
     pub paused: Option<String>,
+    /// Versions kept of each file replaced by sync.
+    pub keep_versions: u32,
     /// Live state.
     pub state: FolderState,
     /// Files present here.
@@ -240,7 +244,16 @@ impl Folders {
         let id: FolderId = rand::random();
         let name = name.unwrap_or_else(|| path.file_name().and_then(|n| n.to_str()).unwrap_or("folder").to_owned());
         disk::create_marker(&path)?;
-        lock(&self.store).add_folder(&FolderRow { id, name, path, mode, read_write: true, paused: None })?;
+        let keep_versions = peerbox_store::DEFAULT_KEEP_VERSIONS;
+        lock(&self.store).add_folder(&FolderRow {
+            id,
+            name,
+            path,
+            mode,
+            read_write: true,
+            paused: None,
+            keep_versions,
+        })?;
         self.start(id);
         Ok(id)
     }
@@ -390,7 +403,8 @@ impl Folders {
         let mode = if read_write || mode == FolderMode::OnDemand { mode } else { FolderMode::ReceiveOnly };
         {
             let mut st = lock(&self.store);
-            st.add_folder(&FolderRow { id: folder, name, path, mode, read_write, paused: None })?;
+            let keep_versions = peerbox_store::DEFAULT_KEEP_VERSIONS;
+            st.add_folder(&FolderRow { id: folder, name, path, mode, read_write, paused: None, keep_versions })?;
             st.put_member(&folder, &Member::new(peer.to_bytes(), true, link.addrs.clone()))?;
             for m in members {
                 if m.peer != self.me.to_bytes() && m.peer != peer.to_bytes() && PeerId::from_bytes(&m.peer).is_ok() {
@@ -533,6 +547,7 @@ impl Folders {
                 mode: f.mode,
                 read_write: f.read_write,
                 paused: f.paused.clone(),
+                keep_versions: f.keep_versions,
                 state,
                 local_files,
                 local_bytes,
@@ -654,6 +669,45 @@ impl Folders {
         let rel = RelPath::new(path).map_err(|e| NodeError::BadPath { path: path.into(), reason: e.to_string() })?;
         disk::trash_restore(&f.path, &rel, at)?;
         self.kick(&f.id, Kick::Scan(vec![rel.as_str().to_owned()]));
+        Ok(())
+    }
+
+    /// The kept versions of a file.
+    pub(crate) fn versions(&self, key: &str, path: &str) -> Result<Vec<disk::VersionEntry>, NodeError> {
+        let f = self.resolve(key)?;
+        let rel = RelPath::new(path).map_err(|e| NodeError::BadPath { path: path.into(), reason: e.to_string() })?;
+        Ok(disk::versions(&f.path, &rel)?)
+    }
+
+    /// Puts a kept version back (by its number in the list or its time); the
+    /// scanner announces it as a new version to the members.
+    pub(crate) fn restore_version(&self, key: &str, path: &str, which: &str) -> Result<String, NodeError> {
+        let f = self.writable(key)?;
+        let rel = RelPath::new(path).map_err(|e| NodeError::BadPath { path: path.into(), reason: e.to_string() })?;
+        let list = disk::versions(&f.path, &rel)?;
+        let at = match which.trim().parse::<usize>() {
+            Ok(n) => list.iter().find(|v| v.n == n).map(|v| v.at.clone()),
+            Err(_) => list.iter().find(|v| v.at == which.trim()).map(|v| v.at.clone()),
+        }
+        .ok_or_else(|| NodeError::BadPath {
+            path: path.into(),
+            reason: format!("no version {which:?} (it has {})", list.len()),
+        })?;
+        disk::restore_version(&f.path, &rel, &at, f.keep_versions)?;
+        self.kick(&f.id, Kick::Scan(vec![rel.as_str().to_owned()]));
+        Ok(at)
+    }
+
+    /// Sets how many versions of each replaced file a folder keeps.
+    pub(crate) fn set_keep_versions(&self, key: &str, keep: u32) -> Result<(), NodeError> {
+        if keep > MAX_KEEP_VERSIONS {
+            return Err(NodeError::BadSetting(format!(
+                "a folder keeps at most {MAX_KEEP_VERSIONS} versions of a file"
+            )));
+        }
+        let f = self.resolve(key)?;
+        lock(&self.store).set_keep_versions(&f.id, keep)?;
+        self.live.bump();
         Ok(())
     }
 
@@ -1095,10 +1149,11 @@ impl FolderTask {
             let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
             let (root, path, rel, meta, tmp) = (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
             let remote = a.remote.clone();
+            let keep = row.keep_versions;
             jobs.push(async move {
                 let r = tokio::task::spawn_blocking({
                     let rel = rel.clone();
-                    move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected)
+                    move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected, keep)
                 })
                 .await;
                 (remote, rel, r)

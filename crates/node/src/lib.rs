@@ -432,6 +432,19 @@ impl Node {
                 self.folders()?.trash_restore(&folder, &path, at.as_deref())?;
                 json!({})
             }
+            Request::Versions { folder, path } => json!(self.folders()?.versions(&folder, &path)?),
+            Request::VersionRestore { folder, path, version } => {
+                let indexed = self.folders()?.index_waiter(&folder)?;
+                let at = self.folders()?.restore_version(&folder, &path, &version)?;
+                indexed.wait().await;
+                json!({ "restored": at })
+            }
+            Request::FolderSet { folder, keep_versions } => {
+                if let Some(k) = keep_versions {
+                    self.folders()?.set_keep_versions(&folder, k)?;
+                }
+                json!({})
+            }
             Request::Fetch { folder, path } => {
                 self.folders()?.fetch(&folder, &path)?;
                 json!({})

@@ -58,7 +58,13 @@ pub struct FolderRow {
     pub read_write: bool,
     /// Why it is stopped, if it is.
     pub paused: Option<String>,
+    /// How many versions of each file replaced by sync it keeps (0: replaced
+    /// files go to the trash).
+    pub keep_versions: u32,
 }
+
+/// Versions a new folder keeps of each replaced file.
+pub const DEFAULT_KEEP_VERSIONS: u32 = 5;
 
 /// A member of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,16 +157,27 @@ impl Store {
     /// Adds a folder.
     pub fn add_folder(&mut self, f: &FolderRow) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO folders (id, name, path, mode, read_write, paused, seq, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
-            params![&f.id[..], f.name, path_bytes(&f.path), f.mode.as_str(), f.read_write, f.paused, crate::now() as i64],
+            "INSERT INTO folders (id, name, path, mode, read_write, paused, seq, created, keep_versions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+            params![
+                &f.id[..],
+                f.name,
+                path_bytes(&f.path),
+                f.mode.as_str(),
+                f.read_write,
+                f.paused,
+                crate::now() as i64,
+                f.keep_versions
+            ],
         )?;
         Ok(())
     }
 
     /// All folders.
     pub fn folders(&self) -> Result<Vec<FolderRow>> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT id, name, path, mode, read_write, paused FROM folders ORDER BY name")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, path, mode, read_write, paused, keep_versions FROM folders ORDER BY name",
+        )?;
         let rows = stmt.query_map([], |r| {
             let id: Vec<u8> = r.get(0)?;
             let mut fid = [0u8; 16];
@@ -175,6 +192,7 @@ impl Store {
                 mode: FolderMode::parse(&mode).unwrap_or(FolderMode::SendReceive),
                 read_write: r.get(4)?,
                 paused: r.get(5)?,
+                keep_versions: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -193,6 +211,12 @@ impl Store {
         }
         tx.execute("DELETE FROM folders WHERE id = ?1", [&id[..]])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets how many versions of each replaced file a folder keeps.
+    pub fn set_keep_versions(&mut self, id: &FolderId, keep: u32) -> Result<()> {
+        self.conn.execute("UPDATE folders SET keep_versions = ?2 WHERE id = ?1", params![&id[..], keep])?;
         Ok(())
     }
 

@@ -19,7 +19,7 @@ use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::StoreError;
-pub use folders::{FileRecord, FolderMode, FolderRow, JoinRequest, Member};
+pub use folders::{DEFAULT_KEEP_VERSIONS, FileRecord, FolderMode, FolderRow, JoinRequest, Member};
 pub use transfers::TransferRow;
 
 /// Result alias for store operations.

@@ -163,6 +163,8 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (folder_id, peer)
      ) WITHOUT ROWID;",
+    // 8: how many versions of each replaced file a folder keeps.
+    "ALTER TABLE folders ADD COLUMN keep_versions INTEGER NOT NULL DEFAULT 5;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
