@@ -558,3 +558,27 @@ pub async fn misuse(link: &str) -> Misuse {
     };
     Misuse { as_share, as_folder, index }
 }
+
+/// Writes `data` to `p`, making its parent folders.
+pub fn put(p: &Path, data: &[u8]) {
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, data).expect("write");
+}
+
+/// Two daemons sharing folder "Team": A made it under `tmp/alice/Team` with
+/// `files`, B joined it read-write at `tmp/bob/Team`; returns once both hold the
+/// same files.
+pub async fn folder_pair(tmp: &Path, files: &[(&str, &[u8])]) -> (Daemon, Daemon, PathBuf, PathBuf) {
+    let (a_dir, b_dir) = (tmp.join("alice/Team"), tmp.join("bob/Team"));
+    for (p, d) in files {
+        put(&a_dir.join(p), d);
+    }
+    let a = Daemon::start(&tmp.join("home-a")).await;
+    let b = Daemon::start(&tmp.join("home-b")).await;
+    let path = |p: &Path| p.to_str().expect("utf8 path").to_owned();
+    a.ok(&["folder", "add", &path(&a_dir), "--name", "Team"]).await;
+    let link = a.ok(&["folder", "link", "Team"]).await;
+    b.ok(&["folder", "join", &link, &path(&b_dir)]).await;
+    assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync");
+    (a, b, a_dir, b_dir)
+}

@@ -18,25 +18,10 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf8 path")
 }
 
-/// Two daemons sharing folder "Team" (A made it with `files`, B joined read-write).
-async fn pair(tmp: &Path, files: &[(&str, &[u8])]) -> (Daemon, Daemon, std::path::PathBuf, std::path::PathBuf) {
-    let (a_dir, b_dir) = (tmp.join("alice/Team"), tmp.join("bob/Team"));
-    for (p, d) in files {
-        write(&a_dir.join(p), d);
-    }
-    let a = Daemon::start(&tmp.join("home-a")).await;
-    let b = Daemon::start(&tmp.join("home-b")).await;
-    a.ok(&["folder", "add", s(&a_dir), "--name", "Team"]).await;
-    let link = a.ok(&["folder", "link", "Team"]).await;
-    b.ok(&["folder", "join", &link, s(&b_dir)]).await;
-    assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync");
-    (a, b, a_dir, b_dir)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn new_folder_rename_move_and_delete_reach_members_and_bad_edits_change_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (a, b, a_dir, b_dir) = pair(tmp.path(), &[("a.txt", b"alpha"), ("docs/b.txt", b"beta")]).await;
+    let (a, b, a_dir, b_dir) = folder_pair(tmp.path(), &[("a.txt", b"alpha"), ("docs/b.txt", b"beta")]).await;
 
     assert_eq!(a.ok(&["mkdir", "Team", "새 폴더"]).await, "새 폴더");
     assert!(wait_until(|| b_dir.join("새 폴더").is_dir()).await, "new folder reached B");
@@ -129,7 +114,7 @@ fn no_temp_files(root: &Path) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_reach_members_never_overwrite_and_broken_ones_leave_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (a, b, a_dir, b_dir) = pair(tmp.path(), &[("x.txt", b"x")]).await;
+    let (a, b, a_dir, b_dir) = folder_pair(tmp.path(), &[("x.txt", b"x")]).await;
     let home = tmp.path().join("home-a");
     let data = pattern(3 << 20, 7);
     let target = format!("/api/v1/upload?folder=Team&path={}", q("up/한글 파일.bin"));

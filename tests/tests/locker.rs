@@ -2,32 +2,13 @@
 //! files (listed, restored, pruned into the trash), shared ignore patterns,
 //! bandwidth limits and scheduled downloads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use peerbox_tests::*;
 
 fn write(p: &Path, data: &[u8]) {
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     std::fs::write(p, data).expect("write");
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8 path")
-}
-
-/// Two daemons sharing folder "Team" (A made it with `files`, B joined read-write).
-async fn pair(tmp: &Path, files: &[(&str, &[u8])]) -> (Daemon, Daemon, PathBuf, PathBuf) {
-    let (a_dir, b_dir) = (tmp.join("alice/Team"), tmp.join("bob/Team"));
-    for (p, d) in files {
-        write(&a_dir.join(p), d);
-    }
-    let a = Daemon::start(&tmp.join("home-a")).await;
-    let b = Daemon::start(&tmp.join("home-b")).await;
-    a.ok(&["folder", "add", s(&a_dir), "--name", "Team"]).await;
-    let link = a.ok(&["folder", "link", "Team"]).await;
-    b.ok(&["folder", "join", &link, s(&b_dir)]).await;
-    assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync");
-    (a, b, a_dir, b_dir)
 }
 
 async fn versions(d: &Daemon, path: &str) -> Vec<serde_json::Value> {
@@ -43,7 +24,7 @@ fn read(p: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn replaced_files_keep_their_versions_which_restore_everywhere() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (a, b, a_dir, b_dir) = pair(tmp.path(), &[("docs/plan.txt", b"v1")]).await;
+    let (a, b, a_dir, b_dir) = folder_pair(tmp.path(), &[("docs/plan.txt", b"v1")]).await;
     let plan = |d: &Path| d.join("docs/plan.txt");
     for v in 2..=6 {
         let text = format!("v{v}");
@@ -88,6 +69,70 @@ async fn replaced_files_keep_their_versions_which_restore_everywhere() {
         assert!(!r.stderr.trim().is_empty(), "{args:?} says why");
     }
     assert_eq!((tree(&a_dir), tree(&b_dir)), before);
+    a.stop().await;
+    b.stop().await;
+}
+
+fn ls_states(d: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = d["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["name"].as_str().unwrap_or("").to_owned(), e["state"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ignore_rule_added_on_one_member_is_honoured_by_all() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let big = pattern(300_000, 9);
+    let (a, b, a_dir, b_dir) = folder_pair(tmp.path(), &[("keep.txt", b"k"), ("cache/big.bin", &big)]).await;
+    assert_eq!(read(&b_dir.join("cache/big.bin")), big, "synced before it was ignored");
+
+    // A bad line costs only itself; the rules around it hold.
+    write(&a_dir.join(".peerboxignore"), b"# shared\ncache/\n{unclosed\n*.tmp\n");
+    assert!(wait_until(|| b_dir.join(".peerboxignore").exists()).await, "the ignore file itself syncs");
+
+    // Ignored files are never deleted on others...
+    std::fs::remove_file(a_dir.join("cache/big.bin")).expect("rm");
+    // ...and never sent, either way.
+    write(&b_dir.join("notes.tmp"), b"B's scratch");
+    write(&a_dir.join("draft.tmp"), b"A's scratch");
+    write(&b_dir.join("from-b.txt"), b"b");
+    write(&a_dir.join("from-a.txt"), b"a");
+    assert!(wait_until(|| a_dir.join("from-b.txt").exists() && b_dir.join("from-a.txt").exists()).await);
+    // Both devices have scanned past the ignored files by now; one more round trip
+    // each way makes sure nothing about them is still on its way.
+    write(&a_dir.join("later-a.txt"), b"1");
+    write(&b_dir.join("later-b.txt"), b"2");
+    assert!(wait_until(|| a_dir.join("later-b.txt").exists() && b_dir.join("later-a.txt").exists()).await);
+    assert_eq!(read(&b_dir.join("cache/big.bin")), big, "B keeps what A deleted under an ignore rule");
+    assert!(!a_dir.join("notes.tmp").exists(), "B's ignored file did not reach A");
+    assert!(!b_dir.join("draft.tmp").exists(), "A's ignored file did not reach B");
+
+    // The drive shows them, greyed.
+    let ls_b: serde_json::Value = serde_json::from_str(&b.ok(&["ls", "Team", "--json"]).await).expect("json");
+    let states = ls_states(&ls_b);
+    assert!(states.contains(&("notes.tmp".into(), "ignored".into())), "{states:?}");
+    assert!(states.contains(&("cache".into(), "ignored".into())), "{states:?}");
+    assert!(states.contains(&(".peerboxignore".into(), "local".into())), "{states:?}");
+    let ls_a: serde_json::Value = serde_json::from_str(&a.ok(&["ls", "Team", "--json"]).await).expect("json");
+    assert!(ls_states(&ls_a).contains(&("draft.tmp".into(), "ignored".into())), "{:?}", ls_states(&ls_a));
+    let inside: serde_json::Value =
+        serde_json::from_str(&b.ok(&["ls", "Team", "cache", "--json"]).await).expect("json");
+    assert_eq!(ls_states(&inside), [("big.bin".to_owned(), "ignored".to_owned())]);
+    let status = b.status().await;
+    let skipped = status["folders"][0]["state"]["skipped"].to_string();
+    assert!(skipped.contains(".peerboxignore line 3"), "the bad line is reported: {skipped}");
+
+    // Lifting the rule brings the files back into sync.
+    write(&b_dir.join(".peerboxignore"), b"cache/\n");
+    assert!(
+        wait_until(|| a_dir.join("notes.tmp").exists() && b_dir.join("draft.tmp").exists()).await,
+        "no longer ignored"
+    );
     a.stop().await;
     b.stop().await;
 }

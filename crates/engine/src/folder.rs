@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::EngineError;
 use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_executable, sync_parent};
+use crate::ignores::{IGNORE_FILE, Ignores};
 use crate::scan::{Skipped, Stamp, stamp_of};
 
 /// The marker directory in every folder root; holds the trash. Its absence means
@@ -70,29 +71,34 @@ struct LocalEntry {
 }
 
 /// Scans the folder at `root` against this device's records `known` (by path).
-/// With `scope`, only those paths (and what is below them) are looked at.
+/// With `scope`, only those paths (and what is below them) are looked at. What
+/// `ignores` names is neither recorded nor, if it was recorded before, deleted:
+/// the others keep their copies.
 pub fn scan_folder(
     root: &Path,
     known: &HashMap<String, FileRecord>,
     me: u64,
     scope: Option<&[String]>,
+    ignores: &Ignores,
 ) -> Result<ScanOutcome, EngineError> {
     check_marker(root)?;
     let mut out = ScanOutcome::default();
     let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
+    let mut walker = Walker { ignores, found: &mut found, skipped: &mut out.skipped };
     match scope {
-        None => walk(root, None, &mut found, &mut out.skipped)?,
+        None => walker.walk(root, None)?,
         Some(paths) => {
             for p in paths {
                 let Ok(rel) = RelPath::new(p) else { continue };
                 let local = rel.segments().fold(root.to_owned(), |a, s| a.join(s));
                 match std::fs::symlink_metadata(&local) {
+                    Ok(m) if ignores.is_ignored(p, m.is_dir()) => {}
                     Ok(m) if m.is_dir() => {
-                        found.insert(p.clone(), entry(&m, true));
-                        walk(&local, Some(&rel), &mut found, &mut out.skipped)?;
+                        walker.found.insert(p.clone(), entry(&m, true));
+                        walker.walk(&local, Some(&rel))?;
                     }
                     Ok(m) if m.is_file() => {
-                        found.insert(p.clone(), entry(&m, false));
+                        walker.found.insert(p.clone(), entry(&m, false));
                     }
                     _ => {}
                 }
@@ -163,9 +169,9 @@ pub fn scan_folder(
             out.changed.push(dir_record(path, version, me, false, e.stamp.mtime_ns));
         }
     }
-    // Deletions: known, live, in scope, not on disk.
+    // Deletions: known, live, in scope, not on disk, not ignored.
     for (path, k) in known {
-        if k.deleted || found.contains_key(path) || !in_scope(path) || !k.have {
+        if k.deleted || found.contains_key(path) || !in_scope(path) || !k.have || ignores.is_ignored(path, k.dir) {
             continue;
         }
         let mut t = dir_record(path, k.version.bump(me), me, true, k.mtime_ns);
@@ -204,52 +210,63 @@ fn entry(m: &std::fs::Metadata, dir: bool) -> LocalEntry {
     LocalEntry { dir, stamp: stamp_of(m), executable }
 }
 
-fn walk(
-    dir: &Path,
-    rel: Option<&RelPath>,
-    found: &mut BTreeMap<String, LocalEntry>,
-    skipped: &mut Vec<Skipped>,
-) -> Result<(), EngineError> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) => {
-            skipped.push(Skipped { path: dir.to_owned(), reason: e.to_string() });
-            return Ok(());
-        }
-    };
-    let mut seen: HashSet<String> = HashSet::new();
-    for child in rd.flatten() {
-        let path = child.path();
-        let Some(name) = child.file_name().to_str().map(str::to_owned) else {
-            skipped.push(Skipped { path, reason: "name is not valid UTF-8".into() });
-            continue;
-        };
-        if rel.is_none() && name == MARKER || name.starts_with(TEMP_PREFIX) || name.starts_with(".peerbox") {
-            continue;
-        }
-        let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
-        let child_rel = match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
-            Ok(r) => r,
+/// Walks a folder's tree into `found`, leaving out what is ignored, not valid as
+/// a synced name, or a link.
+struct Walker<'a> {
+    ignores: &'a Ignores,
+    found: &'a mut BTreeMap<String, LocalEntry>,
+    skipped: &'a mut Vec<Skipped>,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, dir: &Path, rel: Option<&RelPath>) -> Result<(), EngineError> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
             Err(e) => {
-                skipped.push(Skipped { path, reason: e.to_string() });
-                continue;
+                self.skipped.push(Skipped { path: dir.to_owned(), reason: e.to_string() });
+                return Ok(());
             }
         };
-        if !seen.insert(child_rel.collision_key()) {
-            skipped.push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
-            continue;
+        let mut seen: HashSet<String> = HashSet::new();
+        for child in rd.flatten() {
+            let path = child.path();
+            let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+                self.skipped.push(Skipped { path, reason: "name is not valid UTF-8".into() });
+                continue;
+            };
+            // The ignore file starts with ".peerbox" too, and is synced like any file.
+            if (rel.is_none() && name == MARKER || name.starts_with(TEMP_PREFIX) || name.starts_with(".peerbox"))
+                && name != IGNORE_FILE
+            {
+                continue;
+            }
+            let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
+            let child_rel = match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.skipped.push(Skipped { path, reason: e.to_string() });
+                    continue;
+                }
+            };
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if self.ignores.is_ignored(child_rel.as_str(), meta.is_dir()) {
+                continue;
+            }
+            if !seen.insert(child_rel.collision_key()) {
+                self.skipped.push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
+                continue;
+            }
+            if meta.file_type().is_symlink() {
+                self.skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
+            } else if meta.is_dir() {
+                self.found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
+                self.walk(&path, Some(&child_rel))?;
+            } else if meta.is_file() {
+                self.found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
+            }
         }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if meta.file_type().is_symlink() {
-            skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
-        } else if meta.is_dir() {
-            found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
-            walk(&path, Some(&child_rel), found, skipped)?;
-        } else if meta.is_file() {
-            found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The stamp of the local file at `rel`, if there is a regular file.
@@ -591,18 +608,18 @@ mod tests {
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/b/x.txt"), b"one").unwrap();
         std::fs::write(root.join("한글.txt"), b"two").unwrap();
-        let first = scan_folder(&root, &HashMap::new(), 7, None).unwrap();
+        let first = scan_folder(&root, &HashMap::new(), 7, None, &Ignores::default()).unwrap();
         let paths: Vec<_> = first.changed.iter().map(|r| r.path.as_str()).collect();
         assert!(paths.contains(&"a/b/x.txt") && paths.contains(&"a") && paths.contains(&"한글.txt"), "{paths:?}");
         let known = by_path(first.changed);
 
         // Nothing changed: nothing to record.
-        let again = scan_folder(&root, &known, 7, None).unwrap();
+        let again = scan_folder(&root, &known, 7, None, &Ignores::default()).unwrap();
         assert!(again.changed.is_empty(), "{:?}", again.changed);
 
         std::fs::write(root.join("a/b/x.txt"), b"changed").unwrap();
         std::fs::remove_file(root.join("한글.txt")).unwrap();
-        let third = scan_folder(&root, &known, 7, None).unwrap();
+        let third = scan_folder(&root, &known, 7, None, &Ignores::default()).unwrap();
         let x = third.changed.iter().find(|r| r.path == "a/b/x.txt").unwrap();
         assert_eq!(x.version.relation(&known["a/b/x.txt"].version), peerbox_proto::index::Relation::Newer);
         assert!(third.changed.iter().any(|r| r.path == "한글.txt" && r.deleted));
@@ -612,7 +629,10 @@ mod tests {
     fn a_missing_marker_stops_the_scan() {
         let (_d, root) = setup();
         std::fs::remove_dir_all(root.join(MARKER)).unwrap();
-        assert!(matches!(scan_folder(&root, &HashMap::new(), 1, None), Err(EngineError::MarkerMissing(_))));
+        assert!(matches!(
+            scan_folder(&root, &HashMap::new(), 1, None, &Ignores::default()),
+            Err(EngineError::MarkerMissing(_))
+        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod download;
 pub mod edit;
 mod error;
 pub mod folder;
+pub mod ignores;
 pub mod io;
 pub mod scan;
 

@@ -18,6 +18,7 @@ mod edit;
 
 pub use edit::Added;
 use peerbox_engine::folder::{self as disk, ApplyError};
+use peerbox_engine::ignores::{IGNORE_FILE, Ignores};
 use peerbox_engine::{EngineError, TempFile};
 use peerbox_net::Network;
 use peerbox_net::sync::{self as proto_sync, FolderBlock, SyncSource};
@@ -56,6 +57,9 @@ const MAX_KEEP_VERSIONS: u32 = 1000;
 /// Fewer live entries than this and the mass-delete guard stays quiet.
 const MASS_DELETE_MIN: usize = 10;
 
+/// A folder's patterns and the stamp of the `.peerboxignore` they were read from.
+type CachedIgnores = (Option<peerbox_store::FileStamp>, Arc<Ignores>);
+
 /// What the folder tasks share.
 pub(crate) struct Folders {
     store: SharedStore,
@@ -65,6 +69,8 @@ pub(crate) struct Folders {
     me_short: u64,
     running: Mutex<HashMap<FolderId, Running>>,
     live: Arc<crate::live::Live>,
+    /// Each folder's ignore patterns, with the stamp of the file they came from.
+    ignores: Mutex<HashMap<FolderId, CachedIgnores>>,
 }
 
 struct Running {
@@ -174,7 +180,25 @@ impl Folders {
             me_short: short_id(&me.to_bytes()),
             running: Mutex::new(HashMap::new()),
             live,
+            ignores: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The folder's ignore patterns, read again only when `.peerboxignore` changed.
+    fn ignores(&self, row: &FolderRow) -> Arc<Ignores> {
+        let stamp = std::fs::symlink_metadata(row.path.join(IGNORE_FILE)).ok().map(|m| peerbox_engine::stamp_of(&m));
+        let mut cache = self.ignores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, ig)) = cache.get(&row.id)
+            && *s == stamp
+        {
+            return ig.clone();
+        }
+        let ig = Arc::new(Ignores::load(&row.path));
+        for p in &ig.problems {
+            tracing::warn!("{:?}: {p}", row.name);
+        }
+        cache.insert(row.id, (stamp, ig.clone()));
+        ig
     }
 
     /// Starts the tasks of every folder in the index.
@@ -522,7 +546,7 @@ impl Folders {
                 (st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
             };
             let pins = Pins::load(&f);
-            let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p));
+            let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p), &self.ignores(&f));
             let (local_files, local_bytes) =
                 local.iter().filter(|r| r.have && !r.deleted && !r.dir).fold((0, 0), |(n, b), r| (n + 1, b + r.size));
             let need_files = plan.len() as u64;
@@ -580,15 +604,19 @@ impl Folders {
             (st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
         };
         let pins = Pins::load(&f);
-        let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p));
+        let ignores = self.ignores(&f);
+        let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p), &ignores);
         let pending: HashMap<&str, &Action> = plan.iter().map(|a| (a.remote.path.as_str(), a)).collect();
         let inside = |p: &str| match p.rsplit_once('/') {
             Some((parent, _)) => parent == path,
             None => path.is_empty(),
         };
+        let on_disk_dir =
+            || disk::open_root(&f.path).ok().and_then(|r| r.symlink_metadata(path).ok()).is_some_and(|m| m.is_dir());
         let exists = path.is_empty()
             || local.iter().any(|r| r.path == path && r.dir && !r.deleted)
-            || plan.iter().any(|a| a.remote.path == path && a.remote.dir && !a.remote.deleted);
+            || plan.iter().any(|a| a.remote.path == path && a.remote.dir && !a.remote.deleted)
+            || ignores.is_ignored(path, true) && on_disk_dir();
         if !exists {
             return Err(NodeError::BadPath {
                 path: path.into(),
@@ -602,7 +630,8 @@ impl Folders {
         };
         let mut seen = HashSet::new();
         let mut entries = Vec::new();
-        for r in local.iter().filter(|r| !r.deleted && inside(&r.path)) {
+        // What the patterns ignore is listed from the disk below, as it is there.
+        for r in local.iter().filter(|r| !r.deleted && inside(&r.path) && !ignores.is_ignored(&r.path, r.dir)) {
             seen.insert(r.path.as_str());
             let state = if pending.contains_key(r.path.as_str()) {
                 "syncing"
@@ -625,6 +654,9 @@ impl Folders {
                 "syncing"
             };
             entries.push(entry_json(&a.remote, state));
+        }
+        if !ignores.is_empty() {
+            entries.extend(ignored_on_disk(&f, path, &ignores));
         }
         let info = self.list()?.into_iter().find(|i| i.id == hex::encode(f.id));
         Ok(serde_json::json!({ "folder": info, "path": path, "entries": entries }))
@@ -738,6 +770,39 @@ fn entry_json(r: &FileRecord, state: &str) -> serde_json::Value {
     })
 }
 
+/// Entries directly inside `dir` of a folder that its patterns ignore, as the disk
+/// has them (the index never records them): the drive shows them greyed.
+fn ignored_on_disk(f: &FolderRow, dir: &str, ignores: &Ignores) -> Vec<serde_json::Value> {
+    let Ok(root) = disk::open_root(&f.path) else { return Vec::new() };
+    let listing = if dir.is_empty() { root.entries() } else { root.read_dir(dir) };
+    let Ok(listing) = listing else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in listing.flatten().take(10_000) {
+        let Ok(name) = e.file_name().into_string() else { continue };
+        let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+        let Ok(rel) = RelPath::from_local_segments(path.split('/')) else { continue };
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_symlink() || !ignores.is_ignored(rel.as_str(), meta.is_dir()) {
+            continue;
+        }
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        out.push(serde_json::json!({
+            "name": rel.file_name(),
+            "path": rel.as_str(),
+            "dir": meta.is_dir(),
+            "size": if meta.is_dir() { 0 } else { meta.len() },
+            "mtime_ns": mtime_ns,
+            "state": "ignored",
+        }));
+    }
+    out
+}
+
 /// Paths of an on-demand folder the user asked to keep (`peerbox fetch`).
 struct Pins(Vec<String>);
 
@@ -772,7 +837,8 @@ fn remote_wins(remote: &FileRecord, local: &FileRecord) -> bool {
     (remote.mtime_ns, remote.modified_by) > (local.mtime_ns, local.modified_by)
 }
 
-/// What this device needs from its members.
+/// What this device needs from its members. `ignored` names what the folder's
+/// patterns leave out: neither fetched nor deleted here.
 fn needs(
     folder: &FolderRow,
     local: &[FileRecord],
@@ -780,13 +846,14 @@ fn needs(
     members: &[Member],
     me: u64,
     pinned: &dyn Fn(&str) -> bool,
+    ignores: &Ignores,
 ) -> Vec<Action> {
     let rw: HashSet<&[u8]> = members.iter().filter(|m| m.read_write).map(|m| m.peer.as_slice()).collect();
     let local: HashMap<&str, &FileRecord> = local.iter().map(|r| (r.path.as_str(), r)).collect();
     let mut best: HashMap<&str, (FileRecord, Vec<Vec<u8>>)> = HashMap::new();
     for (peer, r) in remote {
         // Read-only members' changes are never applied by others.
-        if !rw.contains(peer.as_slice()) {
+        if !rw.contains(peer.as_slice()) || ignores.is_ignored(&r.path, r.dir) {
             continue;
         }
         match best.get_mut(r.path.as_str()) {
@@ -1020,7 +1087,8 @@ impl FolderTask {
                 )
             };
             let pins = Pins::load(&row);
-            let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p));
+            let ignores = self.folders.ignores(&row);
+            let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p), &ignores);
             if row.mode == FolderMode::OnDemand {
                 for a in &mut plan {
                     if !a.remote.dir && !a.remote.deleted && !pins.covers(&a.remote.path) {
@@ -1323,13 +1391,21 @@ fn scan_blocking(
     }
     let known: HashMap<String, FileRecord> =
         lock(&folders.store).files(&id)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-    let out = disk::scan_folder(&row.path, &known, folders.me_short, scope.as_deref())?;
+    // New patterns can bring back files they no longer ignore: look at everything.
+    let scope = scope.filter(|paths| !paths.iter().any(|p| p == IGNORE_FILE));
+    let ignores = folders.ignores(row);
+    let out = disk::scan_folder(&row.path, &known, folders.me_short, scope.as_deref(), &ignores)?;
     for s in &out.skipped {
         tracing::warn!("{}: {}", s.path.display(), s.reason);
     }
     if scope.is_none() {
-        let skipped: Vec<String> =
-            out.skipped.iter().take(100).map(|s| format!("{}: {}", s.path.display(), s.reason)).collect();
+        let skipped: Vec<String> = ignores
+            .problems
+            .iter()
+            .cloned()
+            .chain(out.skipped.iter().map(|s| format!("{}: {}", s.path.display(), s.reason)))
+            .take(100)
+            .collect();
         folders.set_state(&id, |st| st.skipped = skipped);
     }
     {
@@ -1433,7 +1509,7 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Option<notify::Recommend
                 .iter()
                 .filter_map(|p| p.strip_prefix(&root_owned).ok())
                 .filter_map(|p| p.to_str().map(|s| s.replace('\\', "/")))
-                .filter(|s| !s.is_empty() && !s.starts_with(".peerbox") && !s.contains("/.peerbox"))
+                .filter(|s| !s.is_empty() && s.split('/').all(|seg| !seg.starts_with(".peerbox") || seg == IGNORE_FILE))
                 .collect();
             if !paths.is_empty() {
                 changes.add(paths, false);
@@ -1696,7 +1772,9 @@ impl SyncSource for FolderSource {
         let records = st.files_since(&folder, since, MAX_BATCH).map_err(|_| SyncRefusal::NotAllowed)?;
         let last = records.last().map(|r| r.seq).unwrap_or_else(|| st.folder_seq(&folder).unwrap_or(since).max(since));
         drop(st);
-        // A device that may not change the folder announces nothing.
+        // A device that may not change the folder announces nothing. (Records of
+        // what its patterns ignore now are announced, never served: a member whose
+        // patterns agree does not ask, and the records are right if they stop.)
         let records = if row.read_write && row.mode != FolderMode::ReceiveOnly { records } else { vec![] };
         Ok((records.into_iter().map(to_wire).collect(), last, self.wire_members(&folder)))
     }
@@ -1709,6 +1787,9 @@ impl SyncSource for FolderSource {
     fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: [u8; 32]) -> Option<Bytes> {
         let (row, _) = self.member(&peer, &folder)?;
         let rel = RelPath::new(path).ok()?;
+        if self.0.ignores(&row).is_ignored(rel.as_str(), false) {
+            return None;
+        }
         let rec = lock(&self.0.store).file(&folder, rel.as_str()).ok().flatten()?;
         if rec.deleted || rec.dir || !rec.have || rec.blocks.get(index as usize) != Some(&hash) {
             return None;

@@ -21,6 +21,9 @@ pub const MAX_DEPTH: usize = 256;
 /// Names Peerbox keeps for itself inside a folder: the marker directory and the
 /// prefix of temp files. A peer may never name them.
 pub const RESERVED_PREFIX: &str = ".peerbox";
+/// The one name under [`RESERVED_PREFIX`] a folder may hold: its shared ignore
+/// patterns, synced like any file.
+pub const IGNORE_FILE: &str = ".peerboxignore";
 
 /// Why a path was refused. The message is meant for a person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +140,7 @@ fn validate(s: &str) -> Result<(), PathError> {
         if segment.len() > MAX_SEGMENT_BYTES {
             return Err(PathError::SegmentTooLong);
         }
-        if segment.starts_with(RESERVED_PREFIX) {
+        if segment.starts_with(RESERVED_PREFIX) && segment != IGNORE_FILE {
             return Err(PathError::Reserved);
         }
     }
@@ -204,6 +207,7 @@ mod tests {
             ("a\u{1b}[31mb", PathError::ForbiddenChar('\u{1b}')),
             ("a\nb", PathError::ForbiddenChar('\n')),
             (".peerbox/trash/x", PathError::Reserved),
+            (".peerboxignore2", PathError::Reserved),
             ("a/.peerbox-tmp-1234", PathError::Reserved),
             ("\u{1100}\u{1161}", PathError::NotNfc),
         ];
