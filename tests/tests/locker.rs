@@ -136,3 +136,91 @@ async fn an_ignore_rule_added_on_one_member_is_honoured_by_all() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_limit_holds_over_ten_seconds_and_lan_peers_are_exempt_unless_asked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = Daemon::start(&tmp.path().join("home")).await;
+    let size = 10 << 20;
+    let file = tmp.path().join("video.bin");
+    write(&file, &pattern(size, 6));
+    d.ok(&["settings", "--upload-limit", "1MiB"]).await;
+    let link = d.ok(&["share", file.to_str().expect("utf8")]).await;
+
+    // Loopback is the LAN, exempt by default: far faster than the limit allows.
+    let start = std::time::Instant::now();
+    let r = get(&link, &tmp.path().join("fast"), &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let exempt = start.elapsed().as_secs_f64();
+    assert!(exempt < 5.0, "10 MiB to a LAN peer took {exempt:.1} s under a 1 MiB/s internet limit");
+
+    // Limits on the LAN too: the same download runs at the limit, within 20 %.
+    d.ok(&["settings", "--limit-lan", "true"]).await;
+    let start = std::time::Instant::now();
+    let r = get(&link, &tmp.path().join("slow"), &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let secs = start.elapsed().as_secs_f64();
+    let rate = size as f64 / secs / (1 << 20) as f64;
+    eprintln!("measured {rate:.3} MiB/s over {secs:.1} s against a 1 MiB/s limit");
+    assert!((0.8..=1.2).contains(&rate), "10 MiB took {secs:.1} s: {rate:.2} MiB/s against a 1 MiB/s limit");
+    assert_eq!(file_hash(&tmp.path().join("slow/video.bin")), file_hash(&file));
+    let st = d.status().await;
+    assert_eq!(st["bandwidth"]["limits"]["upload"], 1 << 20, "{}", st["bandwidth"]);
+
+    // Bad limits are refused and change nothing.
+    for bad in ["100", "fast", "-1MiB"] {
+        let r = d.cli(&["settings", "--upload-limit", bad]).await;
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+    assert_eq!(d.status().await["bandwidth"]["limits"]["upload"], 1 << 20);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_revoked_mid_download_stops_it() {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = Daemon::start(&tmp.path().join("home")).await;
+    let file = tmp.path().join("big.bin");
+    write(&file, &pattern(8 << 20, 2));
+    // Slow enough (about 16 s) that the revocation lands in the middle.
+    d.ok(&["settings", "--upload-limit", "512KiB", "--limit-lan", "true"]).await;
+    let link = d.ok(&["share", file.to_str().expect("utf8")]).await;
+    let home = tempfile::tempdir().expect("home");
+    let dest = tmp.path().join("dl");
+    let mut getter = peerbox(home.path())
+        .args(["get", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--progress"])
+        .arg(&link)
+        .arg(&dest)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn get");
+    let mut lines = tokio::io::BufReader::new(getter.stderr.take().expect("stderr")).lines();
+    let mut log = String::new();
+    let started = tokio::time::timeout(STEP, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.push_str(&l);
+            log.push('\n');
+            if l.starts_with("progress ") && !l.starts_with("progress 0/") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("progress in time");
+    assert!(started, "the download began: {log}");
+    d.ok(&["revoke", &link]).await;
+    let rest = tokio::time::timeout(STEP, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.push_str(&l);
+            log.push('\n');
+        }
+    });
+    rest.await.expect("get ended");
+    let status = getter.wait().await.expect("wait");
+    assert_eq!(status.code(), Some(2), "a revoked link is the holder's problem: {log}");
+    assert!(log.contains("revoked"), "{log}");
+    assert!(!dest.join("big.bin").exists(), "no file appears from a revoked link");
+    d.stop().await;
+}

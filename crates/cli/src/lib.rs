@@ -94,6 +94,8 @@ enum Command {
         /// Forget the kept bootstrap peers.
         #[arg(long)]
         no_bootstrap: bool,
+        #[command(flatten)]
+        bandwidth: BandwidthArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -367,6 +369,44 @@ enum TrashCmd {
     },
 }
 
+/// Bandwidth limits, per second, as people type sizes ("2MiB", "500KB"; 0 for none).
+#[derive(Args)]
+struct BandwidthArgs {
+    /// All uploads together, per second (e.g. 2MiB; 0 for no limit).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    upload_limit: Option<u64>,
+    /// All downloads together, per second.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    download_limit: Option<u64>,
+    /// Uploads to any one peer, per second.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    peer_upload_limit: Option<u64>,
+    /// Downloads from any one peer, per second.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    peer_download_limit: Option<u64>,
+    /// Apply the limits to peers on the LAN too (by default they are exempt).
+    #[arg(long, value_name = "true|false")]
+    limit_lan: Option<bool>,
+}
+
+impl BandwidthArgs {
+    fn any(&self) -> bool {
+        self.upload_limit.is_some()
+            || self.download_limit.is_some()
+            || self.peer_upload_limit.is_some()
+            || self.peer_download_limit.is_some()
+            || self.limit_lan.is_some()
+    }
+}
+
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("/s");
+    if matches!(t, "0" | "none" | "off") {
+        return Ok(0);
+    }
+    Ok(t.parse::<bytesize::ByteSize>().map_err(|e| format!("{e} (try 2MiB, 500KB or 0 for none)"))?.as_u64())
+}
+
 /// The limits a new link can carry.
 #[derive(Args)]
 struct LimitArgs {
@@ -544,12 +584,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Settings { device_name, serve_downloads, bootstrap, no_bootstrap, json } => {
+        Command::Settings { device_name, serve_downloads, bootstrap, no_bootstrap, bandwidth, json } => {
             let bootstrap = if no_bootstrap { Some(Vec::new()) } else { (!bootstrap.is_empty()).then_some(bootstrap) };
-            let v = if device_name.is_some() || serve_downloads.is_some() || bootstrap.is_some() {
+            let v = if device_name.is_some() || serve_downloads.is_some() || bootstrap.is_some() || bandwidth.any() {
                 let change = serde_json::json!({
                     "op": "settings_set", "device_name": device_name, "serve_downloads": serve_downloads,
-                    "bootstrap": bootstrap,
+                    "bootstrap": bootstrap, "upload_limit": bandwidth.upload_limit,
+                    "download_limit": bandwidth.download_limit, "peer_upload_limit": bandwidth.peer_upload_limit,
+                    "peer_download_limit": bandwidth.peer_download_limit, "limit_lan": bandwidth.limit_lan,
                 });
                 client::call(&home, change).await?
             } else {
@@ -563,6 +605,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for b in v["bootstrap"].as_array().into_iter().flatten() {
                     println!("bootstrap: {}", text(b));
                 }
+                let rate = |k: &str| match v["bandwidth"][k].as_u64() {
+                    Some(0) | None => "no limit".to_owned(),
+                    Some(n) => format!("{}/s", progress::bytes(n)),
+                };
+                println!("upload limit: {} (each peer: {})", rate("upload"), rate("peer_upload"));
+                println!("download limit: {} (each peer: {})", rate("download"), rate("peer_download"));
+                println!("limits apply on the LAN: {}", if v["bandwidth"]["limit_lan"] == true { "yes" } else { "no" });
             }
             Ok(ExitCode::SUCCESS)
         }

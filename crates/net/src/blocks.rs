@@ -108,7 +108,7 @@ impl From<ReadError> for SessionError {
 
 /// Serves inbound block streams until `incoming` ends. Each session runs in its
 /// own task; at most [`MAX_SESSIONS`] at once.
-pub async fn serve(mut incoming: libp2p_stream::IncomingStreams, source: Arc<dyn BlockSource>) {
+pub async fn serve(mut incoming: crate::Incoming, source: Arc<dyn BlockSource>) {
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     while let Some((peer, stream)) = incoming.next().await {
         let source = source.clone();

@@ -72,7 +72,7 @@ pub trait IncomingFile: Send + 'static {
 }
 
 /// Serves inbound drop streams until `incoming` ends.
-pub async fn serve(mut incoming: libp2p_stream::IncomingStreams, target: Arc<dyn DropTarget>) {
+pub async fn serve(mut incoming: crate::Incoming, target: Arc<dyn DropTarget>) {
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     while let Some((peer, mut stream)) = incoming.next().await {
         let target = target.clone();

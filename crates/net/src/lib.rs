@@ -13,12 +13,13 @@
 pub mod blocks;
 pub mod drop;
 mod error;
+pub mod rate;
 mod swarm;
 pub mod sync;
 
 pub use error::NetError;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
-pub use swarm::{AMINO_BOOTSTRAP, Config, ConnKind, Dht, NetEvent, NetInfo, Network};
+pub use swarm::{AMINO_BOOTSTRAP, Config, ConnKind, Dht, Incoming, NetEvent, NetInfo, Network, PeerStream};
 
 /// Frame reading and writing shared by the protocols.
 pub mod frame;

@@ -16,6 +16,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::NetError;
+use crate::rate::{Limiter, Throttled};
 
 /// Most connections in total. A desktop locker talks to tens of peers, not thousands.
 const MAX_CONNECTIONS: u32 = 256;
@@ -226,6 +227,29 @@ pub struct Network {
     commands: mpsc::Sender<Command>,
     control: libp2p_stream::Control,
     peer_id: PeerId,
+    limiter: Limiter,
+}
+
+/// A stream of one of Peerbox's protocols, its bytes under the bandwidth limits.
+pub type PeerStream = Throttled<libp2p::Stream>;
+
+/// Inbound streams of one protocol, each under the bandwidth limits. Must be
+/// polled in a tight loop (see [`Network::accept`]).
+pub struct Incoming {
+    inner: libp2p_stream::IncomingStreams,
+    limiter: Limiter,
+}
+
+impl futures::Stream for Incoming {
+    type Item = (PeerId, PeerStream);
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let limiter = self.limiter.clone();
+        self.inner.poll_next_unpin(cx).map(|next| next.map(|(peer, s)| (peer, Throttled::new(s, limiter, peer))))
+    }
 }
 
 impl Network {
@@ -361,7 +385,9 @@ impl Network {
         let control = swarm.behaviour().stream.new_control();
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let limiter = Limiter::default();
         let event_loop = EventLoop {
+            limiter: limiter.clone(),
             swarm,
             commands: command_rx,
             own: commands.downgrade(),
@@ -385,7 +411,7 @@ impl Network {
             mdns_waited: HashSet::new(),
         };
         tokio::spawn(event_loop.run());
-        let network = Self { commands, control, peer_id };
+        let network = Self { commands, control, peer_id, limiter };
         // Join the DHT before callers use it: a getter whose link is stale looks
         // the sharer up right away.
         // One bootstrap peer is enough to start; the others keep dialling in the
@@ -473,24 +499,31 @@ impl Network {
     }
 
     /// Opens a stream for `protocol` to a connected (or dialable) peer.
-    pub async fn open_stream(&self, peer: PeerId, protocol: &'static str) -> Result<libp2p::Stream, NetError> {
+    pub async fn open_stream(&self, peer: PeerId, protocol: &'static str) -> Result<PeerStream, NetError> {
         let mut control = self.control.clone();
-        match control.open_stream(peer, StreamProtocol::new(protocol)).await {
-            Ok(s) => Ok(s),
+        let s = match control.open_stream(peer, StreamProtocol::new(protocol)).await {
+            Ok(s) => s,
             // The stream may have been put on a connection that was closing (a
             // relayed one after a hole punch): once more picks a live one.
             Err(_) => control
                 .open_stream(peer, StreamProtocol::new(protocol))
                 .await
-                .map_err(|e| NetError::Stream { peer, reason: e.to_string() }),
-        }
+                .map_err(|e| NetError::Stream { peer, reason: e.to_string() })?,
+        };
+        Ok(Throttled::new(s, self.limiter.clone(), peer))
     }
 
     /// Starts accepting inbound streams for `protocol`. The returned stream must be
     /// polled in a tight loop: `libp2p-stream` drops inbound streams while its
     /// small buffer is full.
-    pub fn accept(&self, protocol: &'static str) -> Option<libp2p_stream::IncomingStreams> {
-        self.control.clone().accept(StreamProtocol::new(protocol)).ok()
+    pub fn accept(&self, protocol: &'static str) -> Option<Incoming> {
+        let inner = self.control.clone().accept(StreamProtocol::new(protocol)).ok()?;
+        Some(Incoming { inner, limiter: self.limiter.clone() })
+    }
+
+    /// The bandwidth limits every stream passes through.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 }
 
@@ -590,6 +623,7 @@ struct Conn {
 }
 
 struct EventLoop {
+    limiter: Limiter,
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     /// For timers that report back; weak, so the loop still stops with the last handle.
@@ -883,6 +917,14 @@ impl EventLoop {
         }
     }
 
+    /// Tells the limiter whether `peer` is reached over the LAN only.
+    fn update_lan(&self, peer: PeerId) {
+        match self.conns.get(&peer) {
+            None => self.limiter.forget(&peer),
+            Some(c) => self.limiter.set_lan(peer, c.values().all(|c| !c.relayed && crate::rate::is_lan(&c.addr))),
+        }
+    }
+
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
@@ -893,6 +935,7 @@ impl EventLoop {
                 let relayed = is_relayed(&addr);
                 tracing::debug!(%peer_id, %addr, relayed, "connected");
                 self.conns.entry(peer_id).or_default().insert(connection_id, Conn { addr, relayed });
+                self.update_lan(peer_id);
                 if relayed {
                     if self.kind_of(&peer_id).map(|k| k.0) == Some(ConnKind::Relayed)
                         && self.dials.contains_key(&peer_id)
@@ -924,6 +967,7 @@ impl EventLoop {
                         self.unpunchable.remove(&peer_id);
                     }
                 }
+                self.update_lan(peer_id);
                 let direct = self.conns.get(&peer_id).is_some_and(|c| c.values().any(|c| !c.relayed));
                 if direct && self.relayed_ids(&peer_id).is_empty() {
                     self.answer_dials(peer_id);

@@ -52,7 +52,7 @@ pub trait SyncSource: Send + Sync + 'static {
 }
 
 /// Serves inbound sync streams until `incoming` ends.
-pub async fn serve(mut incoming: libp2p_stream::IncomingStreams, source: Arc<dyn SyncSource>) {
+pub async fn serve(mut incoming: crate::Incoming, source: Arc<dyn SyncSource>) {
     let limit = Arc::new(Semaphore::new(MAX_STREAMS));
     while let Some((peer, stream)) = incoming.next().await {
         let Ok(permit) = limit.clone().try_acquire_owned() else {

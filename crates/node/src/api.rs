@@ -277,17 +277,7 @@ pub enum Request {
     /// This device's settings.
     Settings,
     /// Change settings; fields left out stay as they are.
-    SettingsSet {
-        /// A new device name ("" for the default).
-        #[serde(default)]
-        device_name: Option<String>,
-        /// Serve downloads to others holding the same link.
-        #[serde(default)]
-        serve_downloads: Option<bool>,
-        /// Replace the DHT bootstrap peers (used from the next start).
-        #[serde(default)]
-        bootstrap: Option<Vec<String>>,
-    },
+    SettingsSet(crate::settings::SettingsChange),
     /// The links this device made (and those it serves for downloads it received).
     Links,
     /// Revoke a link, or remove a peer from every folder.

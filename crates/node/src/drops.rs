@@ -335,7 +335,7 @@ async fn connect(
     proof: Option<[u8; 32]>,
     from: &str,
     batch: [u8; 16],
-) -> Result<(libp2p::Stream, wire::DropOpened), NodeError> {
+) -> Result<(peerbox_net::PeerStream, wire::DropOpened), NodeError> {
     if link.kind != LinkKind::Request {
         return Err(NodeError::LinkUnusable("this link does not take files; it is for downloading or joining".into()));
     }

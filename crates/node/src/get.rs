@@ -292,7 +292,7 @@ enum Ev {
     /// The DHT named another source (`None`: the search ended).
     Found(Option<PeerId>, mpsc::Receiver<PeerId>),
     /// A session was opened on a source (or not).
-    Open(PeerId, Result<blocks::Opened<libp2p::Stream>, NodeError>),
+    Open(PeerId, Result<blocks::Opened<peerbox_net::PeerStream>, NodeError>),
     /// A source's session ended: bytes kept and the error that ended it early.
     Done(PeerId, (u64, Option<NodeError>)),
 }
@@ -342,7 +342,7 @@ async fn start_plan(
     Ok(p)
 }
 
-async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<libp2p::Stream, NodeError> {
+async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<peerbox_net::PeerStream, NodeError> {
     tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs.to_vec()))
         .await
         .map_err(|_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }))??;
@@ -425,7 +425,7 @@ impl Plan {
     /// that ended the round early, if any.
     async fn fetch(
         &self,
-        stream: libp2p::Stream,
+        stream: peerbox_net::PeerStream,
         requests: BlockQueue,
         window_cap: usize,
         progress: &watch::Sender<GetProgress>,

@@ -74,6 +74,33 @@ pub struct Node {
     peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>>,
     live: Arc<live::Live>,
     proofs: links::ProofCache,
+    rates: Arc<Mutex<Rates>>,
+}
+
+/// Bytes per second through limited streams, averaged over the last second.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rates {
+    /// Upload.
+    pub up: f64,
+    /// Download.
+    pub down: f64,
+}
+
+/// Samples the limiter's byte counts every second until the node is gone.
+async fn sample_rates(limiter: peerbox_net::rate::Limiter, rates: std::sync::Weak<Mutex<Rates>>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut last = (std::time::Instant::now(), limiter.totals());
+    loop {
+        tick.tick().await;
+        let Some(rates) = rates.upgrade() else { return };
+        let now = (std::time::Instant::now(), limiter.totals());
+        let secs = now.0.duration_since(last.0).as_secs_f64().max(0.001);
+        *rates.lock().unwrap_or_else(|p| p.into_inner()) = Rates {
+            up: now.1.0.saturating_sub(last.1.0) as f64 / secs,
+            down: now.1.1.saturating_sub(last.1.1) as f64 / secs,
+        };
+        last = now;
+    }
 }
 
 /// Progress of hashing for a share.
@@ -141,6 +168,11 @@ impl Node {
             private_is_public: config.private_is_public,
         })
         .await?;
+        if let Some(store) = &store {
+            net.limiter().set_limits(settings::load(store)?.bandwidth);
+        }
+        let rates = Arc::new(Mutex::new(Rates::default()));
+        tokio::spawn(sample_rates(net.limiter().clone(), Arc::downgrade(&rates)));
         let peers: Arc<Mutex<std::collections::BTreeMap<PeerId, PeerInfo>>> = Arc::default();
         let live = Arc::new(live::Live::default());
         let seen = peers.clone();
@@ -219,7 +251,7 @@ impl Node {
             }
             None => None,
         };
-        Ok(Self { net, store, home, folders, transfers, peers, live, proofs: Default::default() })
+        Ok(Self { net, store, home, folders, transfers, peers, live, proofs: Default::default(), rates })
     }
 
     /// This device's settings.
@@ -230,6 +262,7 @@ impl Node {
                 device_name: settings::default_device_name(),
                 serve_downloads: false,
                 bootstrap: Vec::new(),
+                bandwidth: Default::default(),
             }),
         }
     }
@@ -370,6 +403,10 @@ impl Node {
                     "downloads_dir": self.downloads_dir(),
                     "network": self.net.info().await?,
                     "device_name": self.settings()?.device_name,
+                    "bandwidth": {
+                        "limits": self.net.limiter().limits(),
+                        "rates": *self.rates.lock().unwrap_or_else(|p| p.into_inner()),
+                    },
                 })
             }
             Request::FolderList => json!(self.folders()?.list()?),
@@ -495,12 +532,12 @@ impl Node {
             }
             Request::Peers => json!(self.peers()),
             Request::Settings => json!(self.settings()?),
-            Request::SettingsSet { device_name, serve_downloads, bootstrap } => {
+            Request::SettingsSet(change) => {
                 let store = self.store.clone().ok_or_else(|| NodeError::Internal("this node does not serve".into()))?;
-                let change = settings::SettingsChange { device_name, serve_downloads, bootstrap };
                 let s = tokio::task::spawn_blocking(move || settings::change(&store, change))
                     .await
                     .map_err(|e| NodeError::Internal(e.to_string()))??;
+                self.net.limiter().set_limits(s.bandwidth);
                 self.live.bump();
                 json!(s)
             }

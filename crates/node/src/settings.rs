@@ -13,6 +13,13 @@ use crate::share::SharedStore;
 const DEVICE_NAME: &str = "device_name";
 const SERVE_DOWNLOADS: &str = "serve_downloads";
 const BOOTSTRAP: &str = "bootstrap";
+const UPLOAD_LIMIT: &str = "upload_limit";
+const DOWNLOAD_LIMIT: &str = "download_limit";
+const PEER_UPLOAD_LIMIT: &str = "peer_upload_limit";
+const PEER_DOWNLOAD_LIMIT: &str = "peer_download_limit";
+const LIMIT_LAN: &str = "limit_lan";
+/// Below this a limit would stall connections (timeouts, keep-alives): 8 KiB/s.
+const MIN_LIMIT: u64 = 8 * 1024;
 /// More bootstrap peers than anyone needs; bounds what a start dials.
 const MAX_BOOTSTRAP: usize = 32;
 /// Long enough for "Alice's MacBook Pro (office)", short enough for a sidebar.
@@ -29,10 +36,12 @@ pub struct Settings {
     /// DHT bootstrap peers used when none are given on the command line (taken at
     /// the next start).
     pub bootstrap: Vec<String>,
+    /// Bandwidth limits in bytes per second (0: none), applied at once.
+    pub bandwidth: peerbox_net::rate::Limits,
 }
 
 /// Changes to [`Settings`]; `None` leaves a value alone.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
     /// A new name ("" returns to the default: the machine's host name).
@@ -44,6 +53,21 @@ pub struct SettingsChange {
     /// Replace the bootstrap peers (each `…/p2p/<PeerId>`; empty clears them).
     #[serde(default)]
     pub bootstrap: Option<Vec<String>>,
+    /// All uploads together, bytes per second (0: no limit).
+    #[serde(default)]
+    pub upload_limit: Option<u64>,
+    /// All downloads together, bytes per second (0: no limit).
+    #[serde(default)]
+    pub download_limit: Option<u64>,
+    /// Uploads to any one peer, bytes per second (0: no limit).
+    #[serde(default)]
+    pub peer_upload_limit: Option<u64>,
+    /// Downloads from any one peer, bytes per second (0: no limit).
+    #[serde(default)]
+    pub peer_download_limit: Option<u64>,
+    /// Apply the limits to peers on the LAN too.
+    #[serde(default)]
+    pub limit_lan: Option<bool>,
 }
 
 pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
@@ -51,7 +75,15 @@ pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
     let device_name = s.setting(DEVICE_NAME)?.unwrap_or_else(default_device_name);
     let serve_downloads = s.setting(SERVE_DOWNLOADS)?.as_deref() != Some("0");
     let bootstrap = s.setting(BOOTSTRAP)?.map(|v| v.lines().map(str::to_owned).collect()).unwrap_or_default();
-    Ok(Settings { device_name, serve_downloads, bootstrap })
+    let num = |k: &str| -> Result<u64, NodeError> { Ok(s.setting(k)?.and_then(|v| v.parse().ok()).unwrap_or(0)) };
+    let bandwidth = peerbox_net::rate::Limits {
+        upload: num(UPLOAD_LIMIT)?,
+        download: num(DOWNLOAD_LIMIT)?,
+        peer_upload: num(PEER_UPLOAD_LIMIT)?,
+        peer_download: num(PEER_DOWNLOAD_LIMIT)?,
+        limit_lan: s.setting(LIMIT_LAN)?.as_deref() == Some("1"),
+    };
+    Ok(Settings { device_name, serve_downloads, bootstrap, bandwidth })
 }
 
 pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Settings, NodeError> {
@@ -67,6 +99,31 @@ pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Sett
     }
     if let Some(serve) = change.serve_downloads {
         crate::share::lock(store).set_setting(SERVE_DOWNLOADS, Some(if serve { "1" } else { "0" }))?;
+    }
+    let limits = [
+        (UPLOAD_LIMIT, change.upload_limit),
+        (DOWNLOAD_LIMIT, change.download_limit),
+        (PEER_UPLOAD_LIMIT, change.peer_upload_limit),
+        (PEER_DOWNLOAD_LIMIT, change.peer_download_limit),
+    ];
+    // All checked before any is stored: a bad one changes nothing.
+    for (_, v) in &limits {
+        if let Some(v) = *v
+            && v != 0
+            && v < MIN_LIMIT
+        {
+            return Err(NodeError::BadSetting(format!(
+                "a bandwidth limit is 0 (none) or at least {MIN_LIMIT} bytes per second"
+            )));
+        }
+    }
+    for (key, v) in limits {
+        if let Some(v) = v {
+            crate::share::lock(store).set_setting(key, (v != 0).then(|| v.to_string()).as_deref())?;
+        }
+    }
+    if let Some(lan) = change.limit_lan {
+        crate::share::lock(store).set_setting(LIMIT_LAN, Some(if lan { "1" } else { "0" }))?;
     }
     load(store)
 }
