@@ -224,3 +224,74 @@ async fn a_link_revoked_mid_download_stops_it() {
     assert!(!dest.join("big.bin").exists(), "no file appears from a revoked link");
     d.stop().await;
 }
+
+/// A daily window `from`..`to` minutes away from now, local time, as settings take it.
+fn window(from: i64, to: i64) -> String {
+    let now = jiff::ZonedDateTime::now();
+    let minute = now.hour() as i64 * 60 + now.minute() as i64;
+    let at = |d: i64| {
+        let m = (minute + d).rem_euclid(24 * 60);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    format!("{}-{}", at(from), at(to))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_holds_a_large_download_until_its_window() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("movie.mkv");
+    write(&file, &pattern(3 << 20, 8));
+    let small = tmp.path().join("note.txt");
+    write(&small, b"small things need no window");
+    let sharer = Sharer::start(&[&file], &[]).await;
+    let small_sharer = Sharer::start(&[&small], &[]).await;
+    let d = Daemon::start(&tmp.path().join("home")).await;
+    let shut = window(60, 120);
+    d.ok(&["settings", "--schedule", &shut, "--schedule-min-size", "1MiB"]).await;
+    let dest = tmp.path().join("dl");
+    let id = d.ok(&["download", &sharer.link, dest.to_str().expect("utf8")]).await;
+    let small_id = d.ok(&["download", &small_sharer.link, dest.to_str().expect("utf8")]).await;
+
+    let transfer = |st: &serde_json::Value, id: &str| {
+        st["transfers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"].as_i64().map(|n| n.to_string()).as_deref() == Some(id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let st =
+        wait_status(&d, |st| transfer(st, &id)["state"] == "scheduled" && transfer(st, &small_id)["state"] == "done")
+            .await;
+    let t = transfer(&st, &id);
+    assert_eq!(t["state"], "scheduled", "outside its window the large one waits: {t}");
+    assert_eq!(t["total_bytes"], 3 << 20, "its size is known: {t}");
+    assert_eq!(t["waits_until"], shut.split('-').next().expect("start"), "{t}");
+    assert_eq!(transfer(&st, &small_id)["state"], "done", "a small one does not wait");
+    assert!(!dest.join("movie.mkv").exists(), "nothing of it is in place");
+    let listed = d.ok(&["transfers"]).await;
+    assert!(listed.contains("waits for the window"), "{listed}");
+
+    // A restart keeps it waiting.
+    d.stop().await;
+    let d = Daemon::start(&tmp.path().join("home")).await;
+    let st = wait_status(&d, |st| transfer(st, &id)["state"] == "scheduled").await;
+    assert_eq!(transfer(&st, &id)["state"], "scheduled", "{st}");
+
+    // The window opens (here: the window moves over now): it runs and completes.
+    d.ok(&["settings", "--schedule", &window(-60, 60)]).await;
+    let st = wait_status(&d, |st| transfer(st, &id)["state"] == "done").await;
+    assert_eq!(transfer(&st, &id)["state"], "done", "{st}");
+    assert_eq!(file_hash(&dest.join("movie.mkv")), file_hash(&file));
+
+    // Bad windows are refused and change nothing.
+    for bad in ["25:00-26:00", "7-8", "01:00-01:00", "tonight"] {
+        let r = d.cli(&["settings", "--schedule", bad]).await;
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["settings", "--json"]).await).expect("json");
+    assert_eq!(v["schedule"], window(-60, 60));
+    d.stop().await;
+    drop((sharer, small_sharer));
+}

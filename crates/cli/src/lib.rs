@@ -96,6 +96,13 @@ enum Command {
         no_bootstrap: bool,
         #[command(flatten)]
         bandwidth: BandwidthArgs,
+        /// Run large downloads only in this daily window of local time, e.g.
+        /// 01:00-07:00 ("" for any time); outside it they wait, resumable.
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        schedule: Option<String>,
+        /// Downloads at least this large wait for the window [default: 100MiB].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
+        schedule_min_size: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -399,6 +406,13 @@ impl BandwidthArgs {
     }
 }
 
+fn parse_size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(s)
+}
+
 fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim().trim_end_matches("/s");
     if matches!(t, "0" | "none" | "off") {
@@ -584,14 +598,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Settings { device_name, serve_downloads, bootstrap, no_bootstrap, bandwidth, json } => {
+        Command::Settings {
+            device_name,
+            serve_downloads,
+            bootstrap,
+            no_bootstrap,
+            bandwidth,
+            schedule,
+            schedule_min_size,
+            json,
+        } => {
             let bootstrap = if no_bootstrap { Some(Vec::new()) } else { (!bootstrap.is_empty()).then_some(bootstrap) };
-            let v = if device_name.is_some() || serve_downloads.is_some() || bootstrap.is_some() || bandwidth.any() {
+            let changes = device_name.is_some()
+                || serve_downloads.is_some()
+                || bootstrap.is_some()
+                || bandwidth.any()
+                || schedule.is_some()
+                || schedule_min_size.is_some();
+            let v = if changes {
                 let change = serde_json::json!({
                     "op": "settings_set", "device_name": device_name, "serve_downloads": serve_downloads,
                     "bootstrap": bootstrap, "upload_limit": bandwidth.upload_limit,
                     "download_limit": bandwidth.download_limit, "peer_upload_limit": bandwidth.peer_upload_limit,
                     "peer_download_limit": bandwidth.peer_download_limit, "limit_lan": bandwidth.limit_lan,
+                    "schedule": schedule, "schedule_min_bytes": schedule_min_size,
                 });
                 client::call(&home, change).await?
             } else {
@@ -612,6 +642,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("upload limit: {} (each peer: {})", rate("upload"), rate("peer_upload"));
                 println!("download limit: {} (each peer: {})", rate("download"), rate("peer_download"));
                 println!("limits apply on the LAN: {}", if v["bandwidth"]["limit_lan"] == true { "yes" } else { "no" });
+                match v["schedule"].as_str() {
+                    Some(w) => println!(
+                        "download window: {} (downloads of {} or more wait for it)",
+                        w.escape_debug(),
+                        progress::bytes(v["schedule_min_bytes"].as_u64().unwrap_or(0))
+                    ),
+                    None => println!("download window: any time"),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -801,8 +839,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for t in v.as_array().into_iter().flatten() {
                     let (done, total) = (t["done_bytes"].as_u64().unwrap_or(0), t["total_bytes"].as_u64().unwrap_or(0));
                     let pct = (done * 100).checked_div(total).unwrap_or(0);
+                    let waits = match t["waits_until"].as_str() {
+                        Some(at) => format!("  (waits for the window at {})", at.escape_debug()),
+                        None => String::new(),
+                    };
                     println!(
-                        "{}  {:<8} {pct:>3}%  {}  -> {}",
+                        "{}  {:<9} {pct:>3}%  {}  -> {}{waits}",
                         t["id"],
                         text(&t["state"]),
                         text(&t["label"]),
@@ -1107,7 +1149,7 @@ async fn get(
     node.check_link(&link)?;
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
     let bar = progress::download(rx, show_progress);
-    let opts = GetOptions { dest, overwrite, ignore_link_addrs: no_link_addrs, proof };
+    let opts = GetOptions { dest, overwrite, ignore_link_addrs: no_link_addrs, proof, hold: None };
     let result = tokio::select! {
         r = node.get(&link, &opts, &tx) => r,
         _ = shutdown_signal() => {

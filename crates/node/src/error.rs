@@ -61,6 +61,9 @@ pub enum NodeError {
     /// The owner of a request link turned files away.
     #[error("{0}")]
     DropRefused(peerbox_proto::drop::DropRefusal),
+    /// A download waits for the download window (Settings → schedule).
+    #[error("waits for the download window")]
+    Scheduled,
     /// The link takes a password and none was given.
     #[error("this link is protected by a password; give it with --password (or type it in the drive)")]
     PasswordNeeded,
@@ -110,6 +113,7 @@ impl NodeError {
                 _ => "refused",
             },
             Self::PasswordNeeded => "password_needed",
+            Self::Scheduled => "scheduled",
             Self::DropRefused(r) => match r {
                 DropRefusal::Unknown => "refused",
                 DropRefusal::Expired => "expired",

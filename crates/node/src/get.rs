@@ -55,6 +55,20 @@ pub struct GetOptions {
     pub ignore_link_addrs: bool,
     /// The password proof, for a link that takes one (see `links::proof_for`).
     pub proof: Option<[u8; 32]>,
+    /// Asked with the download's size once the file list is in: whether it must
+    /// wait (the download window is closed). It then ends with
+    /// [`NodeError::Scheduled`], its verified blocks kept for later.
+    pub hold: Option<Hold>,
+}
+
+/// See [`GetOptions::hold`].
+#[derive(Clone)]
+pub struct Hold(pub std::sync::Arc<dyn Fn(u64) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold")
+    }
 }
 
 /// Names a share's top entries as people say it: "trip.mp4", "photos and 2 more".
@@ -194,6 +208,9 @@ pub(crate) async fn get(
                         Some(p) => p.clone(),
                         None => {
                             let p = Arc::new(start_plan(opts, o.entries.clone(), progress).await?);
+                            if opts.hold.as_ref().is_some_and(|h| (h.0)(p.dl.total_bytes())) {
+                                return Err(NodeError::Scheduled);
+                            }
                             plan = Some(p.clone());
                             p
                         }

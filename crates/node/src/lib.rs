@@ -16,6 +16,7 @@ mod home;
 pub mod links;
 mod live;
 pub mod qr;
+pub mod schedule;
 pub mod settings;
 mod share;
 mod transfers;
@@ -35,7 +36,7 @@ pub use api::{PeerInfo, Request};
 pub use drops::{DropOutcome, DropProgress};
 pub use error::{ApiError, NodeError};
 pub use folders::{Added, FolderInfo, FolderState, MemberInfo};
-pub use get::{GetOptions, GetOutcome, GetProgress};
+pub use get::{GetOptions, GetOutcome, GetProgress, Hold};
 pub use home::Home;
 pub use live::Notice;
 pub use peerbox_store::now;
@@ -263,6 +264,8 @@ impl Node {
                 serve_downloads: false,
                 bootstrap: Vec::new(),
                 bandwidth: Default::default(),
+                schedule: None,
+                schedule_min_bytes: 0,
             }),
         }
     }
@@ -538,6 +541,7 @@ impl Node {
                     .await
                     .map_err(|e| NodeError::Internal(e.to_string()))??;
                 self.net.limiter().set_limits(s.bandwidth);
+                self.transfers()?.reschedule();
                 self.live.bump();
                 json!(s)
             }

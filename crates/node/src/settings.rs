@@ -18,6 +18,10 @@ const DOWNLOAD_LIMIT: &str = "download_limit";
 const PEER_UPLOAD_LIMIT: &str = "peer_upload_limit";
 const PEER_DOWNLOAD_LIMIT: &str = "peer_download_limit";
 const LIMIT_LAN: &str = "limit_lan";
+const SCHEDULE: &str = "schedule";
+const SCHEDULE_MIN_BYTES: &str = "schedule_min_bytes";
+/// Downloads at least this large wait for the window unless told otherwise.
+const DEFAULT_SCHEDULE_MIN_BYTES: u64 = 100 << 20;
 /// Below this a limit would stall connections (timeouts, keep-alives): 8 KiB/s.
 const MIN_LIMIT: u64 = 8 * 1024;
 /// More bootstrap peers than anyone needs; bounds what a start dials.
@@ -38,6 +42,17 @@ pub struct Settings {
     pub bootstrap: Vec<String>,
     /// Bandwidth limits in bytes per second (0: none), applied at once.
     pub bandwidth: peerbox_net::rate::Limits,
+    /// The daily window (local time, `HH:MM-HH:MM`) large downloads wait for.
+    pub schedule: Option<String>,
+    /// Downloads from links at least this large wait for the window.
+    pub schedule_min_bytes: u64,
+}
+
+impl Settings {
+    /// The window, if one is set.
+    pub fn window(&self) -> Option<crate::schedule::Window> {
+        self.schedule.as_deref().and_then(|w| crate::schedule::Window::parse(w).ok())
+    }
 }
 
 /// Changes to [`Settings`]; `None` leaves a value alone.
@@ -68,6 +83,12 @@ pub struct SettingsChange {
     /// Apply the limits to peers on the LAN too.
     #[serde(default)]
     pub limit_lan: Option<bool>,
+    /// The daily window for large downloads, `HH:MM-HH:MM` ("" for none).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Downloads at least this large wait for the window.
+    #[serde(default)]
+    pub schedule_min_bytes: Option<u64>,
 }
 
 pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
@@ -83,48 +104,57 @@ pub(crate) fn load(store: &SharedStore) -> Result<Settings, NodeError> {
         peer_download: num(PEER_DOWNLOAD_LIMIT)?,
         limit_lan: s.setting(LIMIT_LAN)?.as_deref() == Some("1"),
     };
-    Ok(Settings { device_name, serve_downloads, bootstrap, bandwidth })
+    let schedule = s.setting(SCHEDULE)?;
+    let schedule_min_bytes =
+        s.setting(SCHEDULE_MIN_BYTES)?.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SCHEDULE_MIN_BYTES);
+    Ok(Settings { device_name, serve_downloads, bootstrap, bandwidth, schedule, schedule_min_bytes })
 }
 
 pub(crate) fn change(store: &SharedStore, change: SettingsChange) -> Result<Settings, NodeError> {
+    // Everything is checked before anything is stored, and all is stored at once:
+    // one bad value changes nothing.
+    let mut writes: Vec<(&str, Option<String>)> = Vec::new();
     if let Some(name) = change.device_name {
         let name = name.trim();
-        let value = if name.is_empty() { None } else { Some(valid_device_name(name)?) };
-        crate::share::lock(store).set_setting(DEVICE_NAME, value)?;
+        let value = if name.is_empty() { None } else { Some(valid_device_name(name)?.to_owned()) };
+        writes.push((DEVICE_NAME, value));
     }
     if let Some(list) = change.bootstrap {
         let addrs = valid_bootstrap(&list)?;
         let value = (!addrs.is_empty()).then(|| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("\n"));
-        crate::share::lock(store).set_setting(BOOTSTRAP, value.as_deref())?;
+        writes.push((BOOTSTRAP, value));
     }
+    let flag = |b: bool| Some(if b { "1" } else { "0" }.to_owned());
     if let Some(serve) = change.serve_downloads {
-        crate::share::lock(store).set_setting(SERVE_DOWNLOADS, Some(if serve { "1" } else { "0" }))?;
+        writes.push((SERVE_DOWNLOADS, flag(serve)));
     }
-    let limits = [
+    for (key, v) in [
         (UPLOAD_LIMIT, change.upload_limit),
         (DOWNLOAD_LIMIT, change.download_limit),
         (PEER_UPLOAD_LIMIT, change.peer_upload_limit),
         (PEER_DOWNLOAD_LIMIT, change.peer_download_limit),
-    ];
-    // All checked before any is stored: a bad one changes nothing.
-    for (_, v) in &limits {
-        if let Some(v) = *v
-            && v != 0
-            && v < MIN_LIMIT
-        {
+    ] {
+        let Some(v) = v else { continue };
+        if v != 0 && v < MIN_LIMIT {
             return Err(NodeError::BadSetting(format!(
                 "a bandwidth limit is 0 (none) or at least {MIN_LIMIT} bytes per second"
             )));
         }
-    }
-    for (key, v) in limits {
-        if let Some(v) = v {
-            crate::share::lock(store).set_setting(key, (v != 0).then(|| v.to_string()).as_deref())?;
-        }
+        writes.push((key, (v != 0).then(|| v.to_string())));
     }
     if let Some(lan) = change.limit_lan {
-        crate::share::lock(store).set_setting(LIMIT_LAN, Some(if lan { "1" } else { "0" }))?;
+        writes.push((LIMIT_LAN, flag(lan)));
     }
+    match change.schedule.as_deref().map(str::trim) {
+        None => {}
+        Some("") => writes.push((SCHEDULE, None)),
+        Some(w) => writes.push((SCHEDULE, Some(crate::schedule::Window::parse(w)?.text()))),
+    }
+    if let Some(n) = change.schedule_min_bytes {
+        writes.push((SCHEDULE_MIN_BYTES, Some(n.to_string())));
+    }
+    let writes: Vec<(&str, Option<&str>)> = writes.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+    crate::share::lock(store).set_settings(&writes)?;
     load(store)
 }
 

@@ -4,8 +4,13 @@
 //! A download's row in the index says what and where; its temp files on disk say
 //! how far it got, so pausing is just stopping the task (the next run resumes from
 //! the verified blocks), and a restart picks up every download that was running.
+//!
+//! With a download window set (Settings → schedule), downloads at least the
+//! window's size wait as "scheduled" outside it: one that learns its size while the
+//! window is shut stops there, one running when the window shuts is stopped, and
+//! all of them start when it opens. "Resume" on a scheduled one starts it now.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::NodeError;
-use crate::get::{self, GetOptions, GetProgress};
+use crate::get::{self, GetOptions, GetProgress, Hold};
 use crate::live::Live;
 use crate::share::{SharedStore, lock};
 
@@ -40,6 +45,8 @@ pub struct TransferInfo {
     pub peer: String,
     /// Devices sending blocks now (the sharer and others with the share).
     pub sources: usize,
+    /// For a scheduled download: when the window opens (local `HH:MM`).
+    pub waits_until: Option<String>,
 }
 
 struct Running {
@@ -53,7 +60,14 @@ pub(crate) struct Transfers {
     net: Network,
     live: Arc<Live>,
     running: Mutex<HashMap<i64, Running>>,
+    /// Scheduled downloads the user started anyway.
+    now: Mutex<HashSet<i64>>,
+    /// Wakes the scheduler (the settings changed).
+    wake: tokio::sync::Notify,
 }
+
+/// The longest the scheduler sleeps between looks (clock changes, DST).
+const SCHEDULE_CHECK: Duration = Duration::from_secs(300);
 
 fn not_found(id: i64) -> NodeError {
     NodeError::BadPath { path: PathBuf::new(), reason: format!("no transfer {id}") }
@@ -61,16 +75,75 @@ fn not_found(id: i64) -> NodeError {
 
 impl Transfers {
     pub(crate) fn new(store: SharedStore, net: Network, live: Arc<Live>) -> Arc<Self> {
-        Arc::new(Self { store, net, live, running: Mutex::new(HashMap::new()) })
+        let t = Arc::new(Self {
+            store,
+            net,
+            live,
+            running: Mutex::new(HashMap::new()),
+            now: Mutex::new(HashSet::new()),
+            wake: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(scheduler(Arc::downgrade(&t)));
+        t
     }
 
-    /// Restarts what was running or queued when the node last stopped.
+    /// Restarts what was running, queued or scheduled when the node last stopped
+    /// (scheduled ones wait again if the window is shut).
     pub(crate) fn resume_all(self: &Arc<Self>) -> Result<(), NodeError> {
         let rows = lock(&self.store).transfers()?;
-        for r in rows.into_iter().filter(|r| r.state == "running" || r.state == "queued") {
+        for r in rows.into_iter().filter(|r| matches!(r.state.as_str(), "running" | "queued" | "scheduled")) {
             self.start(r.id);
         }
         Ok(())
+    }
+
+    /// The settings changed: look at the window again now.
+    pub(crate) fn reschedule(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether a download of `total` bytes must wait for the window now.
+    fn must_wait(&self, id: i64, total: u64) -> bool {
+        if self.now.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+            return false;
+        }
+        let Ok(s) = crate::settings::load(&self.store) else { return false };
+        match s.window() {
+            Some(w) => total >= s.schedule_min_bytes && !w.contains(crate::schedule::local_second() / 60),
+            None => false,
+        }
+    }
+
+    /// One look at the window: start what it lets run, stop what it holds.
+    /// Returns how long until the window next opens or closes.
+    fn apply_schedule(self: &Arc<Self>) -> Duration {
+        let Ok(s) = crate::settings::load(&self.store) else { return SCHEDULE_CHECK };
+        let Ok(rows) = lock(&self.store).transfers() else { return SCHEDULE_CHECK };
+        for r in rows {
+            match r.state.as_str() {
+                "scheduled" if !self.must_wait(r.id, r.total_bytes) => self.start(r.id),
+                "running" | "queued" => {
+                    let total = self
+                        .running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&r.id)
+                        .map(|x| x.progress.borrow().total_bytes)
+                        .unwrap_or(r.total_bytes);
+                    if total > 0 && self.must_wait(r.id, total) {
+                        self.stop(r.id);
+                        let _ = lock(&self.store).set_transfer_state(r.id, "scheduled", None);
+                        self.live.bump();
+                    }
+                }
+                _ => {}
+            }
+        }
+        match s.window() {
+            // A second past the edge, so the look after the sleep sees it changed.
+            Some(w) => (w.until_change(crate::schedule::local_second()) + Duration::from_secs(1)).min(SCHEDULE_CHECK),
+            None => SCHEDULE_CHECK,
+        }
     }
 
     /// Queues a download of `link` into `dest` and starts it.
@@ -127,8 +200,15 @@ impl Transfers {
         self.live.bump();
         let result = match Link::decode(&row.link) {
             Ok(link) => {
-                let opts =
-                    GetOptions { dest: row.dest.clone(), overwrite: false, ignore_link_addrs: false, proof: row.proof };
+                let me = Arc::downgrade(&self);
+                let hold = Hold(Arc::new(move |total| me.upgrade().is_some_and(|t| t.must_wait(id, total))));
+                let opts = GetOptions {
+                    dest: row.dest.clone(),
+                    overwrite: false,
+                    ignore_link_addrs: false,
+                    proof: row.proof,
+                    hold: Some(hold),
+                };
                 let mut rx = tx.subscribe();
                 let watcher = {
                     let me = self.clone();
@@ -175,6 +255,9 @@ impl Transfers {
                 let _ = lock(&self.store).set_transfer_state(id, "done", None);
                 self.live.notice("download_done", label, row.dest.display().to_string());
             }
+            Err(NodeError::Scheduled) => {
+                let _ = lock(&self.store).set_transfer_state(id, "scheduled", None);
+            }
             Err(e) => {
                 let msg = e.to_string();
                 let _ = lock(&self.store).set_transfer_state(id, "failed", Some(&msg));
@@ -204,7 +287,7 @@ impl Transfers {
     /// Pauses a download; its verified blocks stay for the resume.
     pub(crate) fn pause(&self, id: i64) -> Result<(), NodeError> {
         let row = lock(&self.store).transfer(id)?.ok_or_else(|| not_found(id))?;
-        if !matches!(row.state.as_str(), "running" | "queued") {
+        if !matches!(row.state.as_str(), "running" | "queued" | "scheduled") {
             return Err(NodeError::BadPath { path: PathBuf::new(), reason: format!("transfer {id} is {}", row.state) });
         }
         self.stop(id);
@@ -213,11 +296,14 @@ impl Transfers {
         Ok(())
     }
 
-    /// Resumes a paused or failed download.
+    /// Resumes a paused or failed download, or starts a scheduled one now.
     pub(crate) fn resume(self: &Arc<Self>, id: i64) -> Result<(), NodeError> {
         let row = lock(&self.store).transfer(id)?.ok_or_else(|| not_found(id))?;
-        if !matches!(row.state.as_str(), "paused" | "failed") {
+        if !matches!(row.state.as_str(), "paused" | "failed" | "scheduled") {
             return Err(NodeError::BadPath { path: PathBuf::new(), reason: format!("transfer {id} is {}", row.state) });
+        }
+        if row.state == "scheduled" {
+            self.now.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         }
         lock(&self.store).set_transfer_state(id, "queued", None)?;
         self.start(id);
@@ -245,6 +331,7 @@ impl Transfers {
     /// Every download, newest first, with live speed for the running ones.
     pub(crate) fn list(&self) -> Result<Vec<TransferInfo>, NodeError> {
         let rows = lock(&self.store).transfers()?;
+        let opens = crate::settings::load(&self.store)?.window().map(|w| w.opens());
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rows
             .into_iter()
@@ -276,9 +363,24 @@ impl Transfers {
                         eta = Some((row.total_bytes.saturating_sub(row.done_bytes) as f64 / rate).ceil() as u64);
                     }
                 }
-                TransferInfo { row, rate, eta, peer, sources }
+                let waits_until = (row.state == "scheduled").then(|| opens.clone()).flatten();
+                TransferInfo { row, rate, eta, peer, sources, waits_until }
             })
             .collect())
+    }
+}
+
+/// Looks at the download window whenever it opens or closes, or the settings
+/// change, for as long as the node runs.
+async fn scheduler(t: std::sync::Weak<Transfers>) {
+    loop {
+        let Some(me) = t.upgrade() else { return };
+        let sleep = me.apply_schedule();
+        let wake = async { me.wake.notified().await };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = wake => {}
+        }
     }
 }
 

@@ -11,6 +11,23 @@ impl Store {
         Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
     }
 
+    /// Sets several keys at once (`None` removes one): all or none.
+    pub fn set_settings(&mut self, values: &[(&str, Option<&str>)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (key, value) in values {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![key, v],
+                )?,
+                None => tx.execute("DELETE FROM settings WHERE key = ?1", params![key])?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Sets `key` to `value`, or removes it when `value` is `None`.
     pub fn set_setting(&mut self, key: &str, value: Option<&str>) -> Result<()> {
         match value {
