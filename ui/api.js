@@ -56,6 +56,30 @@ let memoryToken = null;
 
 function httpTransport() {
   const token = takeToken();
+  /** PUT a File to `url` with progress (fetch cannot report upload progress); JSON answer. */
+  const putFile = (url, headers, file, onProgress) =>
+    new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('PUT', url);
+      xhr.setRequestHeader('Authorization', `Bearer ${token || ''}`);
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+      xhr.upload.onprogress = (e) => onProgress && onProgress(e.loaded, e.total);
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = null;
+        }
+        if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+        else {
+          const err = body && body.error;
+          reject(new ApiError((err && String(err.code)) || `http_${xhr.status}`, (err && String(err.message)) || `HTTP ${xhr.status}`, xhr.status));
+        }
+      };
+      xhr.onerror = () => reject(new ApiError('offline', 'unreachable'));
+      xhr.send(file);
+    });
   return {
     kind: 'http',
     hasToken: Boolean(token),
@@ -149,28 +173,18 @@ function httpTransport() {
     },
     /** Stream a File into a folder (or the quick-share drop folder); reports bytes sent. */
     upload(folder, path, file, onProgress) {
-      return new Promise((resolve, reject) => {
-        const q = new URLSearchParams({ path, ...(folder ? { folder } : {}) });
-        const xhr = new XMLHttpRequest();
-        xhr.open('PUT', `/api/v1/upload?${q}`);
-        xhr.setRequestHeader('Authorization', `Bearer ${token || ''}`);
-        xhr.upload.onprogress = (e) => onProgress && onProgress(e.loaded, e.total);
-        xhr.onload = () => {
-          let body = null;
-          try {
-            body = JSON.parse(xhr.responseText);
-          } catch {
-            body = null;
-          }
-          if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-          else {
-            const err = body && body.error;
-            reject(new ApiError((err && String(err.code)) || `http_${xhr.status}`, (err && String(err.message)) || `HTTP ${xhr.status}`, xhr.status));
-          }
-        };
-        xhr.onerror = () => reject(new ApiError('offline', 'unreachable'));
-        xhr.send(file);
-      });
+      const q = new URLSearchParams({ path, ...(folder ? { folder } : {}) });
+      return putFile(`/api/v1/upload?${q}`, {}, file, onProgress);
+    },
+    /**
+     * Stream a File through someone's file-request link (via this daemon), as part
+     * of drop `batch`; reports bytes sent. The link and password go in headers,
+     * never in the URL (the password percent-encoded: headers carry Latin-1 only).
+     */
+    dropFile(link, password, batch, path, file, onProgress) {
+      const q = new URLSearchParams({ path, size: String(file.size), batch });
+      const headers = { 'X-Peerbox-Link': link, ...(password ? { 'X-Peerbox-Password': encodeURIComponent(password) } : {}) };
+      return putFile(`/api/v1/drop?${q}`, headers, file, onProgress);
     },
     /** Start a browser download of a local file of a folder (a one-time ticket, not the token, in the URL). */
     async download(folder, path) {
@@ -302,6 +316,17 @@ export function upload(folder, path, file, onProgress) {
   return transport.upload(folder, path, file, onProgress);
 }
 
+/** Send a browser File through a file-request link (browser only). */
+export function dropFile(link, password, batch, path, file, onProgress) {
+  if (!transport.dropFile) return Promise.reject(new ApiError('unsupported', 'not available here'));
+  return transport.dropFile(link, password, batch, path, file, onProgress);
+}
+
+/** Whether browser Files can be sent through request links here (not in the desktop app). */
+export function canDropFiles() {
+  return Boolean(transport.dropFile);
+}
+
 /** Hand a local file of a folder to the user: a browser download, or the system's app. */
 export function openFile(folder, path) {
   if (transport.download) return transport.download(folder, path);
@@ -318,20 +343,35 @@ export function call(op, args) {
   return transport.call(op, args);
 }
 
+/** A link's limits as the API takes them, leaving out what is not set. */
+function limitArgs({ expiresIn, password, maxUses, maxBytes } = {}) {
+  return {
+    ...(expiresIn ? { expires_in: expiresIn } : {}),
+    ...(password ? { password } : {}),
+    ...(maxUses ? { max_uses: maxUses } : {}),
+    ...(maxBytes ? { max_bytes: maxBytes } : {}),
+  };
+}
+
+const withPassword = (password) => (password ? { password } : {});
+
 // Named helpers, one per operation, so views read in the product's words.
 export const api = {
   status: () => call('status'),
   browse: (folder, path) => call('browse', { folder, path }),
   search: (query) => call('search', { query }),
   folderAdd: (path, name, mode) => call('folder_add', { path, ...(name ? { name } : {}), ...(mode ? { mode } : {}) }),
-  folderLink: (folder, { readOnly, expiresIn, approve }) =>
-    call('folder_link', {
-      folder,
-      read_only: Boolean(readOnly),
-      approve: Boolean(approve),
-      ...(expiresIn ? { expires_in: expiresIn } : {}),
-    }),
-  folderJoin: (link, path, mode) => call('folder_join', { link, path, ...(mode ? { mode } : {}) }),
+  folderLink: (folder, { readOnly, approve, ...limits }) =>
+    call('folder_link', { folder, read_only: Boolean(readOnly), approve: Boolean(approve), ...limitArgs(limits) }),
+  folderRequest: (folder, limits) => call('folder_request', { folder, ...limitArgs(limits) }),
+  folderSet: (folder, change) => call('folder_set', { folder, ...change }),
+  folderJoin: (link, path, mode, password) => call('folder_join', { link, path, ...(mode ? { mode } : {}), ...withPassword(password) }),
+  inspectLink: (link) => call('inspect_link', { link }),
+  dropProbe: (link, password) => call('drop_probe', { link, ...withPassword(password) }),
+  dropPaths: (link, password, paths) => call('drop_paths', { link, paths, ...withPassword(password) }),
+  links: () => call('links'),
+  versions: (folder, path) => call('versions', { folder, path }),
+  versionRestore: (folder, path, version) => call('version_restore', { folder, path, version: String(version) }),
   folderLeave: (folder) => call('folder_leave', { folder }),
   trashList: (folder) => call('trash_list', { folder }),
   trashRestore: (folder, path, at) => call('trash_restore', { folder, path, ...(at ? { at } : {}) }),
@@ -340,14 +380,14 @@ export const api = {
   requests: () => call('requests'),
   approve: (folder, peer) => call('approve', { folder, peer }),
   revoke: (target) => call('revoke', { target }),
-  share: (paths, expiresIn) => call('share', { paths, ...(expiresIn ? { expires_in: expiresIn } : {}) }),
+  share: (paths, limits) => call('share', { paths, ...limitArgs(limits) }),
   mkdir: (folder, dir, name) => call('mkdir', { folder, dir, name }),
   rename: (folder, from, to) => call('rename', { folder, from, to }),
   del: (folder, paths) => call('delete', { folder, paths }),
   addPaths: (folder, dir, paths) => call('add_paths', { folder, dir, paths }),
   resolveConflict: (folder, path, keep) => call('resolve_conflict', { folder, path, keep }),
   localPath: (folder, path) => call('local_path', { folder, path }),
-  download: (link, dest) => call('download', { link, ...(dest ? { dest } : {}) }),
+  download: (link, dest, password) => call('download', { link, ...(dest ? { dest } : {}), ...withPassword(password) }),
   transferPause: (id) => call('transfer_pause', { id }),
   transferResume: (id) => call('transfer_resume', { id }),
   transferCancel: (id) => call('transfer_cancel', { id }),

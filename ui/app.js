@@ -1,12 +1,16 @@
 // The drive: state, navigation and the views (locker, folder, search, transfers,
-// peers, trash) and dialogs (folder link, open link, add folder). Views render from
-// `state` and call api.js for every backend action.
+// peers, trash, links, settings, sending through a request link) and dialogs
+// (folder link, open link, add folder). Views render from `state` and call api.js
+// for every backend action; links.js and versions.js hold the link and version
+// views.
 
 import { api, ApiError, hasToken, isDesktop, onNotice, onShellEvent, openFile, refreshNow, shellCommand, subscribe, upload } from './api.js';
 import { applyStatic, lang, onLangChange, setLang, t } from './i18n.js';
 import { copyText, el, fileIcon, humanSize, humanTime, replace, shortPeer, uiIcon } from './dom.js';
 import { EntryList, parentOf, sortEntries } from './files.js';
 import { closeMenu, errorLine, field, loading, openDialog, openMenu, placeholder, showError, toast } from './widgets.js';
+import { linkDialog, renderLinks, renderSend, requestDialog, sendFiles, sendPaths } from './links.js';
+import { versionsDialog } from './versions.js';
 
 const PREFS_KEY = 'peerbox.prefs';
 
@@ -26,6 +30,8 @@ const state = {
   reveal: null,
   /** Browser uploads of this page: {id, name, sent, total, done, error}. */
   uploads: [],
+  /** The request link being sent through: {link, password, probe, error, items}. */
+  send: null,
 };
 
 function loadPrefs() {
@@ -110,6 +116,7 @@ async function load({ quiet = false } = {}) {
   if (v.kind === 'folder') fn = () => api.browse(v.id, v.path || '');
   else if (v.kind === 'search') fn = () => api.search(v.q);
   else if (v.kind === 'trash' && v.id) fn = () => api.trashList(v.id);
+  else if (v.kind === 'links') fn = () => api.links();
   if (!fn) return;
   if (!quiet) {
     state.loading = true;
@@ -156,6 +163,9 @@ function onStatus(status, error) {
     renderCrumbs();
   } else if (['home', 'transfers', 'peers', 'settings'].includes(state.view.kind) || (state.view.kind === 'trash' && !state.view.id)) {
     keepFocus($('content'), renderMain);
+  } else if (state.view.kind === 'links') {
+    // Uses and states move with downloads and joins.
+    load({ quiet: true });
   }
   if (hadError && !error && state.dataError) load();
 }
@@ -288,6 +298,7 @@ function renderSidebar() {
         view: { kind: 'trash', id: v.kind === 'folder' ? v.id : folders[0]?.id },
         current: v.kind === 'trash',
       }),
+      navItem({ icon: 'link', label: t('nav.links'), view: { kind: 'links' }, current: v.kind === 'links' }),
       navItem({ icon: 'settings', label: t('nav.settings'), view: { kind: 'settings' }, current: v.kind === 'settings' }),
     ),
     el(
@@ -354,6 +365,7 @@ function renderTools() {
   const writable = inFolder && canWrite(folderById(state.view.id));
   $('btn-upload').disabled = !writable;
   $('btn-mkdir').disabled = !writable;
+  $('btn-request').disabled = !writable;
   $('lang').value = lang();
 }
 
@@ -371,6 +383,8 @@ function renderMain() {
   if (v.kind === 'peers') return renderPeers(main);
   if (v.kind === 'trash') return renderTrash(main);
   if (v.kind === 'settings') return renderSettings(main);
+  if (v.kind === 'links') return renderLinks(main, state.data, { onChange: () => load({ quiet: true }) });
+  if (v.kind === 'send' && state.send) return renderSend(main, state.send, { rerender: renderIfSend, onUploads: refreshNow });
   return undefined;
 }
 
@@ -662,11 +676,25 @@ function renderIfTransfers() {
   if (state.view.kind === 'transfers') renderMain();
 }
 
+function renderIfSend() {
+  if (state.view.kind === 'send') renderMain();
+}
+
+/** Opens the page that sends files through request link `link`. */
+function openSend(link, password) {
+  state.send = { link, password: password || '', probe: null, error: null, items: [] };
+  navigate({ kind: 'send' });
+}
+
 /** Native paths dropped on the desktop window: copy into the folder, or share in place. */
 function onDropPaths(payload) {
   const paths = Array.isArray(payload && payload.paths) ? payload.paths.filter((p) => typeof p === 'string') : [];
   if (!paths.length) return;
   const v = state.view;
+  if (v.kind === 'send' && state.send?.probe) {
+    sendPaths(state.send, paths, renderIfSend);
+    return;
+  }
   const f = v.kind === 'folder' ? folderById(v.id) : null;
   if (f) {
     edit(() => api.addPaths(f.id, v.path || '', paths), t('toast.added.files', { n: paths.length }));
@@ -695,7 +723,7 @@ function setupDrop() {
     e.preventDefault();
     depth++;
     shade.hidden = false;
-    shade.textContent = state.view.kind === 'folder' ? t('drop.folder') : t('drop.share');
+    shade.textContent = state.view.kind === 'folder' ? t('drop.folder') : state.view.kind === 'send' ? t('drop.send') : t('drop.share');
   });
   document.addEventListener('dragover', (e) => {
     if (hasFiles(e)) e.preventDefault();
@@ -710,7 +738,10 @@ function setupDrop() {
     depth = 0;
     shade.hidden = true;
     const items = await droppedFiles(e.dataTransfer);
-    if (items.length) uploadFiles(items);
+    if (!items.length) return;
+    if (state.view.kind === 'send') {
+      if (state.send?.probe) sendFiles(state.send, items, renderIfSend, refreshNow);
+    } else uploadFiles(items);
   });
 }
 
@@ -750,6 +781,11 @@ function entryMenu(folderId, sel, x, y) {
             'sep',
           ]
         : []),
+      {
+        label: t('menu.versions'),
+        disabled: !one || one.dir || !f,
+        run: () => versionsDialog(f, one, () => load({ quiet: true })),
+      },
       { label: t('menu.rename'), disabled: !one || !writable || local.length !== 1, run: () => renameDialog(folderId, one, false) },
       { label: t('menu.move'), disabled: !one || !writable || local.length !== 1, run: () => renameDialog(folderId, one, true) },
       { label: t('menu.delete'), disabled: !writable || !sel.length || local.length !== sel.length, run: () => deleteEntries(folderId, sel) },
@@ -836,7 +872,8 @@ function runSearch() {
 function transferButtons(tr) {
   const b = (label, run) => el('button', { class: 'btn small', attrs: { type: 'button' }, text: label, on: { click: () => edit(run) } });
   const out = [];
-  if (tr.state === 'running' || tr.state === 'queued') out.push(b(t('transfers.pause'), () => api.transferPause(tr.id)));
+  if (tr.state === 'scheduled') out.push(b(t('transfers.startNow'), () => api.transferResume(tr.id)));
+  if (tr.state === 'running' || tr.state === 'queued' || tr.state === 'scheduled') out.push(b(t('transfers.pause'), () => api.transferPause(tr.id)));
   if (tr.state === 'paused' || tr.state === 'failed') out.push(b(t('transfers.resume'), () => api.transferResume(tr.id)));
   out.push(b(tr.state === 'done' || tr.state === 'canceled' ? t('transfers.clear') : t('transfers.cancel'), () => api.transferCancel(tr.id)));
   return el('span', { class: 'transfer-actions' }, out);
@@ -860,7 +897,8 @@ function renderTransfers(main) {
     const done = Number(tr.done_bytes) || 0;
     const label = tr.label || t('transfers.connecting');
     const pct = total ? Math.floor((100 * done) / total) : 0;
-    const detail = [t(`tstate.${tr.state}`), total ? t('transfers.progress', { had: humanSize(done), size: humanSize(total) }) : '', tr.rate > 0 ? `${humanSize(tr.rate)}/s` : '', etaText(tr.eta), t('transfers.from', { peer: shortPeer(tr.peer) }), viaText(tr)]
+    const stateText = tr.state === 'scheduled' && tr.waits_until ? t('tstate.scheduledAt', { at: tr.waits_until }) : t(`tstate.${tr.state}`);
+    const detail = [stateText, total ? t('transfers.progress', { had: humanSize(done), size: humanSize(total) }) : '', tr.rate > 0 ? `${humanSize(tr.rate)}/s` : '', etaText(tr.eta), t('transfers.from', { peer: shortPeer(tr.peer) }), viaText(tr)]
       .filter(Boolean)
       .join(' · ');
     return el(
@@ -904,12 +942,13 @@ function renderTransfers(main) {
     .filter((f) => Number(f.need_files) > 0)
     .map((f) => el('li', { class: 'note' }, el('span', { text: t('transfers.waiting', { n: f.need_files, size: humanSize(f.need_bytes), folder: f.name }) })));
   if (!rows.length && !waiting.length && !downloads.length && !uploads.length) {
-    replace(main, viewTitle(t('transfers.title')), placeholder({ icon: 'transfers', title: t('transfers.empty.title'), body: t('transfers.empty.body') }));
+    replace(main, viewTitle(t('transfers.title')), bandwidthLine(state.status.bandwidth), placeholder({ icon: 'transfers', title: t('transfers.empty.title'), body: t('transfers.empty.body') }));
     return;
   }
   replace(
     main,
     viewTitle(t('transfers.title')),
+    bandwidthLine(state.status.bandwidth),
     downloads.length ? el('h2', { class: 'sub-head', text: t('transfers.downloads') }) : null,
     downloads.length ? el('ul', { class: 'transfers downloads' }, downloads) : null,
     uploads.length ? el('h2', { class: 'sub-head', text: t('transfers.uploads') }) : null,
@@ -917,6 +956,25 @@ function renderTransfers(main) {
     rows.length || waiting.length ? el('h2', { class: 'sub-head', text: t('transfers.sync') }) : null,
     waiting.length ? el('ul', { class: 'plain' }, waiting) : null,
     el('ul', { class: 'transfers' }, rows),
+  );
+}
+
+/** Current rates and the limits they run under (see Settings → Bandwidth). */
+function bandwidthLine(bw) {
+  if (!bw) return null;
+  const l = bw.limits || {};
+  const r = bw.rates || {};
+  const one = (label, rate, all, peer) => {
+    const limits = [all ? t('bw.limit', { rate: `${humanSize(all)}/s` }) : t('bw.none'), peer ? t('bw.perPeer', { rate: `${humanSize(peer)}/s` }) : null].filter(Boolean).join(', ');
+    return el('span', { class: 'bw-item' }, el('strong', { text: label }), ` ${humanSize(Math.round(Number(rate) || 0))}/s`, el('span', { class: 'muted', text: ` (${limits})` }));
+  };
+  return el(
+    'p',
+    { class: 'bandwidth', attrs: { 'aria-label': t('bw.title') } },
+    uiIcon('transfers'),
+    one(t('bw.up'), r.up, l.upload, l.peer_upload),
+    one(t('bw.down'), r.down, l.download, l.peer_download),
+    l.limit_lan ? null : el('span', { class: 'muted', text: t('bw.lanExempt') }),
   );
 }
 
@@ -1218,10 +1276,83 @@ function renderSettings(main) {
       settingsRow(t('settings.serving'), serveToggle()),
       settingsRow(t('settings.bootstrap'), bootstrapEditor()),
     ),
+    el('section', { class: 'settings-section' }, el('h2', { text: t('bw.title') }), bandwidthForm()),
+    el('section', { class: 'settings-section' }, el('h2', { text: t('sched.title') }), scheduleForm()),
     el('section', { class: 'settings-section' }, el('h2', { text: t('settings.app') }), app),
   ];
   replace(main, viewTitle(t('settings.title')), ...sections);
   fillDesktopSettings(app);
+}
+
+/** KiB/s as typed in a field (empty or 0: none), or an Error for the user. */
+function kibField(input, what) {
+  const v = input.value.trim();
+  if (!v) return 0;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(t('limits.bad', { what }));
+  return Math.round(n * 1024);
+}
+
+/** Upload and download limits, all peers and each one, and whether the LAN is exempt. */
+function bandwidthForm() {
+  const keys = [
+    ['upload', 'upload_limit', t('bw.upload')],
+    ['download', 'download_limit', t('bw.download')],
+    ['peer_upload', 'peer_upload_limit', t('bw.peerUpload')],
+    ['peer_download', 'peer_download_limit', t('bw.peerDownload')],
+  ];
+  const inputs = keys.map(([k]) => el('input', { attrs: { type: 'number', min: '0', step: '1', inputmode: 'numeric', id: `bw-${k}` } }));
+  const lan = el('input', { attrs: { type: 'checkbox', id: 'bw-lan' } });
+  const show = (st) => {
+    const b = st.bandwidth || {};
+    keys.forEach(([k], i) => {
+      inputs[i].value = b[k] ? String(Math.round(b[k] / 1024)) : '';
+    });
+    lan.checked = Boolean(b.limit_lan);
+  };
+  api.settings().then(show).catch(() => {});
+  const { form, err } = settingsForm('settings-bandwidth', [
+    ...keys.map(([, , label], i) => field(label, inputs[i])),
+    el('label', { class: 'choice' }, lan, el('span', { text: t('bw.lan') })),
+  ], {
+    change: () => ({
+      ...Object.fromEntries(keys.map(([, api_key, label], i) => [api_key, kibField(inputs[i], label)])),
+      limit_lan: lan.checked,
+    }),
+    shown: show,
+  });
+  return [form, el('p', { class: 'hint', text: t('bw.hint') }), err];
+}
+
+/** The daily window large downloads wait for. */
+function scheduleForm() {
+  const on = el('input', { attrs: { type: 'checkbox', id: 'sched-on' } });
+  const from = el('input', { attrs: { type: 'time', id: 'sched-from', value: '01:00' } });
+  const to = el('input', { attrs: { type: 'time', id: 'sched-to', value: '07:00' } });
+  const min = el('input', { attrs: { type: 'number', min: '0', step: '1', id: 'sched-min', value: '100' } });
+  const show = (st) => {
+    const w = /^(\d\d:\d\d)-(\d\d:\d\d)$/.exec(st.schedule || '');
+    on.checked = Boolean(w);
+    if (w) {
+      from.value = w[1];
+      to.value = w[2];
+    }
+    min.value = String(Math.round((Number(st.schedule_min_bytes) || 0) / (1024 * 1024)));
+  };
+  api.settings().then(show).catch(() => {});
+  const { form, err } = settingsForm('settings-schedule', [
+    el('label', { class: 'choice' }, on, el('span', { text: t('sched.on') })),
+    el('div', { class: 'inline' }, field(t('sched.from'), from), field(t('sched.to'), to)),
+    field(t('sched.min'), min),
+  ], {
+    change: () => {
+      const mib = Number(min.value);
+      if (!Number.isFinite(mib) || mib < 0) throw new Error(t('limits.bad', { what: t('sched.min') }));
+      return { schedule: on.checked ? `${from.value}-${to.value}` : '', schedule_min_bytes: Math.round(mib * 1024 * 1024) };
+    },
+    shown: show,
+  });
+  return [form, el('p', { class: 'hint', text: t('sched.hint') }), err];
 }
 
 /** DHT bootstrap peers, one per line; the node uses them from its next start. */
@@ -1309,57 +1440,6 @@ async function fillDesktopSettings(box) {
 
 // ---------------------------------------------------------------- dialogs
 
-const EXPIRY = [
-  ['never', 0],
-  ['1h', 3600],
-  ['1d', 86400],
-  ['7d', 7 * 86400],
-  ['30d', 30 * 86400],
-];
-
-function expirySelect() {
-  return el('select', {}, EXPIRY.map(([k, secs]) => el('option', { attrs: { value: String(secs) }, text: t(`expiry.${k}`) })));
-}
-
-/** Draws a QR code (from the node's `{size, modules}`) on a canvas, with the quiet zone. */
-function qrCanvas(qr) {
-  const size = Number(qr?.size) || 0;
-  const modules = String(qr?.modules || '');
-  if (!size || modules.length !== size * size) return null;
-  const quiet = 4;
-  const scale = Math.max(2, Math.floor(200 / (size + 2 * quiet)));
-  const px = (size + 2 * quiet) * scale;
-  const canvas = el('canvas', { class: 'qr', attrs: { width: String(px), height: String(px), role: 'img', 'aria-label': t('share.qr') } });
-  const g = canvas.getContext('2d');
-  if (!g) return null;
-  g.fillStyle = '#fff';
-  g.fillRect(0, 0, px, px);
-  g.fillStyle = '#000';
-  for (let y = 0; y < size; y += 1) {
-    for (let x = 0; x < size; x += 1) {
-      if (modules.charCodeAt(y * size + x) === 49) g.fillRect((x + quiet) * scale, (y + quiet) * scale, scale, scale);
-    }
-  }
-  return canvas;
-}
-
-function linkResult(link, qr) {
-  const out = el('input', { class: 'link-out', attrs: { type: 'text', readonly: true, 'aria-label': t('share.link'), spellcheck: 'false' } });
-  out.value = link;
-  const copy = el('button', {
-    class: 'btn primary',
-    attrs: { type: 'button' },
-    text: t('share.copy'),
-    on: {
-      click: async () => {
-        out.select();
-        if (await copyText(link)) toast(t('toast.copied'));
-      },
-    },
-  });
-  return el('div', { class: 'link-box' }, el('div', { class: 'link-result' }, out, copy), qrCanvas(qr));
-}
-
 function folderLinkDialog() {
   const v = state.view;
   const f = folderById(v.id);
@@ -1367,35 +1447,11 @@ function folderLinkDialog() {
     toast(t('share.noFolder'), 'error');
     return;
   }
-  openDialog(t('share.title', { name: f.name }), () => {
-    const ro = el('input', { attrs: { type: 'radio', name: 'rights', value: 'ro', checked: true } });
-    const rw = el('input', { attrs: { type: 'radio', name: 'rights', value: 'rw' } });
-    const expiry = expirySelect();
-    const approve = el('input', { attrs: { type: 'checkbox', checked: true } });
-    const err = errorLine();
-    const result = el('div', { class: 'result' });
-    const create = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('share.create') });
-    const form = el(
-      'form',
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            create.disabled = true;
-            showError(err, '');
-            try {
-              const r = await api.folderLink(f.id, { readOnly: ro.checked, expiresIn: Number(expiry.value), approve: approve.checked });
-              replace(result, linkResult(r.link, r.qr));
-              result.querySelector('input').select();
-              toast(t('toast.linkMade'));
-            } catch (ex) {
-              showError(err, ex.message);
-            } finally {
-              create.disabled = false;
-            }
-          },
-        },
-      },
+  const ro = el('input', { attrs: { type: 'radio', name: 'rights', value: 'ro', checked: true } });
+  const rw = el('input', { attrs: { type: 'radio', name: 'rights', value: 'rw' } });
+  const approve = el('input', { attrs: { type: 'checkbox', checked: true } });
+  linkDialog(t('share.title', { name: f.name }), {
+    before: [
       el(
         'fieldset',
         {},
@@ -1403,47 +1459,14 @@ function folderLinkDialog() {
         el('label', { class: 'choice' }, ro, el('span', { text: t('rights.ro') })),
         el('label', { class: 'choice' }, rw, el('span', { text: t('rights.rw') })),
       ),
-      field(t('share.expiry'), expiry),
-      el('label', { class: 'choice' }, approve, el('span', { text: t('share.approve') })),
-      err,
-      el('div', { class: 'actions' }, create),
-      result,
-    );
-    return form;
+    ],
+    after: [el('label', { class: 'choice' }, approve, el('span', { text: t('share.approve') }))],
+    make: (limits) => api.folderLink(f.id, { readOnly: ro.checked, approve: approve.checked, ...limits }),
   });
 }
 
 function shareFilesDialog(paths, label) {
-  openDialog(t('share.title', { name: label }), () => {
-    const expiry = expirySelect();
-    const err = errorLine();
-    const result = el('div', { class: 'result' });
-    const create = el('button', { class: 'btn primary', attrs: { type: 'submit' }, text: t('share.create') });
-    return el(
-      'form',
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            create.disabled = true;
-            showError(err, '');
-            try {
-              const r = await api.share(paths, Number(expiry.value) || undefined);
-              replace(result, linkResult(r.link, r.qr));
-            } catch (ex) {
-              showError(err, ex.message);
-            } finally {
-              create.disabled = false;
-            }
-          },
-        },
-      },
-      field(t('share.expiry'), expiry),
-      err,
-      el('div', { class: 'actions' }, create),
-      result,
-    );
-  });
+  linkDialog(t('share.title', { name: label }), { make: (limits) => api.share(paths, limits) });
 }
 
 function modeSelect(def) {
@@ -1491,35 +1514,70 @@ function formDialog(title, submitLabel, fields, action, doneToast) {
   });
 }
 
+/** What can be done with a link of each kind, for the Open-link dialog. */
+const OPEN_CHOICES = {
+  files: [['download', 'open.once']],
+  folder: [
+    ['send-receive', 'open.sync'],
+    ['on-demand', 'open.onDemand'],
+    ['receive-only', 'mode.receive-only'],
+  ],
+  request: [['send', 'open.send']],
+};
+
 function joinDialog(prefill = '') {
   const link = el('textarea', { attrs: { rows: '3', required: true, spellcheck: 'false', placeholder: 'peerbox://…' } });
   link.value = typeof prefill === 'string' ? prefill : '';
   const path = el('input', { attrs: { type: 'text', spellcheck: 'false', autocomplete: 'off', value: state.status?.downloads_dir || '' } });
-  const how = el(
-    'select',
-    {},
-    [
-      ['download', t('open.once')],
-      ['send-receive', t('open.sync')],
-      ['on-demand', t('open.onDemand')],
-      ['receive-only', t('mode.receive-only')],
-    ].map(([v, label]) => el('option', { attrs: { value: v }, text: label })),
-  );
+  const password = el('input', { attrs: { type: 'password', autocomplete: 'off' } });
+  const how = el('select', {});
+  const about = el('p', { class: 'hint link-about', attrs: { 'aria-live': 'polite' } });
+  const fields = [[t('join.link'), link], [t('open.how'), how], [t('open.where'), path], [t('limits.password'), password]];
+  let kind = null;
+  // The link says what it is: offer what fits, and ask for a password only if it takes one.
+  const fit = async () => {
+    let info = null;
+    try {
+      info = link.value.trim() ? await api.inspectLink(link.value.trim()) : null;
+    } catch (e) {
+      about.textContent = e.message;
+      return;
+    }
+    kind = info ? info.kind : null;
+    const choices = info ? OPEN_CHOICES[info.kind] || [] : [...OPEN_CHOICES.files, ...OPEN_CHOICES.folder];
+    const was = how.value;
+    replace(how, choices.map(([v, key]) => el('option', { attrs: { value: v, selected: v === was }, text: t(key) })));
+    path.closest('.field').hidden = kind === 'request';
+    password.closest('.field').hidden = !info || !info.password;
+    about.textContent = info ? [t(`links.kind.${info.kind}`), info.password ? t('links.password') : '', info.expired ? t('links.state.expired') : ''].filter(Boolean).join(' · ') : '';
+  };
+  let timer = null;
+  link.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(fit, 150);
+  });
   formDialog(
     t('join.title'),
     t('open.submit'),
-    [[t('join.link'), link], [t('open.how'), how], [t('open.where'), path]],
+    fields,
     async () => {
       const l = link.value.trim();
+      const pw = password.closest('.field')?.hidden ? undefined : password.value || undefined;
+      if (how.value === 'send') {
+        openSend(l, pw);
+        return null;
+      }
       if (how.value === 'download') {
-        await api.download(l, path.value.trim() || undefined);
+        await api.download(l, path.value.trim() || undefined, pw);
         navigate({ kind: 'transfers' });
         return null;
       }
-      return api.folderJoin(l, path.value.trim(), how.value);
+      return api.folderJoin(l, path.value.trim(), how.value, pw);
     },
     t('toast.opened'),
   );
+  link.closest('.dialog-body')?.querySelector('form')?.insertBefore(about, link.closest('.field').nextSibling);
+  fit();
 }
 
 function addFolderDialog() {
@@ -1563,6 +1621,11 @@ function start() {
     renderMain();
   });
   $('btn-link').addEventListener('click', folderLinkDialog);
+  $('btn-request').prepend(uiIcon('upload'));
+  $('btn-request').addEventListener('click', () => {
+    const f = state.view.kind === 'folder' ? folderById(state.view.id) : null;
+    if (f) requestDialog(f);
+  });
   $('btn-open').addEventListener('click', () => joinDialog());
   $('btn-upload').prepend(uiIcon('plus'));
   $('btn-upload').addEventListener('click', pickFiles);

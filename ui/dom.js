@@ -120,6 +120,9 @@ const UI_ICONS = {
   home: 'M12 3l9 8h-3v9h-5v-6h-2v6H6v-9H3z',
   chevron: 'M9 6l6 6-6 6-1.4-1.4 4.6-4.6-4.6-4.6z',
   alert: 'M1 21h22L12 2zm12-3h-2v-2h2zm0-4h-2v-4h2z',
+  check: 'M9 16.2l-3.5-3.5L4 14.1l5 5 11-11-1.4-1.4z',
+  upload: 'M5 20h14v-2H5zm7-16l-5 5h3v6h4V9h3z',
+  history: 'M13 3a9 9 0 0 0-9 9H1l4 4 4-4H6a7 7 0 1 1 2.1 5l-1.4 1.4A9 9 0 1 0 13 3zm-1 5v5l4.3 2.5.7-1.2-3.5-2.1V8z',
   cloud: 'M19.4 10A7.5 7.5 0 0 0 5.3 8 6 6 0 0 0 6 20h13a5 5 0 0 0 .4-10z',
 };
 
@@ -179,9 +182,9 @@ export function shortPeer(id) {
   return s.length > 16 ? `${s.slice(0, 8)}…${s.slice(-6)}` : s;
 }
 
-/** A badge for an entry state: local, remote, syncing, conflict. */
+/** A badge for an entry state: local, remote, syncing, conflict, ignored. */
 export function stateBadge(state) {
-  const known = ['local', 'remote', 'syncing', 'conflict'].includes(state) ? state : 'local';
+  const known = ['local', 'remote', 'syncing', 'conflict', 'ignored'].includes(state) ? state : 'local';
   return el('span', { class: `badge badge-${known}`, text: t(`state.${known}`) });
 }
 

@@ -2,7 +2,7 @@
 // error placeholders. Text only through textContent (see dom.js).
 
 import { t } from './i18n.js';
-import { el, replace, uiIcon } from './dom.js';
+import { copyText, el, replace, uiIcon } from './dom.js';
 
 const TOAST_MS = 4000;
 
@@ -165,4 +165,44 @@ export function errorLine() {
 export function showError(line, message) {
   line.textContent = message;
   line.hidden = !message;
+}
+
+/** Draws a QR code (from the node's `{size, modules}`) on a canvas, with the quiet zone. */
+export function qrCanvas(qr) {
+  const size = Number(qr?.size) || 0;
+  const modules = String(qr?.modules || '');
+  if (!size || modules.length !== size * size) return null;
+  const quiet = 4;
+  const scale = Math.max(2, Math.floor(200 / (size + 2 * quiet)));
+  const px = (size + 2 * quiet) * scale;
+  const canvas = el('canvas', { class: 'qr', attrs: { width: String(px), height: String(px), role: 'img', 'aria-label': t('share.qr') } });
+  const g = canvas.getContext('2d');
+  if (!g) return null;
+  g.fillStyle = '#fff';
+  g.fillRect(0, 0, px, px);
+  g.fillStyle = '#000';
+  for (let y = 0; y < size; y += 1) {
+    for (let x = 0; x < size; x += 1) {
+      if (modules.charCodeAt(y * size + x) === 49) g.fillRect((x + quiet) * scale, (y + quiet) * scale, scale, scale);
+    }
+  }
+  return canvas;
+}
+
+/** A made link: the text with a Copy button, and its QR code. */
+export function linkResult(link, qr) {
+  const out = el('input', { class: 'link-out', attrs: { type: 'text', readonly: true, 'aria-label': t('share.link'), spellcheck: 'false' } });
+  out.value = link;
+  const copy = el('button', {
+    class: 'btn primary',
+    attrs: { type: 'button' },
+    text: t('share.copy'),
+    on: {
+      click: async () => {
+        out.select();
+        if (await copyText(link)) toast(t('toast.copied'));
+      },
+    },
+  });
+  return el('div', { class: 'link-box' }, el('div', { class: 'link-result' }, out, copy), qrCanvas(qr));
 }

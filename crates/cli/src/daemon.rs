@@ -307,7 +307,19 @@ async fn drop_file(
     let Some(link) = header("x-peerbox-link") else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "the x-peerbox-link header is missing".into());
     };
-    let password = header("x-peerbox-password").filter(|p| !p.is_empty());
+    let password = match header("x-peerbox-password").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => match percent_encoding::percent_decode_str(&p).decode_utf8() {
+            Ok(p) => Some(p.into_owned()),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the password header is not percent-encoded UTF-8".into(),
+                );
+            }
+        },
+    };
     let (feed, rx) = body_chunks(body);
     let send = api.node.drop_stream(&link, password.as_deref(), &q.batch, &q.path, q.size, rx);
     let (_, result) = tokio::join!(feed, send);
