@@ -15,19 +15,25 @@ peerbox_need_debs() {
   fi
 }
 
-# tauri-driver 2.1.0 (the WebDriver intermediary for the desktop window test), built
-# once into a cache outside the clone and put on PATH. tauri-driver has no --version,
-# so cargo's own record of what it installed there says which version it is.
-PEERBOX_TAURI_DRIVER_VERSION=2.1.0
-peerbox_need_tauri_driver() {
+# A cargo-installed tool at an exact version, built once into a cache outside the
+# clone and put on PATH: peerbox_need_cargo_tool CRATE VERSION. Cargo's own record
+# of what it installed there says which version it is (some tools have no
+# --version).
+peerbox_need_cargo_tool() {
+  local crate=$1 version=$2
   local dir="${XDG_CACHE_HOME:-$HOME/.cache}/peerbox-tools"
-  if ! [ -x "$dir/bin/tauri-driver" ] ||
-    ! cargo install --list --root "$dir" 2>/dev/null | grep -qx "tauri-driver v$PEERBOX_TAURI_DRIVER_VERSION:"; then
-    echo "installing: tauri-driver $PEERBOX_TAURI_DRIVER_VERSION into $dir" >&2
+  if ! cargo install --list --root "$dir" 2>/dev/null | grep -qx "$crate v$version:"; then
+    echo "installing: $crate $version into $dir" >&2
     # Built in a temporary target folder: not the project's (CARGO_TARGET_DIR).
-    env -u CARGO_TARGET_DIR cargo install --locked --quiet --version "$PEERBOX_TAURI_DRIVER_VERSION" --root "$dir" tauri-driver >&2
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --version "$version" --root "$dir" "$crate" >&2
   fi
   case ":$PATH:" in *":$dir/bin:"*) ;; *) export PATH="$dir/bin:$PATH" ;; esac
+}
+
+# tauri-driver (the WebDriver intermediary for the desktop window test).
+PEERBOX_TAURI_DRIVER_VERSION=2.1.0
+peerbox_need_tauri_driver() {
+  peerbox_need_cargo_tool tauri-driver "$PEERBOX_TAURI_DRIVER_VERSION"
 }
 
 peerbox_need_rust() {

@@ -354,12 +354,15 @@ async fn connect(
     tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs))
         .await
         .map_err(|_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }))??;
-    let mut stream = net.open_stream(peer, PROTOCOL).await?;
     let mut folder = [0u8; 16];
     folder.copy_from_slice(&link.id[..16]);
-    let open = DropOpen { folder, secret: link.secret, proof, from: from.to_owned(), batch };
-    let opened = wire::open(&mut stream, open).await?.map_err(refused)?;
-    Ok((stream, opened))
+    crate::get::retry_early(|| async {
+        let mut stream = net.open_stream(peer, PROTOCOL).await?;
+        let open = DropOpen { folder, secret: link.secret, proof, from: from.to_owned(), batch };
+        let opened = wire::open(&mut stream, open).await?.map_err(refused)?;
+        Ok((stream, opened))
+    })
+    .await
 }
 
 /// Checks a request link with its owner: the folder's name and what it still takes.

@@ -25,7 +25,7 @@ use peerbox_net::sync::{self as proto_sync, FolderBlock, SyncSource};
 use peerbox_proto::index::{
     FolderId, MAX_BATCH, PROTOCOL, Relation, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, short_id,
 };
-use peerbox_proto::manifest::{FileMeta, block_count, block_len, block_size_for};
+use peerbox_proto::manifest::{FileMeta, block_len, block_size_for};
 use peerbox_proto::{Link, LinkKind, RelPath};
 use peerbox_store::{FileRecord, FolderMode, FolderRow, LinkTarget, Member};
 use serde::Serialize;
@@ -1641,14 +1641,7 @@ fn merge_members(folders: &Folders, id: FolderId, from: &PeerId, members: Vec<Wi
 
 /// Validates a record from a peer; `None` if anything is off.
 fn from_wire(r: WireRecord) -> Option<FileRecord> {
-    let path = RelPath::new(&r.path).ok()?;
-    if r.dir || r.deleted {
-        if !r.blocks.is_empty() {
-            return None;
-        }
-    } else if r.block_size != block_size_for(r.size) || r.blocks.len() as u64 != block_count(r.size, r.block_size) {
-        return None;
-    }
+    let path = r.check().ok()?;
     Some(FileRecord {
         path: path.as_str().to_owned(),
         dir: r.dir,

@@ -323,12 +323,43 @@ fn next_provider(mut rx: mpsc::Receiver<PeerId>) -> futures::future::BoxFuture<'
 }
 
 async fn open_source(net: &Network, link: &Link, proof: Option<[u8; 32]>, source: PeerId, addrs: Vec<Multiaddr>) -> Ev {
-    let r = async {
+    let r = retry_early(|| async {
         let stream = connect(net, source, &addrs).await?;
         Ok::<_, NodeError>(blocks::open_share(stream, link.id, link.secret, proof).await?)
-    }
+    })
     .await;
     Ev::Open(source, r)
+}
+
+/// Tries opening a session again when the stream broke before the other side said
+/// anything. `libp2p-stream` drops an inbound stream that arrives while the
+/// accepting side is still taking the one before (two downloaders at the same
+/// instant); the peer is fine, a second try a moment later gets through.
+pub(crate) async fn retry_early<T, F, Fut>(mut open: F) -> Result<T, NodeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NodeError>>,
+{
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..OPEN_TRIES - 1 {
+        match open().await {
+            Err(e) if broke_early(&e) => {
+                tracing::debug!("opening a session broke off ({e}); trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    open().await
+}
+
+/// How often a session is tried before its error counts.
+const OPEN_TRIES: usize = 4;
+
+fn broke_early(e: &NodeError) -> bool {
+    matches!(e, NodeError::Session(SessionError::Io(_)) | NodeError::Net(peerbox_net::NetError::Stream { .. }))
+        || matches!(e, NodeError::Session(SessionError::Protocol(m)) if m.contains("stream ended") || m.contains("closed"))
 }
 
 /// Plans the download from the first manifest received and reports it.

@@ -114,6 +114,38 @@ pub struct WireRecord {
     pub have: bool,
 }
 
+/// Why a record from a peer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Its path is not one a peer may name.
+    #[error("{0}")]
+    Path(#[from] crate::path::PathError),
+    /// A directory or tombstone with blocks.
+    #[error("a directory or deleted entry carries blocks")]
+    BlocksWithoutContent,
+    /// Block size or count do not fit the size.
+    #[error("the block list does not fit the size")]
+    BadBlocks,
+}
+
+impl WireRecord {
+    /// Checks what a peer announced: a valid path, and a block list that fits the
+    /// size (none for directories and tombstones). Returns the path.
+    pub fn check(&self) -> Result<crate::RelPath, RecordError> {
+        let path = crate::RelPath::new(&self.path)?;
+        if self.dir || self.deleted {
+            if !self.blocks.is_empty() {
+                return Err(RecordError::BlocksWithoutContent);
+            }
+        } else if self.block_size != crate::manifest::block_size_for(self.size)
+            || self.blocks.len() as u64 != crate::manifest::block_count(self.size, self.block_size)
+        {
+            return Err(RecordError::BadBlocks);
+        }
+        Ok(path)
+    }
+}
+
 /// Why a folder request was refused. One answer for "no such folder" and "not a
 /// member", so a stranger learns nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +349,35 @@ mod tests {
         assert_eq!(a.merge(&b).relation(&a), Relation::Newer);
         // Clocks years apart do not matter: only counters do.
         assert_eq!(a.merge(&b).bump(2).relation(&a.merge(&b)), Relation::Newer);
+    }
+
+    #[test]
+    fn records_are_checked_at_the_boundary() {
+        let good = WireRecord {
+            path: "a/b.txt".into(),
+            dir: false,
+            deleted: false,
+            size: 5,
+            mtime_ns: 0,
+            executable: false,
+            block_size: crate::manifest::block_size_for(5),
+            blocks: vec![[1; 32]],
+            version: v(&[(1, 1)]),
+            seq: 1,
+            modified_by: 1,
+            have: true,
+        };
+        assert_eq!(good.check().unwrap().as_str(), "a/b.txt");
+        let bad_path = WireRecord { path: "../x".into(), ..good.clone() };
+        assert!(matches!(bad_path.check(), Err(RecordError::Path(_))));
+        let lying_size = WireRecord { size: 1 << 30, ..good.clone() };
+        assert_eq!(lying_size.check(), Err(RecordError::BadBlocks));
+        let odd_block_size = WireRecord { block_size: 4096, ..good.clone() };
+        assert_eq!(odd_block_size.check(), Err(RecordError::BadBlocks));
+        let deleted_with_blocks = WireRecord { deleted: true, ..good.clone() };
+        assert_eq!(deleted_with_blocks.check(), Err(RecordError::BlocksWithoutContent));
+        let dir_ok = WireRecord { dir: true, size: 0, blocks: vec![], ..good };
+        assert!(dir_ok.check().is_ok());
     }
 
     #[test]
