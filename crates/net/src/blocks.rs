@@ -33,6 +33,12 @@ pub const READ_AHEAD: usize = 4;
 pub const MAX_QUEUED: usize = 512;
 /// How long a new stream may take to say what it wants.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a session may ask for one block: an honest downloader asks once, and
+/// again in a later round only if it arrived bad. More is a peer making us read
+/// the same block over and over, and ends the session.
+pub const MAX_ASKS_PER_BLOCK: u8 = 3;
+/// Requests for blocks that do not exist a session may make before it ends.
+pub const MAX_MISSES: usize = 1024;
 /// How long either side waits for the other before giving up on a session.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -200,6 +206,9 @@ where
     let mut queue: VecDeque<(u32, u32, u32)> = VecDeque::new();
     let mut reads: FuturesOrdered<tokio::task::JoinHandle<ReadResult>> = FuturesOrdered::new();
     let mut client_done = false;
+    // Asks per block, for blocks that exist (so the map is bounded by the share).
+    let mut asked: HashMap<(u32, u32), u8> = HashMap::new();
+    let mut misses = 0usize;
     loop {
         while reads.len() < READ_AHEAD {
             let Some((req, file, block)) = queue.pop_front() else { break };
@@ -237,6 +246,18 @@ where
                                 wr.close().await?;
                                 return Ok(());
                             }
+                            if exists(share.entries(), file, block) {
+                                let n = asked.entry((file, block)).or_insert(0);
+                                *n = n.saturating_add(1);
+                                if *n > MAX_ASKS_PER_BLOCK {
+                                    return Err(SessionError::Protocol(format!("block {block} of entry {file} asked for again and again")));
+                                }
+                            } else {
+                                misses += 1;
+                                if misses > MAX_MISSES {
+                                    return Err(SessionError::Protocol("too many requests for blocks that do not exist".into()));
+                                }
+                            }
                             queue.push_back((req, file, block));
                         }
                         Ok(ClientMsg::Open { .. }) => return Err(SessionError::Protocol("second Open".into())),
@@ -245,6 +266,16 @@ where
                 }
             }
         }
+    }
+}
+
+/// Whether block `block` of manifest entry `file` exists.
+fn exists(entries: &[Entry], file: u32, block: u32) -> bool {
+    match entries.get(file as usize) {
+        Some(Entry { kind: peerbox_proto::EntryKind::File(f), .. }) => {
+            (block as u64) < peerbox_proto::manifest::block_count(f.size, f.block_size)
+        }
+        _ => false,
     }
 }
 
@@ -470,6 +501,35 @@ mod tests {
         let err = open_share(a.compat(), id, [2; 32], None).await.err().unwrap();
         assert!(matches!(err, SessionError::Refused(Refusal::Unknown)), "{err}");
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_block_asked_over_and_over_ends_the_session_and_memory_stays_bounded() {
+        let data: Vec<u8> = (0..(1 << 17) * 2).map(|i| (i % 251) as u8).collect();
+        let (src, id) = source(data);
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(serve_session(PeerId::random(), b.compat(), src));
+        let opened = open_share(a.compat(), id, [1; 32], None).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        // A million requests for block 0: the sharer stops after a few.
+        let reqs = std::iter::repeat_n(BlockRequest { file: 0, block: 0 }, 1_000_000);
+        let client = tokio::spawn(fetch(opened.stream, reqs, 64, tx));
+        let mut answered = 0;
+        while rx.recv().await.is_some() {
+            answered += 1;
+        }
+        assert!(answered <= MAX_ASKS_PER_BLOCK as usize, "{answered} answers");
+        assert!(matches!(server.await.unwrap(), Err(SessionError::Protocol(_))));
+        assert!(client.await.unwrap().is_err(), "the greedy client is cut off");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_says_what_it_wants_is_dropped() {
+        let (src, _) = source(vec![1, 2, 3]);
+        let (_a, b) = tokio::io::duplex(4096);
+        // Time is paused: the open timeout passes at once, no real waiting.
+        let r = serve_session(PeerId::random(), b.compat(), src).await;
+        assert!(matches!(r, Err(SessionError::Timeout)), "{r:?}");
     }
 
     #[tokio::test]

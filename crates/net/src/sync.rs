@@ -85,6 +85,10 @@ pub async fn serve_stream<S>(peer: PeerId, mut stream: S, source: Arc<dyn SyncSo
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    // Asks per block served, and blocks refused: a peer making us read the same
+    // block over and over, or asking for ones that are not there, is cut off.
+    let mut asked: std::collections::HashMap<(String, u32), u8> = std::collections::HashMap::new();
+    let mut misses = 0usize;
     loop {
         let Some(frame) = read(&mut stream, IDLE).await? else { return Ok(()) };
         let SyncFrame::Request(req) = frame else {
@@ -117,9 +121,25 @@ where
             }
             SyncRequest::Block { req, folder, path, index, hash } => {
                 let s = source.clone();
+                let key = (path.clone(), index);
                 match blocking(move || s.block(peer, folder, &path, index, hash)).await? {
-                    Some(data) => SyncFrame::Block { req, data },
-                    None => SyncFrame::Response(SyncResponse::Missing { req }),
+                    Some(data) => {
+                        let n = asked.entry(key).or_insert(0);
+                        *n = n.saturating_add(1);
+                        if *n > crate::blocks::MAX_ASKS_PER_BLOCK {
+                            return Err(SessionError::Protocol("one block asked for again and again".into()));
+                        }
+                        SyncFrame::Block { req, data }
+                    }
+                    None => {
+                        misses += 1;
+                        if misses > crate::blocks::MAX_MISSES {
+                            return Err(SessionError::Protocol(
+                                "too many requests for blocks that are not there".into(),
+                            ));
+                        }
+                        SyncFrame::Response(SyncResponse::Missing { req })
+                    }
                 }
             }
         };

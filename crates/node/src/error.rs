@@ -61,6 +61,9 @@ pub enum NodeError {
     /// The owner of a request link turned files away.
     #[error("{0}")]
     DropRefused(peerbox_proto::drop::DropRefusal),
+    /// A source sent blocks that do not match their hashes, again and again.
+    #[error("a source sent blocks that do not match their hashes; it was dropped")]
+    BadSource,
     /// A download waits for the download window (Settings → schedule).
     #[error("waits for the download window")]
     Scheduled,
@@ -114,6 +117,7 @@ impl NodeError {
             },
             Self::PasswordNeeded => "password_needed",
             Self::Scheduled => "scheduled",
+            Self::BadSource => "bad_source",
             Self::DropRefused(r) => match r {
                 DropRefusal::Unknown => "refused",
                 DropRefusal::Expired => "expired",

@@ -52,6 +52,20 @@ const PULL_BATCH: usize = 2000;
 /// How long a removed member is not learned back from other members' lists (they
 /// hear of the removal within one index exchange; this covers those offline).
 const REMOVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// With no file watcher (the system's watch limit was hit), rescans this often.
+const WATCHLESS_RESCAN: Duration = Duration::from_secs(10);
+/// The first wait before a pull that could not finish is tried again; it doubles
+/// to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between tries of a pull that keeps failing (disk full, …).
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Blocks that fail verification before their sender is dropped as a source.
+const BAD_BLOCKS_LIMIT: usize = 3;
+/// How long a sender of bad blocks stays dropped.
+const OFFENDER_TIME: Duration = Duration::from_secs(600);
+/// Index records one member may announce in a minute; past this it is cut off for
+/// a minute (an honest member's biggest change is a few batches).
+const RECORDS_PER_MINUTE: usize = 200_000;
 /// Most versions of a file a folder may keep (past this, use a backup tool).
 const MAX_KEEP_VERSIONS: u32 = 1000;
 /// Fewer live entries than this and the mass-delete guard stays quiet.
@@ -71,6 +85,9 @@ pub(crate) struct Folders {
     live: Arc<crate::live::Live>,
     /// Each folder's ignore patterns, with the stamp of the file they came from.
     ignores: Mutex<HashMap<FolderId, CachedIgnores>>,
+    /// Members that sent blocks that do not match, and since when: not used as
+    /// sources until [`OFFENDER_TIME`] has passed.
+    offenders: Mutex<HashMap<Vec<u8>, std::time::Instant>>,
 }
 
 struct Running {
@@ -107,6 +124,9 @@ pub struct FolderState {
     /// Moves whenever this device's or a member's index of the folder changes, so a
     /// view knows to list it again (remote-only entries change no count).
     pub revision: u64,
+    /// Something working less well than it should (no file watcher, a member
+    /// dropped for sending bad blocks).
+    pub warnings: Vec<String>,
 }
 
 /// A file being pulled.
@@ -181,7 +201,31 @@ impl Folders {
             running: Mutex::new(HashMap::new()),
             live,
             ignores: Mutex::new(HashMap::new()),
+            offenders: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Drops `peer` as a source for [`OFFENDER_TIME`]: it sent blocks that do not
+    /// match their hashes.
+    fn drop_offender(&self, folder: &FolderId, peer: &PeerId) {
+        tracing::warn!(%peer, "dropped as a source: it sent blocks that do not match");
+        self.offenders.lock().unwrap_or_else(|p| p.into_inner()).insert(peer.to_bytes(), std::time::Instant::now());
+        let warning = format!(
+            "{peer} sent blocks that do not match their hashes; its blocks are refused for {} minutes",
+            OFFENDER_TIME.as_secs() / 60
+        );
+        self.set_state(folder, |s| {
+            if !s.warnings.contains(&warning) {
+                s.warnings.push(warning);
+            }
+        });
+    }
+
+    /// Whether `peer` is dropped as a source for sending bad blocks.
+    fn offends(&self, peer: &[u8]) -> bool {
+        let mut o = self.offenders.lock().unwrap_or_else(|p| p.into_inner());
+        o.retain(|_, at| at.elapsed() < OFFENDER_TIME);
+        o.contains_key(peer)
     }
 
     /// The folder's ignore patterns, read again only when `.peerboxignore` changed.
@@ -926,6 +970,8 @@ struct FolderTask {
     state: Arc<Mutex<FolderState>>,
     members: HashMap<Vec<u8>, tokio::task::JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
+    /// When a pull that could not finish is tried again, and the wait after that.
+    retry: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl FolderTask {
@@ -939,11 +985,24 @@ impl FolderTask {
         let Ok(Some(row)) = lock(&folders.store).folder(&id) else { return };
         let changes = Arc::new(Changes::default());
         let watcher = start_watcher(&row.path, changes.clone());
-        let mut t = FolderTask { folders, id, kick, state, members: HashMap::new(), _watcher: watcher };
+        let every = match &watcher {
+            Ok(_) => FULL_RESCAN,
+            Err(why) => {
+                let warning = format!(
+                    "not watching for changes ({why}); looking for them every {} s instead",
+                    WATCHLESS_RESCAN.as_secs()
+                );
+                tracing::warn!("{:?}: {warning}", row.name);
+                state.lock().unwrap_or_else(|p| p.into_inner()).warnings.push(warning);
+                WATCHLESS_RESCAN
+            }
+        };
+        let mut t =
+            FolderTask { folders, id, kick, state, members: HashMap::new(), _watcher: watcher.ok(), retry: None };
         t.start_members();
         t.scan(None).await;
         t.pull().await;
-        let mut rescan = tokio::time::interval(FULL_RESCAN);
+        let mut rescan = tokio::time::interval(every);
         rescan.tick().await;
         loop {
             let k = tokio::select! {
@@ -953,6 +1012,10 @@ impl FolderTask {
                     None => continue,
                 },
                 _ = rescan.tick() => Kick::Scan(vec![]),
+                () = sleep_until(t.retry.map(|r| r.0)) => {
+                    t.retry = t.retry.map(|(_, wait)| (tokio::time::Instant::now() + wait, wait));
+                    Kick::Pull
+                }
             };
             match k {
                 Kick::Scan(paths) => {
@@ -1073,10 +1136,23 @@ impl FolderTask {
     }
 
     async fn pull(&mut self) {
+        let finished = self.pull_rounds().await;
+        // What could not be finished (a full disk, a source gone or dropped) is
+        // tried again later, less and less often; a finished pull stops that.
+        self.retry = if finished {
+            None
+        } else {
+            let wait = self.retry.map(|r| (r.1 * 2).min(RETRY_MAX)).unwrap_or(RETRY_FIRST);
+            Some((tokio::time::Instant::now() + wait, wait))
+        };
+    }
+
+    /// Pulls in rounds; returns whether nothing more is needed that could be had.
+    async fn pull_rounds(&mut self) -> bool {
         for _round in 0..8 {
-            let Some(row) = self.row() else { return };
+            let Some(row) = self.row() else { return true };
             if row.paused.is_some() || disk::check_marker(&row.path).is_err() {
-                return;
+                return true;
             }
             let (local, remote, members) = {
                 let st = lock(&self.folders.store);
@@ -1097,26 +1173,32 @@ impl FolderTask {
                     }
                 }
             }
+            for a in &mut plan {
+                a.sources.retain(|p| !self.folders.offends(p));
+            }
             if plan.is_empty() {
                 self.set(|s| s.state = "idle".into());
-                return;
+                return true;
             }
             self.set(|s| s.state = "syncing".into());
             plan.truncate(PULL_BATCH);
             match self.apply(&row, plan).await {
                 Ok(0) => {
-                    // Nothing more can be done now; members announcing news wake us.
+                    // Nothing more can be done now: members announcing news wake
+                    // us, and a retry comes later.
                     self.set(|s| s.state = "idle".into());
-                    return;
+                    return false;
                 }
+                // Some done: another round takes what is left (more may be ready).
                 Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!("pull failed: {e}");
                     self.set(|s| s.error = Some(e.to_string()));
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 
     /// Applies a plan; returns how many records changed.
@@ -1274,6 +1356,7 @@ impl FolderTask {
             let targets = targets.clone();
             let folder = row.id;
             let addrs = member_addrs(&self.folders.store, &folder, &src);
+            let folders = self.folders.clone();
             sessions.push(tokio::spawn(async move {
                 if tokio::time::timeout(Duration::from_secs(10), net.dial(peer, addrs)).await.is_err() {
                     return;
@@ -1285,6 +1368,7 @@ impl FolderTask {
                 // a bounded number so memory stays bounded too.
                 let mut writes = futures::stream::FuturesUnordered::new();
                 let mut open = true;
+                let mut bad = 0;
                 while open || !writes.is_empty() {
                     tokio::select! {
                         got = rx.recv(), if open && writes.len() < WRITES_IN_FLIGHT => match got {
@@ -1299,6 +1383,16 @@ impl FolderTask {
                         Some(r) = futures::StreamExt::next(&mut writes), if !writes.is_empty() => {
                             if let Ok(Err(e)) = r {
                                 tracing::warn!(%peer, "discarded a block: {e}");
+                                if !matches!(e, peerbox_engine::BlockError::Io(_)) {
+                                    bad += 1;
+                                }
+                                if bad == BAD_BLOCKS_LIMIT {
+                                    // A repeat offender: stop taking its blocks; what it
+                                    // owed comes from the other members.
+                                    fetch.abort();
+                                    open = false;
+                                    folders.drop_offender(&folder, &peer);
+                                }
                             }
                         }
                     }
@@ -1311,6 +1405,14 @@ impl FolderTask {
         for s in sessions {
             let _ = s.await;
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1494,7 +1596,7 @@ impl Changes {
     }
 }
 
-fn start_watcher(root: &Path, changes: Arc<Changes>) -> Option<notify::RecommendedWatcher> {
+fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::RecommendedWatcher, String> {
     use notify::{RecursiveMode, Watcher};
     let root_owned = root.to_owned();
     let handler = move |res: notify::Result<notify::Event>| match res {
@@ -1520,22 +1622,31 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Option<notify::Recommend
             changes.add([], true);
         }
     };
-    match notify::recommended_watcher(handler).and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w)) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!("cannot watch {} ({e}); relying on periodic rescans", root.display());
-            None
-        }
-    }
+    notify::recommended_watcher(handler)
+        .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w))
+        .map_err(|e| e.to_string())
 }
 
 /// Long-polls one member's index for one folder and stores what arrives.
 async fn member_task(folders: Arc<Folders>, id: FolderId, peer: PeerId, kick: mpsc::Sender<Kick>) {
     let mut backoff = Duration::from_millis(250);
+    let mut budget = Budget { since: tokio::time::Instant::now(), records: 0 };
     loop {
-        match poll_member(&folders, id, peer, &kick).await {
+        match poll_member(&folders, id, peer, &kick, &mut budget).await {
             Ok(()) => backoff = Duration::from_millis(250),
-            Err(e) => {
+            Err(Flood) => {
+                let warning = format!(
+                    "{peer} announced more than {RECORDS_PER_MINUTE} changes in a minute; not listening to it for a minute"
+                );
+                tracing::warn!("{warning}");
+                folders.set_state(&id, |s| {
+                    if !s.warnings.contains(&warning) {
+                        s.warnings.push(warning);
+                    }
+                });
+                tokio::time::sleep_until(budget.since + Duration::from_secs(60)).await;
+            }
+            Err(Failed(e)) => {
                 tracing::debug!(%peer, "index exchange: {e}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -1544,12 +1655,52 @@ async fn member_task(folders: Arc<Folders>, id: FolderId, peer: PeerId, kick: mp
     }
 }
 
+/// How many records a member announced in the current minute.
+struct Budget {
+    since: tokio::time::Instant,
+    records: usize,
+}
+
+/// Why an index exchange with a member stopped.
+enum PollEnd {
+    /// More records than [`RECORDS_PER_MINUTE`]: the member is cut off for a while.
+    Flood,
+    /// Anything else; tried again soon.
+    Failed(NodeError),
+}
+use PollEnd::{Failed, Flood};
+
+impl From<NodeError> for PollEnd {
+    fn from(e: NodeError) -> Self {
+        Failed(e)
+    }
+}
+
+impl From<peerbox_net::NetError> for PollEnd {
+    fn from(e: peerbox_net::NetError) -> Self {
+        Failed(e.into())
+    }
+}
+
+impl From<peerbox_net::blocks::SessionError> for PollEnd {
+    fn from(e: peerbox_net::blocks::SessionError) -> Self {
+        Failed(e.into())
+    }
+}
+
+impl From<peerbox_store::StoreError> for PollEnd {
+    fn from(e: peerbox_store::StoreError) -> Self {
+        Failed(e.into())
+    }
+}
+
 async fn poll_member(
     folders: &Arc<Folders>,
     id: FolderId,
     peer: PeerId,
     kick: &mpsc::Sender<Kick>,
-) -> Result<(), NodeError> {
+    budget: &mut Budget,
+) -> Result<(), PollEnd> {
     let addrs = member_addrs(&folders.store, &id, &peer.to_bytes());
     tokio::time::timeout(Duration::from_secs(20), folders.net.dial(peer, addrs))
         .await
@@ -1570,12 +1721,21 @@ async fn poll_member(
                 folders.set_state(&id, |s| {
                     s.error = Some(format!("{peer} no longer lets this device in (its link was revoked or expired)"));
                 });
-                return Err(NodeError::Internal("a member refused the index".into()));
+                return Err(NodeError::Internal("a member refused the index".into()).into());
             }
-            other => return Err(NodeError::Internal(format!("unexpected answer to an index request: {other:?}"))),
+            other => {
+                return Err(NodeError::Internal(format!("unexpected answer to an index request: {other:?}")).into());
+            }
         };
         if records.len() > MAX_BATCH {
-            return Err(NodeError::Internal("batch over the limit".into()));
+            return Err(NodeError::Internal("batch over the limit".into()).into());
+        }
+        if budget.since.elapsed() >= Duration::from_secs(60) {
+            *budget = Budget { since: tokio::time::Instant::now(), records: 0 };
+        }
+        budget.records += records.len();
+        if budget.records > RECORDS_PER_MINUTE {
+            return Err(Flood);
         }
         let mut valid = Vec::with_capacity(records.len());
         for r in records {

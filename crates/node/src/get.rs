@@ -42,6 +42,9 @@ const MAX_WRITES: usize = 4;
 const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
 /// Sources used at once besides the sharer.
 const MAX_EXTRA_SOURCES: usize = 15;
+/// Blocks that fail verification before their source is dropped for the rest of
+/// the download (what it owed comes from the others, or the next round).
+const BAD_BLOCKS_LIMIT: usize = 3;
 
 /// What `get` should do.
 #[derive(Debug, Clone)]
@@ -163,6 +166,8 @@ pub(crate) async fn get(
     // sharer's session may not claim the whole download up front.
     let may_find_more = net.info().await.map(|i| i.dht_peers > 0).unwrap_or(false);
     let mut extra: Vec<PeerId> = Vec::new();
+    // Sources that sent blocks that do not match: not asked again.
+    let mut dropped: HashSet<PeerId> = HashSet::new();
     for round in 1..=MAX_ROUNDS {
         let mut tasks: FuturesUnordered<futures::future::BoxFuture<'_, Ev>> = FuturesUnordered::new();
         if round == 1 && may_find_more {
@@ -171,8 +176,10 @@ pub(crate) async fn get(
                 tasks.push(next_provider(rx));
             }
         }
-        let first: Vec<(PeerId, Vec<Multiaddr>)> =
-            std::iter::once((peer, addrs.clone())).chain(extra.iter().map(|p| (*p, Vec::new()))).collect();
+        let first: Vec<(PeerId, Vec<Multiaddr>)> = std::iter::once((peer, addrs.clone()))
+            .chain(extra.iter().map(|p| (*p, Vec::new())))
+            .filter(|(p, _)| !dropped.contains(p))
+            .collect();
         for (source, a) in first {
             tasks.push(Box::pin(open_source(net, link, opts.proof, source, a)));
         }
@@ -184,7 +191,11 @@ pub(crate) async fn get(
                 Ev::Found(None, _) => {}
                 Ev::Found(Some(source), rx) => {
                     // The network never names this device; the sharer is open already.
-                    if source != peer && !extra.contains(&source) && extra.len() < MAX_EXTRA_SOURCES {
+                    if source != peer
+                        && !extra.contains(&source)
+                        && !dropped.contains(&source)
+                        && extra.len() < MAX_EXTRA_SOURCES
+                    {
                         extra.push(source);
                         tasks.push(Box::pin(open_source(net, link, opts.proof, source, Vec::new())));
                     }
@@ -232,6 +243,10 @@ pub(crate) async fn get(
                     if let Some(e) = err {
                         if source == peer && matches!(e, NodeError::Session(SessionError::Refused(_))) {
                             return Err(e);
+                        }
+                        if matches!(e, NodeError::BadSource) {
+                            tracing::warn!(%source, "dropped as a source: it sent blocks that do not match");
+                            dropped.insert(source);
                         }
                         tracing::info!(%source, "round {round}: {e}");
                         last_error = Some(e);
@@ -397,6 +412,16 @@ async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<pee
     Ok(net.open_stream(peer, PROTOCOL).await?)
 }
 
+/// What came of one block.
+enum Wrote {
+    /// Verified and written: its bytes, and whether it completed its file.
+    Kept(u64, bool),
+    /// It did not match its hash or length: discarded.
+    Bad,
+    /// Not needed (already there).
+    Nothing,
+}
+
 /// A prepared download and the bookkeeping around it.
 struct Plan {
     dl: Arc<Download>,
@@ -486,6 +511,7 @@ impl Plan {
         let mut kept = 0u64;
         let mut error = None;
         let mut open = true;
+        let mut bad = 0usize;
         while open || !writes.is_empty() {
             tokio::select! {
                 r = rx.recv(), if open && writes.len() < MAX_WRITES => match r {
@@ -497,12 +523,19 @@ impl Plan {
                     }
                 },
                 Some(w) = writes.next(), if !writes.is_empty() => match w {
-                    Ok(Ok((len, file_done))) => {
+                    Ok(Ok(Wrote::Kept(len, file_done))) => {
                         kept += len;
                         progress.send_modify(|p| {
                             p.done_bytes += len;
                             p.files_done += file_done as usize;
                         });
+                    }
+                    Ok(Ok(Wrote::Nothing)) => {}
+                    Ok(Ok(Wrote::Bad)) => {
+                        bad += 1;
+                        if bad == BAD_BLOCKS_LIMIT {
+                            error = Some(NodeError::BadSource);
+                        }
                     }
                     Ok(Err(e)) => {
                         if error.is_none() || !matches!(e, NodeError::Engine(_)) {
@@ -512,14 +545,15 @@ impl Plan {
                     Err(e) => error = Some(NodeError::Internal(e.to_string())),
                 },
             }
-            if matches!(error, Some(NodeError::Io { .. } | NodeError::WouldOverwrite(_))) {
-                // Local trouble (disk full, read-only): stop asking for more.
+            if matches!(error, Some(NodeError::Io { .. } | NodeError::WouldOverwrite(_) | NodeError::BadSource)) {
+                // Local trouble (disk full, read-only), or a source that lies:
+                // stop asking for more.
                 session.abort();
                 break;
             }
         }
         while let Some(w) = writes.next().await {
-            if let Ok(Ok((len, file_done))) = w {
+            if let Ok(Ok(Wrote::Kept(len, file_done))) = w {
                 kept += len;
                 progress.send_modify(|p| {
                     p.done_bytes += len;
@@ -529,6 +563,7 @@ impl Plan {
         }
         match session.await {
             Ok(Ok(())) => {}
+            Ok(Err(_)) if matches!(error, Some(NodeError::BadSource)) => {}
             Ok(Err(e)) => error = Some(e.into()),
             Err(e) if e.is_cancelled() => {}
             Err(e) => error = Some(NodeError::Internal(e.to_string())),
@@ -537,31 +572,31 @@ impl Plan {
     }
 
     /// Verifies and writes one block on a blocking thread; finishes the file when
-    /// it was the last one. Returns (bytes kept, whether a file completed).
-    fn write(&self, req: BlockRequest, data: bytes::Bytes) -> tokio::task::JoinHandle<Result<(u64, bool), NodeError>> {
+    /// it was the last one.
+    fn write(&self, req: BlockRequest, data: bytes::Bytes) -> tokio::task::JoinHandle<Result<Wrote, NodeError>> {
         let dl = self.dl.clone();
         let idx = self.by_entry.get(&req.file).copied();
         let finished = self.finished.clone();
         let bad = self.bad_blocks.clone();
         tokio::task::spawn_blocking(move || {
-            let Some(idx) = idx else { return Ok((0, false)) };
+            let Some(idx) = idx else { return Ok(Wrote::Nothing) };
             let f = &dl.files[idx];
-            let FileStatus::Pending(tmp) = &f.status else { return Ok((0, false)) };
+            let FileStatus::Pending(tmp) = &f.status else { return Ok(Wrote::Nothing) };
             let len = data.len() as u64;
             match tmp.write_block(req.block as u64, &data) {
-                Ok(false) => Ok((len, false)),
+                Ok(false) => Ok(Wrote::Kept(len, false)),
                 Ok(true) => {
                     if !finished.lock().unwrap_or_else(|p| p.into_inner()).insert(idx) {
-                        return Ok((len, false));
+                        return Ok(Wrote::Kept(len, false));
                     }
                     dl.finish(f)?;
-                    Ok((len, true))
+                    Ok(Wrote::Kept(len, true))
                 }
                 Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
                 Err(e) => {
                     *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                     tracing::warn!(path = %f.path, "discarded a block from the sharer: {e}");
-                    Ok((0, false))
+                    Ok(Wrote::Bad)
                 }
             }
         })
