@@ -582,3 +582,155 @@ pub async fn folder_pair(tmp: &Path, files: &[(&str, &[u8])]) -> (Daemon, Daemon
     assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync");
     (a, b, a_dir, b_dir)
 }
+
+/// A sharer that answers a download's first frame with whatever bytes the test
+/// gives (hostile lengths, garbage, a truncated frame), then closes: for the
+/// frame-level rows of THREATS.md. Its link names any content id.
+pub struct RawSharer {
+    pub link: String,
+    _net: Network,
+}
+
+impl RawSharer {
+    pub async fn start(reply: Vec<u8>) -> Self {
+        use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+        let net = fake_network().await;
+        let mut incoming = net.accept(PROTOCOL).expect("accept");
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let mut first = [0u8; 5];
+                    if stream.read_exact(&mut first).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]) as usize;
+                    let mut rest = vec![0u8; len.saturating_sub(1).min(4096)];
+                    let _ = stream.read_exact(&mut rest).await;
+                    let _ = stream.write_all(&reply).await;
+                    let _ = stream.close().await;
+                });
+            }
+        });
+        let addrs = net.listen_addrs().await.expect("addrs");
+        let link = Link {
+            kind: LinkKind::Files,
+            id: [5; 32],
+            peer: net.peer_id().to_bytes(),
+            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+            secret: [6; 32],
+            read_only: true,
+            expires: None,
+            password: false,
+            sole_source: false,
+        };
+        Self { link: link.encode(), _net: net }
+    }
+}
+
+/// A device that holds no link and is no member: it asks a daemon (at `link`'s
+/// address, for its PeerId) things it has no right to.
+pub struct Stranger {
+    net: Network,
+    owner: PeerId,
+}
+
+impl Stranger {
+    pub async fn near(link: &str) -> Self {
+        let net = fake_network().await;
+        let l = Link::decode(link).expect("link");
+        let owner = PeerId::from_bytes(&l.peer).expect("peer");
+        let addrs = l.addrs.iter().filter_map(|a| peerbox_net::Multiaddr::try_from(a.clone()).ok()).collect();
+        net.dial(owner, addrs).await.expect("dial");
+        Self { net, owner }
+    }
+
+    /// The answer to one folder request, as text (`Debug` of the response, or the error).
+    pub async fn ask(&self, req: peerbox_proto::index::SyncRequest) -> String {
+        let mut stream = self.net.open_stream(self.owner, peerbox_proto::index::PROTOCOL).await.expect("stream");
+        match peerbox_net::sync::request(&mut stream, req, STEP).await {
+            Ok(r) => format!("{r:?}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// Opening content `id` with `secret` on the block protocol, as text.
+    pub async fn open(&self, id: [u8; 32], secret: [u8; 32]) -> String {
+        let stream = self.net.open_stream(self.owner, PROTOCOL).await.expect("stream");
+        match peerbox_net::blocks::open_share(stream, id, secret, None).await {
+            Ok(_) => "opened".into(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+}
+
+impl FakeMember {
+    /// Joins the folder behind `link` and answers members' requests with `source`.
+    pub async fn join_with(link: &str, source: Arc<dyn peerbox_net::sync::SyncSource>) -> Self {
+        let net = fake_network().await;
+        let incoming = net.accept(peerbox_proto::index::PROTOCOL).expect("accept");
+        tokio::spawn(peerbox_net::sync::serve(incoming, source));
+        let link = Link::decode(link).expect("link");
+        let owner = PeerId::from_bytes(&link.peer).expect("peer");
+        let addrs = link.addrs.iter().filter_map(|a| peerbox_net::Multiaddr::try_from(a.clone()).ok()).collect();
+        net.dial(owner, addrs).await.expect("dial owner");
+        let mut stream = net.open_stream(owner, peerbox_proto::index::PROTOCOL).await.expect("stream");
+        let mut folder = [0u8; 16];
+        folder.copy_from_slice(&link.id[..16]);
+        let answer = peerbox_net::sync::request(
+            &mut stream,
+            peerbox_proto::index::SyncRequest::Join { folder, secret: link.secret, proof: None },
+            STEP,
+        )
+        .await
+        .expect("join");
+        assert!(matches!(answer, peerbox_proto::index::SyncResponse::Joined { pending: false, .. }), "{answer:?}");
+        Self { peer: net.peer_id(), _net: net }
+    }
+}
+
+/// A `peerbox get --progress` running in the background, read line by line.
+pub struct Getter {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    pub log: String,
+    _home: tempfile::TempDir,
+}
+
+impl Getter {
+    /// Starts `peerbox get --progress --json LINK DEST` with a fresh home.
+    pub fn start(link: &str, dest: &Path) -> Self {
+        let home = tempfile::tempdir().expect("home");
+        let mut cmd = peerbox(home.path());
+        cmd.arg("get").args(LOOPBACK).args(["--progress", "--json"]).arg(link).arg(dest);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn get");
+        let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        Self { child, lines, log: String::new(), _home: home }
+    }
+
+    /// Waits until it reports at least `bytes` verified (false if it ended first).
+    pub async fn wait_bytes(&mut self, bytes: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while let Ok(Ok(Some(l))) = tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+            self.log.push_str(&l);
+            self.log.push('\n');
+            let done =
+                l.strip_prefix("progress ").and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
+            if done.is_some_and(|d| d >= bytes) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Waits for it to end; returns its exit code and everything it said.
+    pub async fn finish(mut self) -> (i32, String) {
+        while let Ok(Ok(Some(l))) = tokio::time::timeout(STEP, self.lines.next_line()).await {
+            self.log.push_str(&l);
+            self.log.push('\n');
+        }
+        let code = tokio::time::timeout(STEP, self.child.wait()).await.expect("get ended").expect("wait");
+        (code.code().unwrap_or(-1), self.log)
+    }
+}

@@ -331,7 +331,14 @@ fn existing_matches(
     let m = match root.symlink_metadata(path.as_str()) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        // A parent that is a file, or a link out of the root: treat as occupied.
+        Err(_) if let Some(link) = link_on_the_way(root, path) => {
+            return Err(EngineError::Refused(format!(
+                "{}: {} is a symbolic link, which is never followed; nothing was written there",
+                shown.display(),
+                dest.join(link).display()
+            )));
+        }
+        // A parent that is a file: treat as occupied.
         Err(_) => return if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) },
     };
     if m.is_dir() {
@@ -347,10 +354,19 @@ fn existing_matches(
     if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) }
 }
 
+/// The first folder on the way to `path` that is a symbolic link, if any.
+fn link_on_the_way<'a>(root: &Dir, path: &'a RelPath) -> Option<&'a str> {
+    path.ancestors().find(|a| root.symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+}
+
 pub(crate) fn ensure_dir(root: &Dir, dest: &Path, rel: &str) -> Result<(), EngineError> {
     let shown = dest.join(rel);
     match root.symlink_metadata(rel) {
         Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() => Err(EngineError::Refused(format!(
+            "{} is a symbolic link, which is never followed; nothing was written there",
+            shown.display()
+        ))),
         Ok(_) => Err(EngineError::Exists(shown)),
         Err(_) => root.create_dir_all(rel).map_err(|e| EngineError::io(&shown, e)),
     }

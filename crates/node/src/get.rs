@@ -271,6 +271,11 @@ pub(crate) async fn get(
         return Err(last_error.unwrap_or_else(|| NodeError::Internal("no download round ran".into())));
     };
     let missing = p.missing().len();
+    if missing == 0 {
+        // Every block is in; a file that could not be put in place (its folder
+        // changed under it, the disk refused the rename) fails the download here.
+        p.finish_complete(progress).await?;
+    }
     if missing > 0 {
         let why = last_error.map(|e| e.to_string()).unwrap_or_else(|| "the sharer did not send them".into());
         let bad = p.bad_blocks.lock().map(|b| *b).unwrap_or(0);
@@ -470,7 +475,7 @@ impl Plan {
                     FileStatus::InPlace => true,
                     FileStatus::Pending(t) => t.is_complete(),
                 };
-                if complete {
+                if complete && !finished.lock().unwrap_or_else(|p| p.into_inner()).contains(&i) {
                     dl.finish(f)?;
                     finished.lock().unwrap_or_else(|p| p.into_inner()).insert(i);
                     n += 1;
@@ -589,7 +594,12 @@ impl Plan {
                     if !finished.lock().unwrap_or_else(|p| p.into_inner()).insert(idx) {
                         return Ok(Wrote::Kept(len, false));
                     }
-                    dl.finish(f)?;
+                    if let Err(e) = dl.finish(f) {
+                        // Not in place after all: the end of the download tries again
+                        // and says why if it still cannot.
+                        finished.lock().unwrap_or_else(|p| p.into_inner()).remove(&idx);
+                        return Err(e.into());
+                    }
                     Ok(Wrote::Kept(len, true))
                 }
                 Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
