@@ -122,6 +122,10 @@ impl Download {
                 problems.push(format!("{path}: skipped, another entry differs only in case"));
                 continue;
             }
+            if cfg!(windows) && path.segments().any(peerbox_proto::path::is_windows_unsafe) {
+                problems.push(format!("{path}: skipped, Windows cannot create a file or folder by that name"));
+                continue;
+            }
             if let Some(a) = path.ancestors().find(|a| files_at.contains(a)) {
                 return Err(EngineError::BadManifest(format!("{path} is inside {a}, which is a file")));
             }
@@ -524,5 +528,79 @@ mod tests {
         let r = Download::prepare(&dest, &[entry("l/.bashrc", b"evil")], false);
         assert!(r.is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Names that collide with each other on some filesystem.
+    fn names() -> impl Strategy<Value = Vec<&'static str>> {
+        let pick = prop::sample::select(vec![
+            "readme.md",
+            "README.md",
+            "Readme.MD",
+            "\u{d55c}.txt",
+            "\u{1112}\u{1161}\u{11ab}.txt",
+            "d",
+            "D",
+            "d/x",
+            "D/x",
+            "d/X",
+            "e\u{301}",
+            "\u{e9}",
+            "plain.txt",
+        ]);
+        prop::collection::vec(pick, 1..8)
+    }
+
+    fn entry(path: &RelPath) -> Entry {
+        let data = path.as_str().as_bytes();
+        Entry {
+            path: path.as_str().into(),
+            kind: EntryKind::File(FileMeta {
+                size: data.len() as u64,
+                mtime_ns: 0,
+                executable: false,
+                block_size: peerbox_proto::manifest::block_size_for(data.len() as u64),
+                blocks: vec![hash_block(data)],
+            }),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn planned_files_never_collide_and_stay_under_the_destination(raw in names()) {
+            // What a peer may name (NFC, valid); duplicates of one path are one entry.
+            let mut seen = HashSet::new();
+            let entries: Vec<(RelPath, Entry)> = raw
+                .iter()
+                .filter_map(|n| RelPath::new(n).ok())
+                .filter(|p| seen.insert(p.clone()))
+                .filter(|p| !p.as_str().contains('/'))
+                .map(|p| { let e = entry(&p); (p, e) })
+                .collect();
+            let d = tempfile::tempdir().unwrap();
+            let dest = d.path().join("dest");
+            let dl = Download::prepare(&dest, &entries, false).unwrap();
+            let keys: Vec<String> = dl.files.iter().map(|f| f.path.collision_key()).collect();
+            let unique: HashSet<&String> = keys.iter().collect();
+            prop_assert_eq!(unique.len(), keys.len(), "two planned files collide: {:?}", keys);
+            for f in &dl.files {
+                prop_assert!(dl.final_path(&f.path).starts_with(&dest));
+                if let FileStatus::Pending(t) = &f.status {
+                    prop_assert!(dest.join(t.rel_path()).starts_with(&dest));
+                }
+            }
+            // Every entry that collides with another was left out, and said so.
+            prop_assert_eq!(dl.files.len() + dl.problems.len(), entries.len());
+        }
     }
 }

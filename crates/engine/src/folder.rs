@@ -694,3 +694,44 @@ mod tests {
         assert_eq!(conflict_name(&r, 1_700_000_000, "X").as_str(), ".bashrc.sync-conflict-20231114-221320-X");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Files on disk whose names differ only by case or Unicode form: the scan
+        /// records one of each family and reports the others, so no two records
+        /// could land on one file of a case-insensitive or normalising disk.
+        #[test]
+        fn scanned_names_never_collide(names in prop::collection::vec(prop::sample::select(vec![
+            "readme.md", "README.md", "ReadMe.md", "\u{d55c}.txt", "\u{1112}\u{1161}\u{11ab}.txt", "x", "X", "\u{e9}", "e\u{301}",
+        ]), 1..8)) {
+            let d = tempfile::tempdir().unwrap();
+            let root = d.path().join("f");
+            std::fs::create_dir(&root).unwrap();
+            create_marker(&root).unwrap();
+            let mut on_disk = HashSet::new();
+            for n in &names {
+                if on_disk.insert(*n) {
+                    std::fs::write(root.join(n), n.as_bytes()).unwrap();
+                }
+            }
+            let out = scan_folder(&root, &HashMap::new(), 1, None, &Ignores::default()).unwrap();
+            let keys: Vec<String> = out.changed.iter().map(|r| r.path.to_lowercase()).collect();
+            let unique: HashSet<&String> = keys.iter().collect();
+            prop_assert_eq!(unique.len(), keys.len(), "{:?}", keys);
+            prop_assert_eq!(out.changed.len() + out.skipped.len(), on_disk.len());
+            for r in &out.changed {
+                // A RelPath is NFC by construction: the stored name is one.
+                prop_assert!(RelPath::new(&r.path).is_ok(), "{} stored NFC", r.path);
+            }
+        }
+    }
+}

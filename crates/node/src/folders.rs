@@ -1211,6 +1211,17 @@ impl FolderTask {
         let local_blocks = local_block_index(row, &lock(&self.folders.store).files(&self.id).unwrap_or_default());
         for a in plan {
             let Ok(rel) = RelPath::new(&a.remote.path) else { continue };
+            if cfg!(windows) && rel.segments().any(peerbox_proto::path::is_windows_unsafe) {
+                // Fine elsewhere, impossible here: this one file waits, the rest syncs.
+                let why = format!("{rel}: Windows cannot create a file or folder by that name");
+                tracing::warn!("{why}");
+                self.set(|s| {
+                    if !s.skipped.contains(&why) {
+                        s.skipped.push(why);
+                    }
+                });
+                continue;
+            }
             let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
             if a.conflict {
                 match disk::move_to_conflict_copy(&root, &row.path, &rel, &short_name(&self.folders.me)) {

@@ -257,3 +257,74 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::path::{Component, Path};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text made mostly of what makes paths dangerous: dots, slashes, backslashes,
+    /// control characters, drive colons, Hangul in both forms, case pairs.
+    fn hostile() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "a",
+            "B",
+            "b",
+            ".",
+            "..",
+            "/",
+            "\\",
+            "\0",
+            "\u{1b}",
+            "\n",
+            ":",
+            "C:",
+            " ",
+            "한",
+            "\u{1112}\u{1161}\u{11ab}",
+            ".peerbox",
+            ".peerbox-tmp-",
+            ".peerboxignore",
+            "~",
+            "é",
+            "e\u{301}",
+        ]);
+        prop::collection::vec(pieces, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn an_accepted_path_stays_under_any_root(s in hostile()) {
+            if let Ok(p) = RelPath::new(&s) {
+                let under = Path::new("/srv/folder").join(p.as_str());
+                prop_assert!(under.starts_with("/srv/folder"));
+                for c in Path::new(p.as_str()).components() {
+                    prop_assert!(matches!(c, Component::Normal(_)), "{s:?}: {c:?}");
+                }
+                for seg in p.segments() {
+                    prop_assert!(!seg.is_empty() && seg != "." && seg != "..");
+                    prop_assert!(!seg.chars().any(|c| c.is_control() || c == '\\'));
+                    prop_assert!(!seg.starts_with(RESERVED_PREFIX) || seg == IGNORE_FILE);
+                }
+                prop_assert!(is_nfc(p.as_str()));
+                prop_assert_eq!(RelPath::from_local_segments(p.segments()).ok(), Some(p.clone()));
+            }
+        }
+
+        #[test]
+        fn two_spellings_of_one_name_share_a_collision_key(s in "[a-zA-Z]{1,8}") {
+            // Case and Unicode form are what make one file two names on another disk.
+            let lower = RelPath::from_local_segments([s.to_lowercase().as_str()]).expect("valid");
+            let upper = RelPath::from_local_segments([s.to_uppercase().as_str()]).expect("valid");
+            prop_assert_eq!(lower.collision_key(), upper.collision_key());
+            let nfd = RelPath::from_local_segments([format!("{s}\u{1112}\u{1161}\u{11ab}").as_str()]).expect("valid");
+            let nfc = RelPath::new(&format!("{s}\u{d55c}")).expect("valid");
+            prop_assert_eq!(nfd.collision_key(), nfc.collision_key());
+        }
+    }
+}
