@@ -15,7 +15,7 @@
 //! without putting the token in a URL).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -34,7 +34,8 @@ struct Api {
     node: Node,
     token: String,
     port: u16,
-    tickets: std::sync::Mutex<std::collections::HashMap<String, (PathBuf, std::time::Instant)>>,
+    /// One-time download tickets: (folder, path in it), and when each was made.
+    tickets: std::sync::Mutex<std::collections::HashMap<String, ((String, String), std::time::Instant)>>,
 }
 
 /// How long a download ticket stays good.
@@ -345,13 +346,10 @@ async fn ticket(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::bod
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     };
-    let path = match api.node.call(Request::LocalPath { folder: req.folder, path: req.path }).await {
-        Ok(v) => match v.get("path").and_then(|p| p.as_str()) {
-            Some(p) => PathBuf::from(p),
-            None => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no path".into()),
-        },
-        Err(e) => return node_error(&e),
-    };
+    // Checked now, so a bad path is refused here rather than at download.
+    if let Err(e) = api.node.open_local(&req.folder, &req.path) {
+        return node_error(&e);
+    }
     let t = hex_token();
     let mut tickets = api.tickets.lock().unwrap_or_else(|p| p.into_inner());
     tickets.retain(|_, (_, at)| at.elapsed() < TICKET_TTL);
@@ -360,7 +358,7 @@ async fn ticket(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::bod
     {
         tickets.remove(&oldest);
     }
-    tickets.insert(t.clone(), (path, std::time::Instant::now()));
+    tickets.insert(t.clone(), ((req.folder, req.path), std::time::Instant::now()));
     Json(serde_json::json!({ "url": format!("/api/v1/download/{t}") })).into_response()
 }
 
@@ -374,15 +372,15 @@ async fn download(
         return *r;
     }
     let entry = api.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(&t);
-    let Some((path, _)) = entry.filter(|(_, at)| at.elapsed() < TICKET_TTL) else {
+    let Some(((folder, path), _)) = entry.filter(|(_, at)| at.elapsed() < TICKET_TTL) else {
         return error(StatusCode::NOT_FOUND, "no_ticket", "this download address has been used or has expired".into());
     };
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::NOT_FOUND, "io", format!("{}: {e}", path.display())),
+    let file = match api.node.open_local(&folder, &path) {
+        Ok(f) => tokio::fs::File::from_std(f),
+        Err(e) => return node_error(&e),
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("download");
+    let name = path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("download");
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
     (
         [

@@ -597,6 +597,11 @@ impl Node {
         drops::send_stream(&self.net, &link, proof, &self.settings()?.device_name, file).await
     }
 
+    /// Opens a local file of a folder for reading, confined to the folder.
+    pub fn open_local(&self, folder: &str, path: &str) -> Result<std::fs::File, NodeError> {
+        self.folders()?.open_local(folder, path)
+    }
+
     /// Peers seen since start.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()

@@ -286,6 +286,22 @@ impl Folders {
 
     /// The absolute path of a local file in a folder, for handing it to the user
     /// (download in a browser, open with the system's app).
+    /// Opens a local file of a folder for reading through the folder's root
+    /// handle: a name swapped for a link out of the folder since it was listed
+    /// cannot make it hand out anything else.
+    pub(crate) fn open_local(&self, key: &str, path: &str) -> Result<std::fs::File, NodeError> {
+        let f = self.resolve(key)?;
+        let r = rel(path)?;
+        let root = disk::open_root(&f.path)?;
+        match root.symlink_metadata(r.as_str()) {
+            Ok(m) if m.is_file() => {}
+            _ => {
+                return Err(NodeError::BadPath { path: r.as_str().into(), reason: "not a file on this device".into() });
+            }
+        }
+        root.open(r.as_str()).map(|f| f.into_std()).map_err(|e| NodeError::io(&f.path.join(r.as_str()), e))
+    }
+
     pub(crate) fn local_file(&self, key: &str, path: &str) -> Result<PathBuf, NodeError> {
         let f = self.resolve(key)?;
         let r = rel(path)?;
