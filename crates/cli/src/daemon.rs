@@ -34,9 +34,12 @@ struct Api {
     node: Node,
     token: String,
     port: u16,
-    /// One-time download tickets: (folder, path in it), and when each was made.
-    tickets: std::sync::Mutex<std::collections::HashMap<String, ((String, String), std::time::Instant)>>,
+    /// One-time download tickets, by ticket.
+    tickets: std::sync::Mutex<std::collections::HashMap<String, Ticket>>,
 }
+
+/// What a download ticket names, (folder, path in it), and when it was made.
+type Ticket = ((String, String), std::time::Instant);
 
 /// How long a download ticket stays good.
 const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
