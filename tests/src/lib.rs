@@ -325,7 +325,14 @@ impl Daemon {
 
     /// Like [`Self::start`], with more daemon arguments (`--relay`, `--bootstrap A`…).
     pub async fn start_with(home: &Path, extra: &[&str]) -> Self {
+        Self::start_env(home, extra, &[]).await
+    }
+
+    /// Like [`Self::start_with`], with environment variables for the daemon (a
+    /// faked clock, say).
+    pub async fn start_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = peerbox(home);
+        cmd.envs(env.iter().copied());
         cmd.args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]).args(extra);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn daemon");
@@ -733,4 +740,45 @@ impl Getter {
         let code = tokio::time::timeout(STEP, self.child.wait()).await.expect("get ended").expect("wait");
         (code.code().unwrap_or(-1), self.log)
     }
+}
+
+/// A filesystem mounted for a test (a small tmpfs, say), unmounted when dropped.
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    /// Mounts a tmpfs of `size` (e.g. "4m") at `dir` (created). Needs root.
+    pub fn tmpfs(dir: &Path, size: &str) -> Self {
+        assert!(is_root(), "this test needs root (it mounts a small filesystem); ./test runs it as root");
+        std::fs::create_dir_all(dir).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount")
+            .success();
+        assert!(ok, "cannot mount a tmpfs at {}", dir.display());
+        Self(dir.to_owned())
+    }
+
+    /// Remounts with other options ("size=64m", "ro", "rw").
+    pub fn remount(&self, opts: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount")
+            .success();
+        assert!(ok, "cannot remount {} with {opts}", self.0.display());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
 }

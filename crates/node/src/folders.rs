@@ -127,6 +127,10 @@ pub struct FolderState {
     /// Something working less well than it should (no file watcher, a member
     /// dropped for sending bad blocks).
     pub warnings: Vec<String>,
+    /// Whether `error` is a pull's (this disk refused a file): a scan that goes
+    /// well does not clear it; a pull that finishes does.
+    #[serde(skip)]
+    pull_failed: bool,
 }
 
 /// A file being pulled.
@@ -1114,7 +1118,9 @@ impl FolderTask {
                 }
                 self.set(|s| {
                     s.state = "idle".into();
-                    s.error = None;
+                    if !s.pull_failed {
+                        s.error = None;
+                    }
                 });
             }
             Ok(Ok(ScanReport::Paused(why))) => {
@@ -1139,6 +1145,14 @@ impl FolderTask {
         let finished = self.pull_rounds().await;
         // What could not be finished (a full disk, a source gone or dropped) is
         // tried again later, less and less often; a finished pull stops that.
+        if finished {
+            self.set(|s| {
+                if s.pull_failed {
+                    s.pull_failed = false;
+                    s.error = None;
+                }
+            });
+        }
         self.retry = if finished {
             None
         } else {
@@ -1193,12 +1207,25 @@ impl FolderTask {
                 Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!("pull failed: {e}");
-                    self.set(|s| s.error = Some(e.to_string()));
+                    self.set(|s| {
+                        s.error = Some(e.to_string());
+                        s.pull_failed = true;
+                    });
                     return false;
                 }
             }
         }
         false
+    }
+
+    /// Says that this disk refused something a pull needed (full, read-only): the
+    /// folder shows it until a pull finishes.
+    fn local_trouble(&self, what: String) {
+        tracing::warn!("{what}");
+        self.set(|s| {
+            s.error = Some(what);
+            s.pull_failed = true;
+        });
     }
 
     /// Applies a plan; returns how many records changed.
@@ -1244,12 +1271,12 @@ impl FolderTask {
                 match r {
                     Ok(()) => done.push(adopt(&a.remote, None, true)),
                     Err(ApplyError::LocalChanged(_)) => rescan.push(rel.as_str().to_owned()),
-                    Err(e) => tracing::warn!("cannot delete {rel}: {e}"),
+                    Err(e) => self.local_trouble(format!("cannot delete {rel}: {e}")),
                 }
             } else if a.remote.dir {
                 match disk::make_dir(&root, &row.path, &rel) {
                     Ok(()) => done.push(adopt(&a.remote, None, true)),
-                    Err(e) => tracing::warn!("cannot create {rel}: {e}"),
+                    Err(e) => self.local_trouble(format!("cannot create {rel}: {e}")),
                 }
             } else if !a.remote.have && a.sources.is_empty() {
                 // On demand: know about it, do not fetch it.
@@ -1283,7 +1310,7 @@ impl FolderTask {
                         }
                         pulls.push((a, rel, meta, Arc::new(t)));
                     }
-                    Err(e) => tracing::warn!("cannot start pulling {rel}: {e}"),
+                    Err(e) => self.local_trouble(format!("cannot receive {rel}: {e}")),
                 }
             }
         }
@@ -1325,7 +1352,7 @@ impl FolderTask {
             match r {
                 Ok(Ok(stamp)) => done.push(adopt(&remote, Some(stamp), true)),
                 Ok(Err(ApplyError::LocalChanged(_))) => rescan.push(rel.as_str().to_owned()),
-                Ok(Err(e)) => tracing::warn!("cannot put {rel} in place: {e}"),
+                Ok(Err(e)) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
                 Err(e) => return Err(NodeError::Internal(e.to_string())),
             }
         }
@@ -1360,6 +1387,8 @@ impl FolderTask {
             }
         }
         let targets = Arc::new(targets);
+        // The first error of this disk (full, read-only) any session meets.
+        let trouble: Arc<Mutex<Option<String>>> = Arc::default();
         let mut sessions = Vec::new();
         for (src, blocks) in by_source {
             let Ok(peer) = PeerId::from_bytes(&src) else { continue };
@@ -1368,6 +1397,7 @@ impl FolderTask {
             let folder = row.id;
             let addrs = member_addrs(&self.folders.store, &folder, &src);
             let folders = self.folders.clone();
+            let trouble = trouble.clone();
             sessions.push(tokio::spawn(async move {
                 if tokio::time::timeout(Duration::from_secs(10), net.dial(peer, addrs)).await.is_err() {
                     return;
@@ -1393,10 +1423,15 @@ impl FolderTask {
                         },
                         Some(r) = futures::StreamExt::next(&mut writes), if !writes.is_empty() => {
                             if let Ok(Err(e)) = r {
-                                tracing::warn!(%peer, "discarded a block: {e}");
-                                if !matches!(e, peerbox_engine::BlockError::Io(_)) {
-                                    bad += 1;
+                                if let peerbox_engine::BlockError::Io(io) = &e {
+                                    // This disk, not the peer: no point asking for more now.
+                                    trouble.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| format!("cannot write what {peer} sent: {io}"));
+                                    fetch.abort();
+                                    open = false;
+                                    continue;
                                 }
+                                tracing::warn!(%peer, "discarded a block: {e}");
+                                bad += 1;
                                 if bad == BAD_BLOCKS_LIMIT {
                                     // A repeat offender: stop taking its blocks; what it
                                     // owed comes from the other members.
@@ -1415,6 +1450,10 @@ impl FolderTask {
         }
         for s in sessions {
             let _ = s.await;
+        }
+        let trouble = trouble.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(what) = trouble {
+            self.local_trouble(what);
         }
     }
 }
