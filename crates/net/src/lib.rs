@@ -19,7 +19,10 @@ pub mod sync;
 
 pub use error::NetError;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
-pub use swarm::{AMINO_BOOTSTRAP, Config, ConnKind, Dht, Incoming, NetEvent, NetInfo, Network, PeerStream};
+pub use swarm::{
+    AMINO_BOOTSTRAP, Config, ConnKind, Dht, Incoming, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING,
+    NetEvent, NetInfo, Network, PeerStream,
+};
 
 /// Frame reading and writing shared by the protocols.
 pub mod frame;

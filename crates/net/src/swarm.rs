@@ -1,6 +1,7 @@
 //! The swarm, its behaviours, and the loop that owns it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,11 +20,11 @@ use crate::NetError;
 use crate::rate::{Limiter, Throttled};
 
 /// Most connections in total. A desktop locker talks to tens of peers, not thousands.
-const MAX_CONNECTIONS: u32 = 256;
+pub const MAX_CONNECTIONS: u32 = 256;
 /// Most connections with one peer: one per transport is normal, a few spare.
-const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Most half-open inbound connections: the handshake flood bound.
-const MAX_PENDING_INCOMING: u32 = 64;
+pub const MAX_PENDING_INCOMING: u32 = 64;
 /// Refuse new connections once the process uses this share of physical memory.
 const MAX_MEMORY_FRACTION: f64 = 0.9;
 /// How long a connection with no open streams stays up.
@@ -138,6 +139,8 @@ pub struct NetInfo {
     pub external: Vec<String>,
     /// Whether this node relays for others.
     pub relay_server: bool,
+    /// Connections open now, in and out (at most 256, 4 per peer).
+    pub connections: u32,
 }
 
 /// News from the network.
@@ -163,6 +166,14 @@ pub enum NetEvent {
     Disconnected {
         /// The peer.
         peer: PeerId,
+    },
+    /// `peer` said where it listens (identify): where to dial it later, after a
+    /// restart too.
+    Identified {
+        /// The peer.
+        peer: PeerId,
+        /// Its listen addresses, at most 8.
+        listen: Vec<Multiaddr>,
     },
     /// mDNS saw `peer` on the LAN.
     Discovered {
@@ -228,7 +239,11 @@ pub struct Network {
     control: libp2p_stream::Control,
     peer_id: PeerId,
     limiter: Limiter,
+    listening: Listening,
 }
+
+/// Where each connected peer said it listens (identify), while it is connected.
+type Listening = Arc<std::sync::Mutex<HashMap<PeerId, Vec<Multiaddr>>>>;
 
 /// A stream of one of Peerbox's protocols, its bytes under the bandwidth limits.
 pub type PeerStream = Throttled<libp2p::Stream>;
@@ -386,8 +401,10 @@ impl Network {
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
         let limiter = Limiter::default();
+        let listening = Listening::default();
         let event_loop = EventLoop {
             limiter: limiter.clone(),
+            listening: listening.clone(),
             swarm,
             commands: command_rx,
             own: commands.downgrade(),
@@ -411,7 +428,7 @@ impl Network {
             mdns_waited: HashSet::new(),
         };
         tokio::spawn(event_loop.run());
-        let network = Self { commands, control, peer_id, limiter };
+        let network = Self { commands, control, peer_id, limiter, listening };
         // Join the DHT before callers use it: a getter whose link is stale looks
         // the sharer up right away.
         // One bootstrap peer is enough to start; the others keep dialling in the
@@ -446,6 +463,11 @@ impl Network {
     /// This device's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Where a connected peer said it listens (empty until identify has run).
+    pub fn listen_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.listening.lock().unwrap_or_else(|p| p.into_inner()).get(peer).cloned().unwrap_or_default()
     }
 
     /// Addresses we listen on, best for sharing first (LAN before loopback).
@@ -624,6 +646,7 @@ struct Conn {
 
 struct EventLoop {
     limiter: Limiter,
+    listening: Listening,
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     /// For timers that report back; weak, so the loop still stops with the last handle.
@@ -697,6 +720,7 @@ impl EventLoop {
                     dht_mode,
                     external: self.swarm.external_addresses().map(|a| a.to_string()).collect(),
                     relay_server: self.relay_server,
+                    connections: self.swarm.network_info().connection_counters().num_established(),
                 });
             }
             Command::Provide { key } => {
@@ -834,6 +858,7 @@ impl EventLoop {
                 if self.shown.remove(&peer).is_some() {
                     self.emit(NetEvent::Disconnected { peer });
                 }
+                self.listening.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
             }
         }
     }
@@ -1004,6 +1029,11 @@ impl EventLoop {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                     }
                 }
+                let listen: Vec<Multiaddr> = info.listen_addrs.iter().take(8).cloned().collect();
+                if self.conns.contains_key(&peer_id) {
+                    self.listening.lock().unwrap_or_else(|p| p.into_inner()).insert(peer_id, listen.clone());
+                }
+                self.emit(NetEvent::Identified { peer: peer_id, listen });
                 if self.bootstrap.contains_key(&peer_id) {
                     self.maybe_reserve(peer_id, &info.protocols);
                     if self.provided.is_empty() {

@@ -885,6 +885,19 @@ fn remote_wins(remote: &FileRecord, local: &FileRecord) -> bool {
     (remote.mtime_ns, remote.modified_by) > (local.mtime_ns, local.modified_by)
 }
 
+/// Whether two versions of a file hold the same bytes: then they do not
+/// conflict, whatever their histories (a pull put in place but not yet recorded
+/// when the daemon was killed, the same file copied in on two devices).
+fn same_bytes(a: &FileRecord, b: &FileRecord) -> bool {
+    !a.deleted
+        && !b.deleted
+        && !a.dir
+        && !b.dir
+        && a.size == b.size
+        && a.block_size == b.block_size
+        && a.blocks == b.blocks
+}
+
 /// What this device needs from its members. `ignored` names what the folder's
 /// patterns leave out: neither fetched nor deleted here.
 fn needs(
@@ -935,7 +948,7 @@ fn needs(
                 Relation::Newer => (true, false),
                 Relation::Concurrent => {
                     let wins = remote_wins(&r, l);
-                    (wins, wins && !l.deleted && !l.dir && l.have && l.modified_by == me)
+                    (wins, wins && !l.deleted && !l.dir && l.have && l.modified_by == me && !same_bytes(&r, l))
                 }
                 // Our copy was reverted (read-only) or never fetched (on-demand).
                 Relation::Equal => {
@@ -1602,8 +1615,42 @@ fn scan_blocking(
         }
         return Ok(ScanReport::Done { seq: None });
     }
+    adopt_same_bytes(folders, &id, &known, &mut changed)?;
     let seq = lock(&folders.store).put_files(&id, &mut changed)?;
     Ok(ScanReport::Done { seq: Some(seq) })
+}
+
+/// A file found changed on disk that holds exactly the bytes a member announced
+/// for it is that member's version, not a new edit here: a pull put in place
+/// just before the daemon was killed (the index never heard), or the same file
+/// copied in on two devices. Taking the member's version vector keeps it from
+/// showing up as a conflict with the very version it is.
+fn adopt_same_bytes(
+    folders: &Folders,
+    id: &FolderId,
+    known: &HashMap<String, FileRecord>,
+    changed: &mut [FileRecord],
+) -> Result<(), NodeError> {
+    let st = lock(&folders.store);
+    let me = folders.me.to_bytes();
+    let others: Vec<Vec<u8>> = st.members(id)?.into_iter().map(|m| m.peer).filter(|p| *p != me).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    for r in changed.iter_mut().filter(|r| !r.deleted && !r.dir) {
+        let prior = known.get(&r.path);
+        for peer in &others {
+            let Some(theirs) = st.remote_file(id, peer, &r.path)? else { continue };
+            if !same_bytes(&theirs, r) || prior.is_some_and(|k| theirs.version.relation(&k.version) == Relation::Older)
+            {
+                continue;
+            }
+            r.version = prior.map_or(theirs.version.clone(), |k| theirs.version.merge(&k.version));
+            r.modified_by = theirs.modified_by;
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Paths the watcher saw change, waiting for the folder task. Bounded: past
@@ -1828,11 +1875,17 @@ fn merge_members(folders: &Folders, id: FolderId, from: &PeerId, members: Vec<Wi
     }
     let recently = peerbox_store::now().saturating_sub(REMOVAL_MEMORY.as_secs());
     for m in members.iter().take(256) {
-        if m.peer == me
-            || m.peer == from
-            || PeerId::from_bytes(&m.peer).is_err()
-            || known.iter().any(|k| k.peer == m.peer)
-        {
+        if m.peer == me || m.peer == from || PeerId::from_bytes(&m.peer).is_err() {
+            continue;
+        }
+        if let Some(k) = known.iter().find(|k| k.peer == m.peer) {
+            // Where a member listens, second-hand: taken only while we know of
+            // nowhere (what it tells us itself replaces it; a wrong address just
+            // fails, the PeerId is checked on every dial).
+            if k.addrs.is_empty() && !m.addrs.is_empty() {
+                let addrs = m.addrs.iter().take(8).cloned().collect();
+                st.put_member(&id, &Member { addrs, ..k.clone() })?;
+            }
             continue;
         }
         // A member this device removed may still be on others' lists for a while.
@@ -1955,7 +2008,10 @@ impl SyncSource for FolderSource {
         }
         {
             let mut st = lock(&self.0.store);
-            let member = Member { via_link: Some(link.id), ..Member::new(peer.to_bytes(), read_write, vec![]) };
+            // Where it listens, if identify has told us yet (else the node stores it
+            // when it does): other members get it with the list, to reach it directly.
+            let addrs = self.0.net.listen_of(&peer).iter().map(|a| a.to_vec()).collect();
+            let member = Member { via_link: Some(link.id), ..Member::new(peer.to_bytes(), read_write, addrs) };
             st.put_member(&folder, &member).map_err(|_| SyncRefusal::NotAllowed)?;
             st.clear_member_removal(&folder, &peer.to_bytes()).map_err(|_| SyncRefusal::NotAllowed)?;
         }

@@ -178,6 +178,7 @@ impl Node {
         let live = Arc::new(live::Live::default());
         let seen = peers.clone();
         let peer_live = live.clone();
+        let addr_book = store.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 peer_live.bump();
@@ -204,6 +205,18 @@ impl Node {
                     peerbox_net::NetEvent::Disconnected { peer } => {
                         if let Some(i) = p.get_mut(&peer) {
                             i.connected = false;
+                        }
+                    }
+                    peerbox_net::NetEvent::Identified { peer, listen } => {
+                        // Members find each other again after restarts, and without
+                        // the one who introduced them, at the addresses they gave.
+                        if let Some(store) = &addr_book
+                            && !listen.is_empty()
+                        {
+                            let addrs: Vec<Vec<u8>> = listen.iter().map(|a| a.to_vec()).collect();
+                            if let Err(e) = share::lock(store).learn_member_addrs(&peer.to_bytes(), &addrs) {
+                                tracing::warn!(%peer, "cannot store where a member listens: {e}");
+                            }
                         }
                     }
                     peerbox_net::NetEvent::Discovered { .. } => {}

@@ -247,6 +247,15 @@ impl Store {
         Ok(())
     }
 
+    /// Stores where `peer` listens, as it said itself, for every folder it is a
+    /// member of (nothing for a peer that is not one). Returns the rows changed.
+    pub fn learn_member_addrs(&mut self, peer: &[u8], addrs: &[Vec<u8>]) -> Result<usize> {
+        let json = serde_json::to_string(addrs).unwrap_or_default();
+        Ok(self
+            .conn
+            .execute("UPDATE folder_members SET addrs = ?2 WHERE peer = ?1 AND addrs != ?2", params![peer, json])?)
+    }
+
     /// Removes a member, and remembers that it was removed (see
     /// [`Self::member_removed_since`]), so a list from another member that still
     /// names it does not bring it back.
@@ -441,6 +450,14 @@ impl Store {
             )
             .optional()?;
         Ok(s.unwrap_or(0) as u64)
+    }
+
+    /// What `peer` announced for `path` of a folder, if anything.
+    pub fn remote_file(&self, folder: &FolderId, peer: &[u8], path: &str) -> Result<Option<FileRecord>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLS} FROM remote_files WHERE folder_id = ?1 AND peer = ?2 AND path = ?3"
+        ))?;
+        Ok(stmt.query_row(params![&folder[..], peer, path], file_from_row).optional()?)
     }
 
     /// Every member's announced records for a folder, with the member.
