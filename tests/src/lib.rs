@@ -234,8 +234,13 @@ impl ShareReader for FakeReader {
 
 /// A network of a fresh identity on loopback, as every fake peer uses.
 pub async fn fake_network() -> Network {
+    network_as(Keypair::generate_ed25519()).await
+}
+
+/// A network on loopback with the identity `keypair` (several may share one).
+pub async fn network_as(keypair: Keypair) -> Network {
     let (net, mut events) = Network::start(Config {
-        keypair: Keypair::generate_ed25519(),
+        keypair,
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
         mdns: false,
         bootstrap: Vec::new(),
