@@ -151,3 +151,27 @@ async fn no_file_outside_the_folders_is_served_whatever_the_url_or_ticket_says()
     assert_eq!(status(&got), 400, "{got}");
     d.stop().await;
 }
+
+/// An open drive window holds an event stream; asked to stop, the daemon ends
+/// the stream and exits rather than waiting for the window to close.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_stops_when_asked_with_a_drive_window_open() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut d = Daemon::start(&tmp.path().join("home")).await;
+    let (addr, token) = api(&d);
+    let mut window = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let req = format!("GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n");
+    window.write_all(req.as_bytes()).await.expect("write");
+    let mut first = vec![0; 4096];
+    let n = tokio::time::timeout(STEP, window.read(&mut first)).await.expect("the stream starts").expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"), "{}", String::from_utf8_lossy(&first[..n]));
+
+    let pid = d.child.id().expect("pid");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let exit = tokio::time::timeout(STEP, d.child.wait()).await.expect("the daemon stopped").expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    // The stream was ended, not left hanging.
+    let mut rest = Vec::new();
+    tokio::time::timeout(STEP, window.read_to_end(&mut rest)).await.expect("the stream ended").expect("read");
+    assert!(!d.home.join("api.json").exists(), "the API's address is withdrawn");
+}

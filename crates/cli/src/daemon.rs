@@ -36,7 +36,14 @@ struct Api {
     port: u16,
     /// One-time download tickets, by ticket.
     tickets: std::sync::Mutex<std::collections::HashMap<String, Ticket>>,
+    /// Turns true when the daemon is asked to stop: event streams end then, so an
+    /// open drive window does not hold the shutdown.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
+
+/// How long requests still running (a download, an upload) may finish after
+/// the stop signal.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a download ticket names, (folder, path in it), and when it was made.
 type Ticket = ((String, String), std::time::Instant);
@@ -66,7 +73,18 @@ pub(crate) async fn run(config: NodeConfig, api: SocketAddr) -> anyhow::Result<(
     println!("api {url}");
     println!("ui {url}/#token={token}");
     eprintln!("Peerbox daemon {} running; API on {url} (token in {})", node.peer_id(), home.join(TOKEN_FILE).display());
-    let state = Arc::new(Api { node, token: token.clone(), port: addr.port(), tickets: Default::default() });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let state = Arc::new(Api {
+        node,
+        token: token.clone(),
+        port: addr.port(),
+        tickets: Default::default(),
+        stopping: stopping.clone(),
+    });
     let app = axum::Router::new()
         .route("/api/v1/call", axum::routing::post(call))
         .route("/api/v1/events", axum::routing::get(events))
@@ -86,7 +104,18 @@ pub(crate) async fn run(config: NodeConfig, api: SocketAddr) -> anyhow::Result<(
             axum::routing::get(|axum::extract::Path(file): axum::extract::Path<String>| async move { ui_file(&file) }),
         )
         .with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(crate::shutdown_signal()).await?;
+    let mut graceful = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|s| *s).await;
+    });
+    let mut hard = stopping;
+    tokio::select! {
+        r = server => r?,
+        _ = async {
+            let _ = hard.wait_for(|s| *s).await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => eprintln!("Requests still open {} s after the stop signal; stopping anyway.", STOP_GRACE.as_secs()),
+    }
     let _ = std::fs::remove_file(home.join(API_FILE));
     eprintln!("Peerbox daemon stopped.");
     Ok(())
@@ -204,6 +233,7 @@ async fn events(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     let mut changes = api.node.changes();
     let mut notices = api.node.notices();
+    let mut stopping = api.stopping.clone();
     tokio::spawn(async move {
         // The first event tells the client the stream is live.
         let mut pending = true;
@@ -232,6 +262,8 @@ async fn events(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
                 () = tx.closed() => return,
+                // It only ever turns true (or its sender goes): either way, stop.
+                _ = stopping.changed() => return,
             }
         }
     });
