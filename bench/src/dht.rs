@@ -27,13 +27,7 @@ pub(crate) struct DhtArgs {
 }
 
 pub(crate) fn main(args: DhtArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("peerbox-bench: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = crate::runtime() else { return ExitCode::FAILURE };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,8 @@
 //! `peerbox-bench`: one file by link, share → get, over loopback (the default,
-//! or `peerbox-bench transfer`); and folder sync against Syncthing
-//! (`peerbox-bench sync`, in `sync.rs`).
+//! or `peerbox-bench transfer`); folder sync against Syncthing
+//! (`peerbox-bench sync`, in `sync.rs`); scanning and hashing a folder against
+//! the 2-core `sha2` limit and Syncthing's rescan (`peerbox-bench scan`, in
+//! `scan.rs`); and the DHT at scale (`peerbox-bench dht`, in `dht.rs`).
 //!
 //! The transfer benchmark makes one random file, then runs interleaved rounds of three cases — a
 //! plain TCP copy + fsync (the reference), `peerbox share` → `peerbox get`,
@@ -15,10 +17,12 @@ mod data;
 mod dht;
 mod ext4;
 mod http;
+mod netns;
 mod peerbox;
 mod plain;
 mod proc;
 mod report;
+mod scan;
 mod sendme;
 mod sync;
 mod sync_peerbox;
@@ -40,7 +44,8 @@ use crate::report::{Case, Report};
     name = "peerbox-bench",
     version,
     about = "Benchmark one file by link (peerbox share → get) against a plain TCP copy + fsync and sendme, over loopback \
-             (the default, or `transfer`); or folder sync against Syncthing (`sync`).",
+             (the default, or `transfer`); folder sync against Syncthing (`sync`); folder scan and hash (`scan`); \
+             the DHT at scale (`dht`).",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -58,6 +63,10 @@ enum Mode {
     /// Folder sync between two daemons (latency, 10,000 small files, one big file, RSS) against Syncthing.
     /// Needs root: runs in a loopback-only network namespace, on loop-mounted ext4 images.
     Sync(sync::SyncArgs),
+    /// Folder scan and hash (1,000 files of 1 MiB; 100,000 of 4 KiB) against the 2-core sha2 limit,
+    /// rescan against Syncthing, cold start and peak RSS with 100,000 files indexed.
+    /// Needs root: runs in a loopback-only network namespace, on loop-mounted ext4 images, dropping the page cache.
+    Scan(scan::ScanArgs),
     /// The DHT at scale: many nodes in one process, lookups of announced content ids.
     Dht(dht::DhtArgs),
 }
@@ -96,28 +105,13 @@ fn main() -> ExitCode {
         None => cli.transfer,
         Some(Mode::Transfer(t)) => t,
         Some(Mode::Sync(s)) => return sync::main(s),
+        Some(Mode::Scan(s)) => return scan::main(s),
         Some(Mode::Dht(d)) => return dht::main(d),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("peerbox-bench: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = crate::runtime() else { return ExitCode::FAILURE };
     runtime.block_on(async {
         tokio::select! {
-            r = run(cli) => match r {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    if e.downcast_ref::<WrongBytes>().is_some() {
-                        eprintln!("\npeerbox-bench: FAILED — {e:#}");
-                    } else {
-                        eprintln!("\npeerbox-bench: {e:#}");
-                    }
-                    ExitCode::FAILURE
-                }
-            },
+            r = run(cli) => exit_code(r.map(|()| true), |e| e.downcast_ref::<WrongBytes>().is_some()),
             // Dropping `run` kills every child's process group and removes the scratch folder.
             () = interrupted() => {
                 eprintln!("\npeerbox-bench: interrupted; cleaning up");
@@ -125,6 +119,28 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The async runtime every mode runs on; `None` (said why) if it cannot start.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| eprintln!("peerbox-bench: cannot start: {e}")).ok()
+}
+
+/// The exit code for how a run ended, saying why it failed: a wrong outcome
+/// (bytes that differ, a wrong count) as FAILED, anything else as itself.
+pub(crate) fn exit_code(r: Result<bool>, wrong: impl Fn(&anyhow::Error) -> bool) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            if wrong(&e) {
+                eprintln!("\npeerbox-bench: FAILED — {e:#}");
+            } else {
+                eprintln!("\npeerbox-bench: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -2,7 +2,8 @@
 //! each child leads its own process group, and a [`Proc`] kills the whole
 //! group when dropped unless it was waited for, so an error or Ctrl-C never
 //! leaves a sharer or a `/usr/bin/time`-wrapped getter running. Also: peak
-//! RSS from `/proc/PID/status` and from `/usr/bin/time`, signals, PATH lookup.
+//! RSS from `/proc/PID/status` and from `/usr/bin/time`, signals, PATH lookup,
+//! the effective user id.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -252,6 +253,14 @@ pub(crate) fn stderr_tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
     if tail.is_empty() { "(nothing)".into() } else { tail }
+}
+
+/// The effective user id of this process (from `/proc/self/status`; the
+/// workspace forbids the `unsafe` a direct `geteuid` call would need).
+pub(crate) fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // "Uid:\treal\teffective\tsaved\tfs"
+    status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Finds an executable by name on PATH.

@@ -161,7 +161,8 @@ impl Report {
     }
 }
 
-fn verdict(ok: Option<bool>) -> &'static str {
+/// A goal line's word for whether the goal was met.
+pub(crate) fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
         Some(false) => "NOT met",

@@ -3,7 +3,7 @@
 //! (shared/docs/BENCHMARKS.md, "folder sync A → B" and "change → peer latency").
 //!
 //! The command re-runs itself inside a fresh network namespace that has only
-//! loopback (`ip netns add`, `ip netns exec`; deleted at the end), so both
+//! loopback (`netns.rs`: `ip netns add`, `ip netns exec`; deleted at the end), so both
 //! Peerbox daemons, both Syncthing instances and the benchmark's own API
 //! polling are on 127.0.0.1 there and nothing can leave the machine. Needs root
 //! (the namespace and the loop-mounted ext4 images).
@@ -34,17 +34,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::process::Command;
 
 use crate::data::{self, WrongBytes};
 use crate::ext4::Image;
 use crate::report::{fmt, median};
-use crate::{sync_peerbox, syncthing};
+use crate::{netns, sync_peerbox, syncthing};
 
-/// Set in the re-run inside the namespace: its name.
-const NETNS_ENV: &str = "PEERBOX_BENCH_NETNS";
 /// Folder (and Syncthing folder id) per case.
 const LATENCY: &str = "latency";
 const SMALL: &str = "small";
@@ -89,37 +87,41 @@ pub(crate) struct SyncArgs {
 /// Runs the sync benchmark: outside the namespace, makes it and re-runs this
 /// command inside; inside, runs the cases.
 pub(crate) fn main(args: SyncArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("peerbox-bench: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let no_syncthing = args.no_syncthing;
+    isolated(
+        "the sync benchmark",
+        no_syncthing,
+        |ns| async move { inner(args, &ns).await },
+        |e| e.downcast_ref::<WrongBytes>().is_some(),
+    )
+}
+
+/// Runs a benchmark that compares with Syncthing in a loopback-only namespace:
+/// outside it, installs Syncthing if needed (this side still has the network)
+/// and runs this command again inside; inside, runs `inner` until it ends or
+/// is interrupted (dropping it stops every child, unmounts the images and
+/// removes the scratch folder). `wrong` tells a wrong outcome from other errors.
+pub(crate) fn isolated<F, Fut>(what: &str, no_syncthing: bool, inner: F, wrong: fn(&anyhow::Error) -> bool) -> ExitCode
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let Some(runtime) = crate::runtime() else { return ExitCode::FAILURE };
     runtime.block_on(async {
-        if let Some(ns) = std::env::var_os(NETNS_ENV) {
-            let ns = ns.to_string_lossy().into_owned();
+        if let Some(ns) = netns::current() {
             tokio::select! {
-                r = inner(args, &ns) => match r {
-                    Ok(true) => ExitCode::SUCCESS,
-                    Ok(false) => ExitCode::FAILURE,
-                    Err(e) => {
-                        if e.downcast_ref::<WrongBytes>().is_some() {
-                            eprintln!("\npeerbox-bench: FAILED — {e:#}");
-                        } else {
-                            eprintln!("\npeerbox-bench: {e:#}");
-                        }
-                        ExitCode::FAILURE
-                    }
-                },
-                // Dropping `inner` stops every child, unmounts the images and removes the scratch folder.
+                r = inner(ns) => crate::exit_code(r, wrong),
                 () = crate::interrupted() => {
                     eprintln!("\npeerbox-bench: interrupted; cleaning up");
                     ExitCode::from(130)
                 }
             }
         } else {
-            match outer(args).await {
+            if !no_syncthing && let Err(why) = syncthing::probe(true).await {
+                // Only to install it here when missing; the run inside probes again.
+                eprintln!("syncthing: {why}");
+            }
+            match netns::rerun_inside(what).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("peerbox-bench: {e:#}");
@@ -127,72 +129,6 @@ pub(crate) fn main(args: SyncArgs) -> ExitCode {
                 }
             }
         }
-    })
-}
-
-/// Deletes the namespace when dropped.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let ok = std::process::Command::new("ip").args(["netns", "del", &self.0]).status().is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("peerbox-bench: could not delete network namespace {} (ip netns del {0})", self.0);
-        }
-    }
-}
-
-/// Installs Syncthing if needed (this side still has the network), makes the
-/// namespace, runs this command again inside it, and deletes it afterwards.
-async fn outer(args: SyncArgs) -> Result<ExitCode> {
-    if !args.no_syncthing {
-        // Only to install it here when missing; the run inside probes again.
-        if let Err(why) = syncthing::probe(true).await {
-            eprintln!("syncthing: {why}");
-        }
-    }
-    let ns = format!("peerbox-bench-{}", std::process::id());
-    let out = Command::new("ip").args(["netns", "add", &ns]).output().await.context("cannot run ip(8)")?;
-    if !out.status.success() {
-        bail!(
-            "cannot make a network namespace (`ip netns add {ns}`: {}); the sync benchmark needs root \
-             for it and for loop-mounting its ext4 images",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let guard = Netns(ns.clone());
-    let up = Command::new("ip").args(["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]).status().await?;
-    ensure!(up.success(), "cannot bring lo up in namespace {ns}");
-
-    let exe = std::env::current_exe().context("cannot tell where this executable is")?;
-    // `ip netns exec` execs the command (no fork), so the child's pid is the benchmark's.
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(&exe)
-        .args(std::env::args_os().skip(1))
-        .env(NETNS_ENV, &ns)
-        .spawn()
-        .context("cannot start the benchmark inside the namespace")?;
-    let status = tokio::select! {
-        s = child.wait() => s?,
-        () = crate::interrupted() => {
-            // Ctrl-C reaches the child directly (same process group); pass SIGTERM on too, then let it clean up.
-            if let Some(pid) = child.id() {
-                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-            }
-            match tokio::time::timeout(Duration::from_secs(120), child.wait()).await {
-                Ok(s) => s?,
-                Err(_) => {
-                    let _ = child.kill().await;
-                    child.wait().await?
-                }
-            }
-        }
-    };
-    drop(guard);
-    Ok(match status.code() {
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::from(130),
     })
 }
 
@@ -331,33 +267,44 @@ struct Ctx {
     scratch: PathBuf,
 }
 
-async fn inner(args: SyncArgs, ns: &str) -> Result<bool> {
-    // Refuse to run anywhere but a namespace with loopback only.
-    let ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .context("cannot list network interfaces")?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    ensure!(ifaces == ["lo"], "expected only `lo` in namespace {ns}, found {ifaces:?}; refusing to run");
+/// What a namespaced benchmark starts from: the binaries to compare and a scratch
+/// folder (removed when dropped), said on stderr.
+pub(crate) struct Setup {
+    pub(crate) peerbox: PathBuf,
+    pub(crate) peerbox_version: String,
+    pub(crate) syncthing: Result<syncthing::Syncthing, String>,
+    pub(crate) scratch: tempfile::TempDir,
+}
 
-    let peerbox = crate::find_peerbox(args.peerbox.clone())?;
-    let peerbox_version = crate::proc::probe(&peerbox, &["--version"]).await.unwrap_or_default().trim().to_owned();
-    let st = if args.no_syncthing { Err("skipped (--no-syncthing)".to_owned()) } else { syncthing::probe(false).await };
-
-    let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    // Dropped last (declared first): removes everything the rounds left.
-    let scratch = tempfile::Builder::new()
-        .prefix("peerbox-bench-sync-")
-        .tempdir_in(&base)
-        .with_context(|| format!("cannot make a scratch folder in {}", base.display()))?;
-
-    eprintln!("peerbox:   {} ({peerbox_version})", peerbox.display());
-    match &st {
-        Ok(s) => eprintln!("syncthing: {}", s.version),
-        Err(why) => eprintln!("syncthing: {why}"),
+impl Setup {
+    pub(crate) async fn make(ns: &str, peerbox: Option<PathBuf>, no_syncthing: bool, mode: &str) -> Result<Self> {
+        let peerbox = crate::find_peerbox(peerbox)?;
+        let peerbox_version = crate::proc::probe(&peerbox, &["--version"]).await.unwrap_or_default().trim().to_owned();
+        let syncthing =
+            if no_syncthing { Err("skipped (--no-syncthing)".to_owned()) } else { syncthing::probe(false).await };
+        let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("peerbox-bench-{mode}-"))
+            .tempdir_in(&base)
+            .with_context(|| format!("cannot make a scratch folder in {}", base.display()))?;
+        eprintln!("peerbox:   {} ({peerbox_version})", peerbox.display());
+        match &syncthing {
+            Ok(s) => eprintln!("syncthing: {}", s.version),
+            Err(why) => eprintln!("syncthing: {why}"),
+        }
+        eprintln!("namespace: {ns} (loopback only)");
+        eprintln!("scratch:   {}", scratch.path().display());
+        Ok(Self { peerbox, peerbox_version, syncthing, scratch })
     }
-    eprintln!("namespace: {ns} (loopback only)");
-    eprintln!("scratch:   {}", scratch.path().display());
+}
+
+async fn inner(args: SyncArgs, ns: &str) -> Result<bool> {
+    netns::ensure_loopback_only(ns)?;
+
+    // Dropped last (declared first): removes everything the rounds left.
+    let Setup { peerbox, peerbox_version, syncthing: st, scratch } =
+        Setup::make(ns, args.peerbox.clone(), args.no_syncthing, "sync").await?;
 
     let mut report = SyncReport {
         files: args.files,

@@ -3,7 +3,7 @@
 //! one folder per case added on A, linked, and joined on B. The benchmark talks
 //! to each daemon's loopback API directly (the calls `peerbox folder …` and
 //! `peerbox status --json` make), so polling costs no process start-ups.
-//! Called by `sync`.
+//! Called by `sync`; `scan` uses its [`Daemon`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -66,6 +66,13 @@ impl Daemon {
     /// `status` (what `peerbox status --json` prints).
     pub(crate) async fn status(&self) -> Result<Value> {
         self.call(json!({ "op": "status" })).await
+    }
+
+    /// Its `change` events (`GET /api/v1/events`): something a status view shows
+    /// has moved. Cheaper to wait on than polling `status`, which reads the whole index.
+    pub(crate) async fn changes(&self) -> Result<http::Events> {
+        let auth = format!("Bearer {}", self.token);
+        http::events(&self.api, "/api/v1/events", &[("Authorization", &auth)], "change").await
     }
 
     /// Peak RSS (VmHWM) so far, bytes.

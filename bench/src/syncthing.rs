@@ -7,7 +7,8 @@
 //! by both. Folders for throughput have the watcher off and a 1 h rescan
 //! interval (a scan is asked for through `POST /rest/db/scan`); the latency
 //! folder has the watcher on with `fsWatcherDelayS=1`, its minimum. Runs inside
-//! the benchmark's loopback-only network namespace. Called by `sync`.
+//! the benchmark's loopback-only network namespace. Called by `sync`; `scan`
+//! runs one instance alone through [`Solo`].
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, TcpListener};
@@ -111,6 +112,18 @@ async fn generate(st: &Syncthing, home: &Path) -> Result<String> {
         .with_context(|| format!("syncthing generate printed no device id: {text}"))
 }
 
+/// Starts `syncthing serve` on `home`, its log in `logs/NAME.stderr`.
+fn serve(st: &Syncthing, home: &Path, name: &str, logs: &Path) -> Result<Proc> {
+    let mut cmd = Command::new(&st.path);
+    cmd.arg("serve")
+        .arg(format!("--home={}", home.display()))
+        .args(["--no-browser", "--no-restart", "--no-upgrade", "--no-default-folder"])
+        .env("STNOUPGRADE", "1")
+        .env("STNODEFAULTFOLDER", "1")
+        .current_dir(logs);
+    Proc::spawn(name, cmd, &logs.join(format!("{name}.stderr")))
+}
+
 /// A config.xml for one instance (`me` is 0 for A, 1 for B).
 fn config(
     ids: [&str; 2],
@@ -152,14 +165,20 @@ fn config(
             ids[i], listen[i]
         );
     }
-    let _ = writeln!(
-        x,
+    x.push_str(&gui_and_options(gui, key, listen[me]));
+    x
+}
+
+/// The end of every config.xml: GUI/REST and the sync listener on loopback, and
+/// every way of reaching other machines off.
+fn gui_and_options(gui: u16, key: &str, listen: u16) -> String {
+    format!(
         "    <gui enabled=\"true\" tls=\"false\" debugging=\"false\">\n\
          \x20       <address>127.0.0.1:{gui}</address>\n\
          \x20       <apikey>{key}</apikey>\n\
          \x20   </gui>\n\
          \x20   <options>\n\
-         \x20       <listenAddress>tcp://127.0.0.1:{l}</listenAddress>\n\
+         \x20       <listenAddress>tcp://127.0.0.1:{listen}</listenAddress>\n\
          \x20       <globalAnnounceEnabled>false</globalAnnounceEnabled>\n\
          \x20       <localAnnounceEnabled>false</localAnnounceEnabled>\n\
          \x20       <relaysEnabled>false</relaysEnabled>\n\
@@ -171,9 +190,30 @@ fn config(
          \x20       <announceLANAddresses>false</announceLANAddresses>\n\
          \x20       <setLowPriority>false</setLowPriority>\n\
          \x20   </options>\n\
-         </configuration>",
-        l = listen[me]
+         </configuration>\n"
+    )
+}
+
+/// A config.xml for one instance alone with one folder at `path`: watcher off
+/// and a 1 h rescan interval, so it scans only when asked (or when it starts).
+fn solo_config(id: &str, listen: u16, gui: u16, key: &str, folder: &str, path: &Path) -> String {
+    let mut x = String::from("<configuration version=\"36\">\n");
+    let _ = writeln!(
+        x,
+        "    <folder id=\"{folder}\" label=\"{folder}\" path=\"{p}\" type=\"sendreceive\" rescanIntervalS=\"3600\" \
+         fsWatcherEnabled=\"false\" fsWatcherDelayS=\"1\" ignorePerms=\"false\" autoNormalize=\"true\">\n\
+         \x20       <filesystemType>basic</filesystemType>\n\
+         \x20       <device id=\"{id}\" introducedBy=\"\"></device>\n\
+         \x20       <minDiskFree unit=\"%\">1</minDiskFree>\n\
+         \x20   </folder>\n\
+         \x20   <device id=\"{id}\" name=\"solo\" compression=\"metadata\" introducer=\"false\" \
+         skipIntroductionRemovals=\"false\" introducedBy=\"\">\n\
+         \x20       <address>dynamic</address>\n\
+         \x20       <autoAcceptFolders>false</autoAcceptFolders>\n\
+         \x20   </device>",
+        p = path.display(),
     );
+    x.push_str(&gui_and_options(gui, key, listen));
     x
 }
 
@@ -197,15 +237,7 @@ impl Pair {
         }
         let mut inst = Vec::new();
         for (me, home) in homes.iter().enumerate() {
-            let name = format!("syncthing-{}", ["a", "b"][me]);
-            let mut cmd = Command::new(&st.path);
-            cmd.arg("serve")
-                .arg(format!("--home={}", home.display()))
-                .args(["--no-browser", "--no-restart", "--no-upgrade", "--no-default-folder"])
-                .env("STNOUPGRADE", "1")
-                .env("STNODEFAULTFOLDER", "1")
-                .current_dir(logs);
-            let proc = Proc::spawn(&name, cmd, &logs.join(format!("{name}.stderr")))?;
+            let proc = serve(st, home, &format!("syncthing-{}", ["a", "b"][me]), logs)?;
             inst.push(Instance {
                 proc,
                 gui: format!("127.0.0.1:{}", gui[me]),
@@ -322,5 +354,83 @@ impl Pair {
         let ra = self.a.proc.stop("TERM", Duration::from_secs(30)).await;
         let rb = self.b.proc.stop("TERM", Duration::from_secs(30)).await;
         ra.and(rb)
+    }
+}
+
+/// One instance alone with one folder and no other device, for timing its
+/// scans (`scan`): the folder is scanned when the instance starts and then only
+/// through [`Solo::scan`].
+pub(crate) struct Solo {
+    inst: Instance,
+    folder: String,
+}
+
+impl Solo {
+    /// Generates `home`, shares `path` as folder `folder` with no one, starts the
+    /// instance and waits until its REST API answers (its first scan may still run).
+    pub(crate) async fn start(st: &Syncthing, home: &Path, folder: &str, path: &Path, logs: &Path) -> Result<Self> {
+        let id = generate(st, home).await?;
+        let ports = free_ports(2)?;
+        let key = crate::sync::random_hex(16);
+        std::fs::write(home.join("config.xml"), solo_config(&id, ports[0], ports[1], &key, folder, path))?;
+        // The folder marker Syncthing insists on.
+        std::fs::create_dir_all(path.join(".stfolder"))?;
+        let proc = serve(st, home, "syncthing-solo", logs)?;
+        let mut solo = Self {
+            inst: Instance { proc, gui: format!("127.0.0.1:{}", ports[1]), key, id },
+            folder: folder.to_owned(),
+        };
+        let start = Instant::now();
+        loop {
+            solo.inst.proc.ensure_running()?;
+            match solo.status().await {
+                Ok(_) => return Ok(solo),
+                Err(e) if start.elapsed() > Duration::from_secs(120) => {
+                    bail!(
+                        "its REST API did not answer within 120 s ({e:#}); its log ends:\n{}",
+                        solo.inst.proc.stderr_tail()
+                    )
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// `GET /rest/db/status` of the folder.
+    pub(crate) async fn status(&self) -> Result<Value> {
+        self.inst.get(&format!("/rest/db/status?folder={}", self.folder)).await
+    }
+
+    /// Waits until the folder is idle with exactly `files` files indexed; polled
+    /// every 100 ms. Returns the status that showed it.
+    pub(crate) async fn wait_indexed(&mut self, files: u64, limit: Duration) -> Result<Value> {
+        let start = Instant::now();
+        loop {
+            self.inst.proc.ensure_running()?;
+            let s = self.status().await?;
+            if s["state"].as_str() == Some("idle") && s["localFiles"].as_u64().is_some_and(|n| n >= files) {
+                return Ok(s);
+            }
+            if start.elapsed() > limit {
+                bail!("not idle with {files} files within {} s: {s}", limit.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Scans the folder now: `POST /rest/db/scan`, which answers when the scan is done.
+    pub(crate) async fn scan(&self) -> Result<()> {
+        let path = format!("/rest/db/scan?folder={}", self.folder);
+        http::json(&self.inst.gui, "POST", &path, &[("X-API-Key", &self.inst.key)], b"").await.map(|_| ())
+    }
+
+    /// The end of its log.
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.inst.proc.stderr_tail()
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 30 s).
+    pub(crate) async fn stop(mut self) -> Result<()> {
+        self.inst.proc.stop("TERM", Duration::from_secs(30)).await
     }
 }
