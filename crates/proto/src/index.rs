@@ -48,7 +48,7 @@ impl Version {
     /// the result is newer than anything this version has seen.
     pub fn bump(&self, device: u64) -> Self {
         let mut v = self.clone();
-        let next = v.0.values().copied().max().unwrap_or(0) + 1;
+        let next = v.0.values().copied().max().unwrap_or(0).saturating_add(1);
         v.0.insert(device, next);
         v
     }
@@ -349,6 +349,13 @@ mod tests {
         assert_eq!(a.merge(&b).relation(&a), Relation::Newer);
         // Clocks years apart do not matter: only counters do.
         assert_eq!(a.merge(&b).bump(2).relation(&a.merge(&b)), Relation::Newer);
+    }
+
+    #[test]
+    fn a_counter_at_its_limit_does_not_panic_a_bump() {
+        // Found by fuzzing index frames: a peer can send any counter.
+        let v = Version(std::collections::BTreeMap::from([(7, u64::MAX)]));
+        assert_eq!(v.bump(9).0.get(&9), Some(&u64::MAX));
     }
 
     #[test]
