@@ -291,8 +291,14 @@ fn progress(case: Case, s: &Sample, source: &Source) {
     );
 }
 
-fn first_line(s: &str) -> &str {
+/// The first line of a program's output (its version line, say).
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
+}
+
+/// Bytes as MiB.
+pub(crate) fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
 }
 
 /// A seed that differs between runs.

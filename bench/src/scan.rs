@@ -364,7 +364,7 @@ async fn held_folder(
     tokio::time::sleep(Duration::from_secs(3)).await;
     daemon.ensure_running()?;
     r.rss = daemon.peak_rss();
-    eprintln!("  small Peerbox peak RSS holding {n} files: {} MiB", fmt(r.rss.map(mib), 0));
+    eprintln!("  small Peerbox peak RSS holding {n} files: {} MiB", fmt(r.rss.map(crate::mib), 0));
 
     match periodic_rescan(ctx, &mut daemon, id, idle_at, n).await {
         Ok(secs) => {
@@ -541,7 +541,7 @@ async fn syncthing_rescan(
         Err(e) => {
             // A reference that cannot run is reported, not fatal.
             eprintln!("  Syncthing failed, skipping it from now on: {e:#}");
-            notes.push(format!("Syncthing failed in round {round}: {}", first_line(&format!("{e:#}"))));
+            notes.push(format!("Syncthing failed in round {round}: {}", crate::first_line(&format!("{e:#}"))));
             ctx.syncthing = None;
         }
     }
@@ -728,14 +728,6 @@ async fn settle_cache(warm: bool) -> Result<()> {
     std::fs::write("/proc/sys/vm/drop_caches", "3\n").context("cannot drop the page cache (/proc/sys/vm/drop_caches)")
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / 1048576.0
-}
-
 /// 100000 → "100,000".
 fn group(n: u64) -> String {
     let s = n.to_string();
@@ -877,8 +869,8 @@ impl ScanReport {
             secs(self.median_of(d)),
             list(&d),
         );
-        let m = |r: &Round| r.rss.map(mib);
-        let rss = self.rounds.iter().filter_map(|r| r.rss).max().map(mib);
+        let m = |r: &Round| r.rss.map(crate::mib);
+        let rss = self.rounds.iter().filter_map(|r| r.rss).max().map(crate::mib);
         let _ = writeln!(
             out,
             "| daemon peak RSS (VmHWM) holding {small} files, highest round | {} MiB | – | – | {} |",
@@ -917,13 +909,13 @@ impl ScanReport {
                 secs(st_initial)
             );
         }
-        let after = self.rounds.iter().filter_map(|r| r.rss_after_rescan).max().map(mib);
+        let after = self.rounds.iter().filter_map(|r| r.rss_after_rescan).max().map(crate::mib);
         if after.is_some() {
             let _ = writeln!(out, "(the same daemon's peak RSS after its periodic rescan: {} MiB)", fmt(after, 0));
         }
         for (i, r) in self.rounds.iter().enumerate() {
             for f in &r.failed {
-                let _ = writeln!(out, "round {}: Peerbox FAILED {}", i + 1, first_line(f).replace('|', "/"));
+                let _ = writeln!(out, "round {}: Peerbox FAILED {}", i + 1, crate::first_line(f).replace('|', "/"));
             }
         }
         if self.rounds.len() < self.planned as usize {

@@ -331,7 +331,7 @@ async fn inner(args: SyncArgs, ns: &str) -> Result<bool> {
                 // A reference that cannot run is reported, not fatal.
                 eprintln!("  Syncthing failed, skipping it from now on");
                 for f in &r.failed {
-                    report.note(format!("Syncthing failed in round {round}: {}", first_line(f)));
+                    report.note(format!("Syncthing failed in round {round}: {}", crate::first_line(f)));
                 }
                 st_ok = None;
             }
@@ -661,22 +661,6 @@ async fn rss_case(ctx: &Ctx) -> Result<RssResult> {
     Ok(RssResult { files: u64::from(n), peak, index_secs })
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / 1048576.0
-}
-
-fn verdict(ok: Option<bool>) -> &'static str {
-    match ok {
-        Some(true) => "met",
-        Some(false) => "NOT met",
-        None => "unknown",
-    }
-}
-
 impl SyncReport {
     fn note(&mut self, line: String) {
         self.notes.push(line);
@@ -746,8 +730,8 @@ impl SyncReport {
             cell(pl, &ms, Kind::Peerbox),
             cell(sl, &ms, Kind::Syncthing),
             fmt(rl, 2),
-            verdict(pl.map(|v| v < GOAL_LATENCY_MS)),
-            verdict(pl.map(|v| v < GOAL_LATENCY_IDEAL_MS)),
+            crate::report::verdict(pl.map(|v| v < GOAL_LATENCY_MS)),
+            crate::report::verdict(pl.map(|v| v < GOAL_LATENCY_IDEAL_MS)),
         );
         let (ps, ss, rs) =
             (self.median_of(Kind::Peerbox, small), self.median_of(Kind::Syncthing, small), self.ratio(small));
@@ -758,7 +742,7 @@ impl SyncReport {
             cell(ps, &secs, Kind::Peerbox),
             cell(ss, &secs, Kind::Syncthing),
             fmt(rs, 2),
-            verdict(rs.map(|r| r > 1.0)),
+            crate::report::verdict(rs.map(|r| r > 1.0)),
         );
         let (pg, sg, rg) = (self.median_of(Kind::Peerbox, big), self.median_of(Kind::Syncthing, big), self.ratio(big));
         let _ = writeln!(
@@ -768,25 +752,25 @@ impl SyncReport {
             cell(pg, &rate, Kind::Peerbox),
             cell(sg, &rate, Kind::Syncthing),
             fmt(rg, 2),
-            verdict(rg.map(|r| r > 1.0)),
+            crate::report::verdict(rg.map(|r| r > 1.0)),
         );
         match &self.rss {
             Some(Ok(r)) => {
-                let peak = r.peak.map(mib);
+                let peak = r.peak.map(crate::mib);
                 let _ = writeln!(
                     out,
                     "| daemon peak RSS holding a {}-file folder (indexed in {:.1} s) | {} MiB | – | – | < {GOAL_RSS_MIB:.0} MiB: {} |",
                     r.files,
                     r.index_secs,
                     fmt(peak, 0),
-                    verdict(peak.map(|p| p < GOAL_RSS_MIB)),
+                    crate::report::verdict(peak.map(|p| p < GOAL_RSS_MIB)),
                 );
             }
             Some(Err(e)) => {
                 let _ = writeln!(
                     out,
                     "| daemon peak RSS holding a large folder | FAILED | – | – | < {GOAL_RSS_MIB:.0} MiB: unknown ({}) |",
-                    first_line(e).replace('|', "/")
+                    crate::first_line(e).replace('|', "/")
                 );
             }
             None => {
@@ -797,8 +781,8 @@ impl SyncReport {
             }
         }
         let rss_ab = |kind: Kind| {
-            let a = self.each(kind).filter_map(|r| r.rss.0).max().map(mib);
-            let b = self.each(kind).filter_map(|r| r.rss.1).max().map(mib);
+            let a = self.each(kind).filter_map(|r| r.rss.0).max().map(crate::mib);
+            let b = self.each(kind).filter_map(|r| r.rss.1).max().map(crate::mib);
             if a.is_none() && b.is_none() { "–".to_owned() } else { format!("{} / {} MiB", fmt(a, 0), fmt(b, 0)) }
         };
         let _ = writeln!(
@@ -834,7 +818,7 @@ impl SyncReport {
             for (i, r) in self.rounds.iter().enumerate() {
                 if let Some(r) = &r[slot(kind)] {
                     for f in &r.failed {
-                        let _ = writeln!(out, "- {} round {}: FAILED {}", kind.name(), i + 1, first_line(f));
+                        let _ = writeln!(out, "- {} round {}: FAILED {}", kind.name(), i + 1, crate::first_line(f));
                     }
                 }
             }

@@ -143,7 +143,8 @@ pub fn file_hash(p: &Path) -> String {
     try_file_hash(p).unwrap_or_else(|| panic!("cannot read {}", p.display()))
 }
 
-fn try_file_hash(p: &Path) -> Option<String> {
+/// SHA-256 of a file, streamed; `None` if it cannot be read (gone, say).
+pub fn try_file_hash(p: &Path) -> Option<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(p).ok()?;
     let mut h = Sha256::new();
@@ -156,6 +157,11 @@ fn try_file_hash(p: &Path) -> Option<String> {
         h.update(&buf[..n]);
     }
     Some(hex::encode(h.finalize()))
+}
+
+/// SHA-256 of bytes, as [`tree`] and [`file_hash`] give it for a file.
+pub fn hash_of(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
 }
 
 /// Deterministic, incompressible-looking bytes.
@@ -585,14 +591,21 @@ pub async fn folder_pair(tmp: &Path, files: &[(&str, &[u8])]) -> (Daemon, Daemon
     for (p, d) in files {
         put(&a_dir.join(p), d);
     }
+    let (a, b) = join_team(tmp, &a_dir, &b_dir).await;
+    assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync");
+    (a, b, a_dir, b_dir)
+}
+
+/// Two daemons (homes under `tmp`): A adds `a_dir` as folder "Team", B joins it
+/// read-write at `b_dir`. Returns at once, without waiting for the first sync.
+pub async fn join_team(tmp: &Path, a_dir: &Path, b_dir: &Path) -> (Daemon, Daemon) {
     let a = Daemon::start(&tmp.join("home-a")).await;
     let b = Daemon::start(&tmp.join("home-b")).await;
     let path = |p: &Path| p.to_str().expect("utf8 path").to_owned();
-    a.ok(&["folder", "add", &path(&a_dir), "--name", "Team"]).await;
+    a.ok(&["folder", "add", &path(a_dir), "--name", "Team"]).await;
     let link = a.ok(&["folder", "link", "Team"]).await;
-    b.ok(&["folder", "join", &link, &path(&b_dir)]).await;
-    assert!(wait_until(|| content(&b_dir) == content(&a_dir)).await, "initial sync");
-    (a, b, a_dir, b_dir)
+    b.ok(&["folder", "join", &link, &path(b_dir)]).await;
+    (a, b)
 }
 
 /// A sharer that answers a download's first frame with whatever bytes the test

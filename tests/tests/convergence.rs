@@ -15,17 +15,12 @@ use std::path::{Path, PathBuf};
 use peerbox_tests::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sha2::{Digest, Sha256};
 
 fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
     match std::env::var(name) {
         Ok(v) => v.split(',').map(|s| s.trim().parse().expect("a number")).collect(),
         Err(_) => default.to_vec(),
     }
-}
-
-fn sha(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// Where a device's files live, and its daemon when it is online. Each device
@@ -43,6 +38,18 @@ struct Device {
 }
 
 impl Device {
+    /// `name`'s device under `tmp`, its folder `tmp/NAME/FOLDER`, not started.
+    fn new(tmp: &Path, name: &'static str, folder: &str) -> Self {
+        Self {
+            name,
+            home: tmp.join(format!("home-{name}")),
+            dir: tmp.join(format!("{name}/{folder}")),
+            port: None,
+            daemon: None,
+            unseen: HashMap::new(),
+        }
+    }
+
     async fn start(&mut self) {
         let listen = self.port.map(|p| format!("/ip4/127.0.0.1/tcp/{p}"));
         let extra: Vec<&str> = listen.iter().flat_map(|l| ["--listen", l.as_str()]).collect();
@@ -142,9 +149,9 @@ impl Run {
 
     fn write(&mut self, who: usize, rel: &str) {
         let data = self.fresh(who);
-        let h = sha(&data);
+        let h = hash_of(&data);
         let path = self.devices[who].dir.join(rel);
-        let old = try_hash(&path);
+        let old = try_file_hash(&path);
         put(&path, &data);
         self.forget_unseen(who, old.as_deref());
         self.written.insert(h.clone(), format!("{rel} on {} (#{})", self.devices[who].name, self.counter));
@@ -251,23 +258,9 @@ impl Run {
     }
 }
 
-fn try_hash(p: &Path) -> Option<String> {
-    std::fs::read(p).ok().map(|d| sha(&d))
-}
-
 async fn history(seed: u64, steps: usize) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let devices = ["alice", "bob", "carol"]
-        .into_iter()
-        .map(|name| Device {
-            name,
-            home: tmp.path().join(format!("home-{name}")),
-            dir: tmp.path().join(format!("{name}/Team")),
-            port: None,
-            daemon: None,
-            unseen: HashMap::new(),
-        })
-        .collect();
+    let devices = ["alice", "bob", "carol"].into_iter().map(|name| Device::new(tmp.path(), name, "Team")).collect();
     let mut run = Run {
         seed,
         rng: StdRng::seed_from_u64(seed),
@@ -429,15 +422,7 @@ async fn a_large_sync_killed_again_and_again_ends_whole_with_every_version() {
     let seed = env_list("PEERBOX_CRASH_SEED", &[11])[0];
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().expect("tmp");
-    let dev = |name: &'static str| Device {
-        name,
-        home: tmp.path().join(format!("home-{name}")),
-        dir: tmp.path().join(format!("{name}/Big")),
-        port: None,
-        daemon: None,
-        unseen: HashMap::new(),
-    };
-    let (mut a, mut b) = (dev("alice"), dev("bob"));
+    let (mut a, mut b) = (Device::new(tmp.path(), "alice", "Big"), Device::new(tmp.path(), "bob", "Big"));
     // 400 files, about 220 MiB: small ones, some of several blocks, some large.
     for i in 0..FILES {
         let len = match i % 32 {
@@ -507,7 +492,7 @@ async fn a_large_sync_killed_again_and_again_ends_whole_with_every_version() {
                 edits += 1;
                 let data = format!("edit {edits} of {rel} while bob was down");
                 put(&a.dir.join(rel), data.as_bytes());
-                versions.entry(rel.clone()).or_default().insert(sha(data.as_bytes()));
+                versions.entry(rel.clone()).or_default().insert(hash_of(data.as_bytes()));
                 owed.push((rel.clone(), old.clone()));
             }
         }

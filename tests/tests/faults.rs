@@ -24,11 +24,7 @@ async fn a_full_disk_changes_nothing_and_the_pull_finishes_when_space_returns() 
     put(&a_dir.join("big.bin"), &big);
     let disk = Mount::tmpfs(&tmp.path().join("small-disk"), "4m");
     let b_dir = disk.0.join("Team");
-    let a = Daemon::start(&tmp.path().join("home-a")).await;
-    let b = Daemon::start(&tmp.path().join("home-b")).await;
-    a.ok(&["folder", "add", s(&a_dir), "--name", "Team"]).await;
-    let link = a.ok(&["folder", "link", "Team"]).await;
-    b.ok(&["folder", "join", &link, s(&b_dir)]).await;
+    let (a, b) = join_team(tmp.path(), &a_dir, &b_dir).await;
 
     let st = wait_status(&b, |st| folder_error(st).contains("No space left")).await;
     assert!(folder_error(&st).contains("No space left"), "a clear error: {st}");
@@ -87,11 +83,7 @@ async fn a_read_only_destination_is_refused_clearly_and_left_alone() {
     put(&a_dir.join("one.txt"), b"1");
     let disk = Mount::tmpfs(&tmp.path().join("b-disk"), "8m");
     let b_dir = disk.0.join("Team");
-    let a = Daemon::start(&tmp.path().join("home-a")).await;
-    let b = Daemon::start(&tmp.path().join("home-b")).await;
-    a.ok(&["folder", "add", s(&a_dir), "--name", "Team"]).await;
-    let link = a.ok(&["folder", "link", "Team"]).await;
-    b.ok(&["folder", "join", &link, s(&b_dir)]).await;
+    let (a, b) = join_team(tmp.path(), &a_dir, &b_dir).await;
     assert!(wait_until(|| b_dir.join("one.txt").exists()).await);
     disk.remount("ro");
     put(&a_dir.join("two.txt"), b"2");

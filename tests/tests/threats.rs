@@ -500,12 +500,7 @@ async fn row16_a_peer_gone_mid_file_leaves_the_temp_file_and_the_download_resume
     let j = again.json();
     assert!(j["resumed_bytes"].as_u64().expect("resumed") > 0, "{j}");
     assert!(j["fetched_bytes"].as_u64().expect("fetched") < data.len() as u64, "{j}");
-    assert_eq!(file_hash(&dest.join("movie.bin")), file_hash_of(&data));
-}
-
-fn file_hash_of(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
+    assert_eq!(file_hash(&dest.join("movie.bin")), hash_of(&data));
 }
 
 #[tokio::test(flavor = "multi_thread")]
