@@ -295,46 +295,71 @@ pub enum ApplyError {
     Engine(#[from] EngineError),
 }
 
-/// Moves a complete temp file into place at `rel`. `expected` is what the index
-/// believes is there now (`None`: nothing). If the disk disagrees the pull stops
-/// with [`ApplyError::LocalChanged`]. An existing file is kept first: among the
-/// file's versions when the folder keeps `keep` > 0 of them, else in the trash.
-pub fn finish_pull(
-    root: &Dir,
-    root_path: &Path,
-    rel: &RelPath,
-    tmp: &TempFile,
-    meta: &FileMeta,
-    expected: Option<FileStamp>,
-    keep: u32,
-) -> Result<FileStamp, ApplyError> {
+/// Makes a complete temp file durable, with the member's mtime and mode, and
+/// returns the stamp it will have in place: the inode and mtime survive the rename,
+/// so a journal can say beforehand what the file will look like once there.
+pub fn ready_pull(root_path: &Path, rel: &RelPath, tmp: &TempFile, meta: &FileMeta) -> Result<FileStamp, EngineError> {
     let shown = root_path.join(rel.as_str());
     if !tmp.is_complete() {
-        return Err(EngineError::Incomplete(shown).into());
+        return Err(EngineError::Incomplete(shown));
     }
     let f = tmp.file();
     f.sync_all().map_err(|e| EngineError::io(&shown, e))?;
     let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
     let _ = f.set_modified(mtime);
     set_executable(f, meta.executable);
+    // Taken from the handle, not the path: read after the rename, it could already
+    // describe a user's next edit, which would then never be noticed.
+    Ok(stamp_of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?))
+}
+
+/// Moves a temp file made ready by [`ready_pull`] into place at `rel`. `expected`
+/// is what the index believes is there now (`None`: nothing). If the disk
+/// disagrees the pull stops with [`ApplyError::LocalChanged`]. An existing file is
+/// kept first: among the file's versions when the folder keeps `keep` > 0 of them,
+/// else in the trash.
+pub fn place_pull(
+    root: &Dir,
+    root_path: &Path,
+    rel: &RelPath,
+    tmp: &TempFile,
+    expected: Option<FileStamp>,
+    keep: u32,
+) -> Result<(), ApplyError> {
+    let shown = root_path.join(rel.as_str());
     let current = local_stamp(root, rel);
     if current != expected && !(expected.is_none() && current.is_none()) {
         return Err(ApplyError::LocalChanged(rel.to_string()));
     }
-    // The stamp comes from the handle before the rename (the inode and mtime
-    // survive it): read after, it could already describe a user's next edit, which
-    // would then never be noticed.
-    let stamp = stamp_of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?);
     if current.is_some() {
         if keep > 0 {
-            keep_version(root, root_path, rel, keep)?;
+            keep_version_as(root, root_path, rel, keep, Aside::Link)?;
         } else {
-            trash(root, root_path, rel)?;
+            trash_as(root, root_path, rel, Aside::Link)?;
         }
     }
+    // Over the old file, if it is still there (hard-linked aside): one atomic step.
     root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
     sync_parent(root, rel).map_err(|e| EngineError::io(&shown, e))?;
-    Ok(stamp)
+    Ok(())
+}
+
+/// How a file goes to the trash or among its versions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aside {
+    /// Moved: it leaves its place.
+    Move,
+    /// Hard-linked where the filesystem can (else moved): it stays in place until
+    /// a rename replaces it, so a crash in between leaves the old file in both
+    /// places, never in neither (a missing file would be scanned as a delete).
+    Link,
+}
+
+fn set_aside(root: &Dir, from: &str, to: &str, how: Aside) -> std::io::Result<()> {
+    if how == Aside::Link && root.hard_link(from, root, to).is_ok() {
+        return Ok(());
+    }
+    root.rename(from, root, to)
 }
 
 /// Deletes the file at `rel` into the trash, if it is still what the index knows.
@@ -407,12 +432,16 @@ pub fn timestamp(unix: u64) -> String {
 
 /// Moves the file at `rel` into `.peerbox/trash/<time>/<rel>`.
 pub fn trash(root: &Dir, root_path: &Path, rel: &RelPath) -> Result<(), EngineError> {
+    trash_as(root, root_path, rel, Aside::Move)
+}
+
+fn trash_as(root: &Dir, root_path: &Path, rel: &RelPath, how: Aside) -> Result<(), EngineError> {
     let slot = format!("{TRASH}/{}", stamp_now());
     let dest = format!("{slot}/{}", rel.as_str());
     if let Some((parent, _)) = dest.rsplit_once('/') {
         root.create_dir_all(parent).map_err(|e| EngineError::io(&root_path.join(parent), e))?;
     }
-    root.rename(rel.as_str(), root, &dest).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))
+    set_aside(root, rel.as_str(), &dest, how).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))
 }
 
 fn stamp_now() -> String {
@@ -484,10 +513,14 @@ pub fn versions(root: &Path, rel: &RelPath) -> Result<Vec<VersionEntry>, EngineE
 /// Moves the file at `rel` among its versions, then moves all but the newest
 /// `keep` of them to the trash.
 pub fn keep_version(root: &Dir, root_path: &Path, rel: &RelPath, keep: u32) -> Result<(), EngineError> {
+    keep_version_as(root, root_path, rel, keep, Aside::Move)
+}
+
+fn keep_version_as(root: &Dir, root_path: &Path, rel: &RelPath, keep: u32, how: Aside) -> Result<(), EngineError> {
     let (dir, stem, ext) = version_dir(rel);
     root.create_dir_all(&dir).map_err(|e| EngineError::io(&root_path.join(&dir), e))?;
     let dest = format!("{dir}/{stem}~{}{ext}", stamp_now());
-    root.rename(rel.as_str(), root, &dest).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+    set_aside(root, rel.as_str(), &dest, how).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
     for old in versions(root_path, rel)?.into_iter().skip(keep as usize) {
         let from = format!("{dir}/{stem}~{}{ext}", old.at);
         let slot = format!("{TRASH}/{}", stamp_now());

@@ -1176,6 +1176,15 @@ impl FolderTask {
 
     /// Pulls in rounds; returns whether nothing more is needed that could be had.
     async fn pull_rounds(&mut self) -> bool {
+        // Before planning: a journal entry from before a crash says what is really
+        // on disk, and a new pull of the same path would overwrite it.
+        if let Some(row) = self.row() {
+            match settle_landings(&self.folders, &row, &self.id) {
+                Ok(Some(seq)) => self.folders.publish_seq(&self.id, seq),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot settle the pulls put in place before a stop: {e}"),
+            }
+        }
         for _round in 0..8 {
             let Some(row) = self.row() else { return true };
             if row.paused.is_some() || disk::check_marker(&row.path).is_err() {
@@ -1342,42 +1351,86 @@ impl FolderTask {
         self.set(|s| s.transfers.clear());
         // Finish files several at a time: their fsyncs overlap, so the filesystem
         // commits them together instead of one journal flush per file.
+        let ready = self.ready_pulls(row, &pulls).await?;
+        // Journalled before any goes in place: a kill between the renames and the
+        // index commit below is then settled on restart (see `settle_landings`),
+        // not mistaken for edits made here.
+        let landing: Vec<FileRecord> =
+            ready.iter().map(|(a, _, _, stamp)| adopt(&a.remote, Some(*stamp), true)).collect();
+        lock(&self.folders.store).expect_landings(&self.id, &landing)?;
         let mut jobs = Vec::new();
-        for (a, rel, meta, tmp) in &pulls {
-            if !tmp.is_complete() {
-                continue;
-            }
+        for ((a, rel, tmp, _), landed) in ready.into_iter().zip(landing) {
             let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
-            let (root, path, rel, meta, tmp) = (root.clone(), row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
-            let remote = a.remote.clone();
-            let keep = row.keep_versions;
+            let (root, path, keep) = (root.clone(), row.path.clone(), row.keep_versions);
             jobs.push(async move {
                 let r = tokio::task::spawn_blocking({
                     let rel = rel.clone();
-                    move || disk::finish_pull(&root, &path, &rel, &tmp, &meta, expected, keep)
+                    move || disk::place_pull(&root, &path, &rel, &tmp, expected, keep)
                 })
                 .await;
-                (remote, rel, r)
+                (landed, rel, r)
             });
         }
         let mut finished = futures::StreamExt::buffer_unordered(futures::stream::iter(jobs), FINISH_IN_FLIGHT);
-        while let Some((remote, rel, r)) = futures::StreamExt::next(&mut finished).await {
+        // Journalled but not put in place: nothing to settle.
+        let mut unplaced = Vec::new();
+        while let Some((landed, rel, r)) = futures::StreamExt::next(&mut finished).await {
             match r {
-                Ok(Ok(stamp)) => done.push(adopt(&remote, Some(stamp), true)),
+                Ok(Ok(())) => {
+                    done.push(landed);
+                    continue;
+                }
                 Ok(Err(ApplyError::LocalChanged(_))) => rescan.push(rel.as_str().to_owned()),
                 Ok(Err(e)) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
                 Err(e) => return Err(NodeError::Internal(e.to_string())),
             }
+            unplaced.push(landed.path);
         }
+        fault_point("before-commit").await;
         let n = done.len();
         if n > 0 {
             let seq = lock(&self.folders.store).put_files(&self.id, &mut done)?;
             self.folders.publish_seq(&self.id, seq);
         }
+        if !unplaced.is_empty() {
+            lock(&self.folders.store).forget_landings(&self.id, &unplaced)?;
+        }
         if !rescan.is_empty() {
             let _ = self.kick.try_send(Kick::Scan(rescan));
         }
         Ok(n)
+    }
+
+    /// Makes the complete temp files of `pulls` durable, several at a time, with
+    /// the stamp each will have in place.
+    async fn ready_pulls(
+        &self,
+        row: &FolderRow,
+        pulls: &[(Action, RelPath, FileMeta, Arc<TempFile>)],
+    ) -> Result<Vec<(Action, RelPath, Arc<TempFile>, peerbox_store::FileStamp)>, NodeError> {
+        let mut jobs = Vec::new();
+        for (a, rel, meta, tmp) in pulls.iter().filter(|p| p.3.is_complete()) {
+            let (path, rel, meta, tmp) = (row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
+            let a = a.clone();
+            jobs.push(async move {
+                let r = tokio::task::spawn_blocking({
+                    let (rel, tmp) = (rel.clone(), tmp.clone());
+                    move || disk::ready_pull(&path, &rel, &tmp, &meta)
+                })
+                .await;
+                (a, rel, tmp, r)
+            });
+        }
+        let mut ready = Vec::new();
+        let mut jobs = futures::StreamExt::buffer_unordered(futures::stream::iter(jobs), FINISH_IN_FLIGHT);
+        while let Some((a, rel, tmp, r)) = futures::StreamExt::next(&mut jobs).await {
+            match r {
+                Ok(Ok(stamp)) => ready.push((a, rel, tmp, stamp)),
+                Ok(Err(e)) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
+                Err(e) => return Err(NodeError::Internal(e.to_string())),
+            }
+        }
+        Ok(ready)
     }
 
     /// Fetches every missing block of `pulls`, spreading blocks over the members
@@ -1471,6 +1524,19 @@ impl FolderTask {
     }
 }
 
+/// Fault injection for the crash tests: with `PEERBOX_FAULT=stall-<point>` the
+/// folder task stops for good at that point of a pull, as if the daemon had been
+/// killed there, while the rest of it runs on (the test kills it when it has seen
+/// what it needs). Read once; unset, it costs a comparison.
+async fn fault_point(at: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let fault = FAULT.get_or_init(|| std::env::var("PEERBOX_FAULT").ok());
+    if fault.as_deref().and_then(|f| f.strip_prefix("stall-")) == Some(at) {
+        tracing::warn!("PEERBOX_FAULT: the pull stalls {at}");
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Sleeps until `at`, or forever without one (a `select!` branch that never fires).
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -1554,6 +1620,7 @@ fn scan_blocking(
     if row.paused.as_deref() == Some("stopped: marker missing") {
         lock(&folders.store).set_paused(&id, None)?;
     }
+    let settled = settle_landings(folders, row, &id)?;
     let known: HashMap<String, FileRecord> =
         lock(&folders.store).files(&id)?.into_iter().map(|r| (r.path.clone(), r)).collect();
     // New patterns can bring back files they no longer ignore: look at everything.
@@ -1581,7 +1648,7 @@ fn scan_blocking(
     }
     let mut changed = out.changed;
     if changed.is_empty() {
-        return Ok(ScanReport::Done { seq: None });
+        return Ok(ScanReport::Done { seq: settled });
     }
     let live = known.values().filter(|r| !r.deleted && r.have && !r.dir).count();
     let deletes = changed.iter().filter(|r| r.deleted && !r.dir).count();
@@ -1613,11 +1680,37 @@ fn scan_blocking(
             lock(&folders.store).put_files(&id, &mut reverted)?;
             folders.kick(&id, Kick::Pull);
         }
-        return Ok(ScanReport::Done { seq: None });
+        return Ok(ScanReport::Done { seq: settled });
     }
     adopt_same_bytes(folders, &id, &known, &mut changed)?;
     let seq = lock(&folders.store).put_files(&id, &mut changed)?;
     Ok(ScanReport::Done { seq: Some(seq) })
+}
+
+/// Settles pulls journalled by `expect_landings` that the index never recorded
+/// (the daemon died between putting them in place and the commit): a file that
+/// is still exactly what was put there (same stamp) is that member's version, not
+/// an edit made here — the very case a content check cannot decide once the
+/// member has announced a newer version. Anything else is left to the scan.
+/// Returns the folder's new sequence if something was recorded.
+fn settle_landings(folders: &Folders, row: &FolderRow, id: &FolderId) -> Result<Option<u64>, NodeError> {
+    let landed = lock(&folders.store).landings(id)?;
+    if landed.is_empty() {
+        return Ok(None);
+    }
+    let root = disk::open_root(&row.path)?;
+    let paths: Vec<String> = landed.iter().map(|r| r.path.clone()).collect();
+    let mut placed: Vec<FileRecord> = landed
+        .into_iter()
+        .filter(|r| RelPath::new(&r.path).is_ok_and(|rel| disk::local_stamp(&root, &rel) == r.local))
+        .collect();
+    let mut st = lock(&folders.store);
+    let seq = if placed.is_empty() { None } else { Some(st.put_files(id, &mut placed)?) };
+    st.forget_landings(id, &paths)?;
+    if !placed.is_empty() {
+        tracing::info!("{} file(s) put in place before the daemon stopped are now recorded", placed.len());
+    }
+    Ok(seq)
 }
 
 /// A file found changed on disk that holds exactly the bytes a member announced

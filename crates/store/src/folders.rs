@@ -206,7 +206,7 @@ impl Store {
     /// Removes a folder and everything the index knows about it (not its files).
     pub fn remove_folder(&mut self, id: &FolderId) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for table in ["files", "remote_files", "remote_seq", "folder_members", "removed_members"] {
+        for table in ["files", "remote_files", "remote_seq", "folder_members", "removed_members", "landing"] {
             tx.execute(&format!("DELETE FROM {table} WHERE folder_id = ?1"), [&id[..]])?;
         }
         tx.execute("DELETE FROM folders WHERE id = ?1", [&id[..]])?;
@@ -350,9 +350,12 @@ impl Store {
                    version, seq, modified_by, have, local_size, local_mtime_ns, local_inode)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
+            // Recorded now: a journal entry for the same path has served its purpose.
+            let mut landed = tx.prepare_cached("DELETE FROM landing WHERE folder_id = ?1 AND path = ?2")?;
             for f in records.iter_mut() {
                 seq += 1;
                 f.seq = seq as u64;
+                landed.execute(params![&folder[..], f.path])?;
                 stmt.execute(params![
                     &folder[..],
                     f.path,
@@ -376,6 +379,70 @@ impl Store {
         tx.execute("UPDATE folders SET seq = ?2 WHERE id = ?1", params![&folder[..], seq])?;
         tx.commit()?;
         Ok(seq as u64)
+    }
+
+    /// Journals pulled files about to be put in place, each with the stamp
+    /// (`local`) it will have there, before any of them is: a daemon killed after
+    /// the rename but before [`Store::put_files`] then knows, on restart, that such
+    /// a file is the member's version and not an edit made here.
+    pub fn expect_landings(&mut self, folder: &FolderId, records: &[FileRecord]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO landing (folder_id, path, dir, deleted, size, mtime_ns, executable, block_size, blocks,
+                   version, seq, modified_by, have, local_size, local_mtime_ns, local_inode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            for f in records {
+                let Some(at) = f.local else { continue };
+                stmt.execute(params![
+                    &folder[..],
+                    f.path,
+                    f.dir,
+                    f.deleted,
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.executable,
+                    f.block_size,
+                    f.blocks.concat(),
+                    serde_json::to_string(&f.version).unwrap_or_default(),
+                    f.seq as i64,
+                    f.modified_by as i64,
+                    f.have,
+                    at.size as i64,
+                    at.mtime_ns,
+                    at.inode as i64,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Journalled pulls not yet recorded (see [`Store::expect_landings`]).
+    pub fn landings(&self, folder: &FolderId) -> Result<Vec<FileRecord>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLS}, local_size, local_mtime_ns, local_inode FROM landing WHERE folder_id = ?1 ORDER BY path"
+        ))?;
+        let rows = stmt.query_map([&folder[..]], |r| {
+            let mut f = file_from_row(r)?;
+            f.local = local_from_row(r, 12)?;
+            Ok(f)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Drops journalled pulls: settled, or never put in place.
+    pub fn forget_landings(&mut self, folder: &FolderId, paths: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM landing WHERE folder_id = ?1 AND path = ?2")?;
+            for p in paths {
+                stmt.execute(params![&folder[..], p])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Updates only the local stamp of a record (a touch that changed nothing).

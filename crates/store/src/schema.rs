@@ -165,6 +165,27 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 8: how many versions of each replaced file a folder keeps.
     "ALTER TABLE folders ADD COLUMN keep_versions INTEGER NOT NULL DEFAULT 5;",
+    // 9: pulled files about to be put in place, with the stamp each will have
+    // there: what a restart settles if the daemon died before recording them.
+    "CREATE TABLE landing (
+        folder_id BLOB NOT NULL,
+        path TEXT NOT NULL,
+        dir INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        executable INTEGER NOT NULL,
+        block_size INTEGER NOT NULL,
+        blocks BLOB NOT NULL,
+        version TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        modified_by INTEGER NOT NULL,
+        have INTEGER NOT NULL,
+        local_size INTEGER NOT NULL,
+        local_mtime_ns INTEGER NOT NULL,
+        local_inode INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, path)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
