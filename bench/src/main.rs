@@ -1,5 +1,6 @@
 //! `peerbox-bench`: one file by link, share → get, over loopback (the default,
-//! or `peerbox-bench transfer`); folder sync against Syncthing
+//! or `peerbox-bench transfer`; with `--files N`, a folder of N small files,
+//! in `files.rs`); folder sync against Syncthing
 //! (`peerbox-bench sync`, in `sync.rs`); scanning and hashing a folder against
 //! the 2-core `sha2` limit and Syncthing's rescan (`peerbox-bench scan`, in
 //! `scan.rs`); and the DHT at scale (`peerbox-bench dht`, in `dht.rs`).
@@ -8,7 +9,9 @@
 //! plain TCP copy + fsync (the reference), `peerbox share` → `peerbox get`,
 //! and iroh's `sendme` when installed — and prints a markdown table of
 //! medians, per-round figures, ratios to the reference taken within each
-//! round, and peak RSS (see shared/docs/BENCHMARKS.md for the method).
+//! round, and peak RSS (see shared/docs/BENCHMARKS.md for the method). With
+//! `--files N` the cases move a folder of N files instead, the reference being
+//! `tar` over a TCP socket, each case on a fresh ext4 image (needs root).
 //!
 //! Exit codes: 0 done (goals met or not: they are only reported); 1 failed,
 //! including any copy whose bytes differ from the source; 130 interrupted.
@@ -16,6 +19,8 @@
 mod data;
 mod dht;
 mod ext4;
+mod files;
+mod headline;
 mod http;
 mod netns;
 mod peerbox;
@@ -24,6 +29,7 @@ mod proc;
 mod report;
 mod scan;
 mod sendme;
+mod suite;
 mod sync;
 mod sync_peerbox;
 mod syncthing;
@@ -37,7 +43,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::data::{Source, WrongBytes};
-use crate::report::{Case, Report};
+use crate::report::{Case, Report, Workload};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +75,9 @@ enum Mode {
     Scan(scan::ScanArgs),
     /// The DHT at scale: many nodes in one process, lookups of announced content ids.
     Dht(dht::DhtArgs),
+    /// Every case above, each against its reference, into one results folder with a summary
+    /// table (summary.md) and a chart (chart.svg). Needs root (as `sync` and `scan` do).
+    Suite(suite::SuiteArgs),
 }
 
 /// Options of the transfer benchmark.
@@ -86,6 +95,16 @@ struct TransferArgs {
     /// Also write the table and goal lines to this file.
     #[arg(long, value_name = "FILE.md")]
     out: Option<PathBuf>,
+    /// Also write the headline figures (for `peerbox-bench suite`) to this file.
+    #[arg(long, value_name = "FILE.json")]
+    headlines: Option<PathBuf>,
+    /// Move a folder of this many files instead of one file (against tar over
+    /// TCP and sendme, each case on a fresh ext4 image; needs root).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    files: Option<u32>,
+    /// The size of each file with --files.
+    #[arg(long, default_value = "4KiB", value_parser = data::parse_size, requires = "files")]
+    file_size: u64,
 }
 
 /// One case's measurement in one round.
@@ -107,6 +126,7 @@ fn main() -> ExitCode {
         Some(Mode::Sync(s)) => return sync::main(s),
         Some(Mode::Scan(s)) => return scan::main(s),
         Some(Mode::Dht(d)) => return dht::main(d),
+        Some(Mode::Suite(s)) => return suite::main(s),
     };
     let Some(runtime) = crate::runtime() else { return ExitCode::FAILURE };
     runtime.block_on(async {
@@ -177,7 +197,7 @@ pub(crate) fn find_peerbox(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 async fn run(cli: TransferArgs) -> Result<()> {
-    let peerbox_bin = find_peerbox(cli.peerbox)?;
+    let peerbox_bin = find_peerbox(cli.peerbox.clone())?;
     let peerbox_version = proc::probe(&peerbox_bin, &["--version"]).await.unwrap_or_default().trim().to_owned();
     let sendme = sendme::probe().await;
 
@@ -196,8 +216,50 @@ async fn run(cli: TransferArgs) -> Result<()> {
     }
     eprintln!("scratch:  {}", scratch.path().display());
 
+    let report = match cli.files {
+        None => one_file(&cli, &peerbox_bin, sendme.as_ref(), scratch.path()).await?,
+        Some(count) => {
+            let count = usize::try_from(count).context("--files is too large for this machine")?;
+            let mut report = Report::of(Workload::Files { count, file_size: cli.file_size }, cli.rounds);
+            if let Err(why) = &sendme {
+                report.note(format!("sendme: {why}"));
+            }
+            let plan = files::Plan {
+                count,
+                file_size: cli.file_size,
+                rounds: cli.rounds,
+                peerbox: &peerbox_bin,
+                sendme: sendme.as_ref().ok(),
+                scratch: scratch.path(),
+            };
+            files::run(&plan, &mut report).await?;
+            report
+        }
+    };
+
+    let text = report.render(&peerbox_version, sendme.as_ref().ok().map(|s| s.version.as_str()));
+    println!();
+    print!("{text}");
+    std::io::stdout().flush()?;
+    if let Some(out) = &cli.out {
+        std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    let lines = report.headlines(sendme.as_ref().err().map(String::as_str));
+    crate::headline::write_if_asked(cli.headlines.as_deref(), &lines)?;
+    drop(scratch);
+    Ok(())
+}
+
+/// The one-file case: makes the file, then runs the interleaved rounds.
+async fn one_file(
+    cli: &TransferArgs,
+    peerbox_bin: &Path,
+    sendme: Result<&sendme::Sendme, &String>,
+    scratch: &Path,
+) -> Result<Report> {
     let t = Instant::now();
-    let path = scratch.path().join(format!("random-{}.bin", report::size_label(cli.size).replace(' ', "")));
+    let path = scratch.join(format!("random-{}.bin", report::size_label(cli.size).replace(' ', "")));
     let (size, seed) = (cli.size, seed());
     eprint!("writing {} of random data ... ", report::size_label(size));
     let source = tokio::task::spawn_blocking(move || data::generate(&path, size, seed)).await??;
@@ -212,7 +274,7 @@ async fn run(cli: TransferArgs) -> Result<()> {
     // Generous: a stuck child fails the run instead of hanging it.
     let limit = Duration::from_secs(120 + size / 5_000_000);
     let mut report = Report::new(size, cli.rounds);
-    let mut sendme_ok = sendme.as_ref().ok();
+    let mut sendme_ok = sendme.ok();
     if let Err(why) = &sendme {
         report.note(format!("sendme: {why}"));
     }
@@ -220,27 +282,27 @@ async fn run(cli: TransferArgs) -> Result<()> {
     // The disks here write blocks that were never (or not recently) written
     // several times slower than blocks freed a moment ago, so the first copy
     // is slow whichever case makes it. One untimed copy evens that out.
-    let dir = round_dir(scratch.path(), 0, "warm-up")?;
+    let dir = round_dir(scratch, 0, "warm-up")?;
     let s = plain::run(&source, &dir.join("copy.bin")).await.context("warm-up copy")?;
     eprintln!("warm-up (not counted): plain copy {:.0} MB/s", source.size as f64 / s.secs / 1e6);
     std::fs::remove_dir_all(&dir)?;
 
     for round in 1..=cli.rounds {
         eprintln!("round {round}/{}", cli.rounds);
-        let dir = round_dir(scratch.path(), round, "plain")?;
+        let dir = round_dir(scratch, round, "plain")?;
         let s = plain::run(&source, &dir.join("copy.bin")).await.context("plain TCP copy")?;
         progress(Case::Plain, &s, &source);
         report.add(round, Case::Plain, s);
         std::fs::remove_dir_all(&dir)?;
 
-        let dir = round_dir(scratch.path(), round, "peerbox")?;
-        let s = peerbox::run(&peerbox_bin, &source, &dir, limit).await.context("peerbox share → get")?;
+        let dir = round_dir(scratch, round, "peerbox")?;
+        let s = peerbox::run(peerbox_bin, &source, &dir, limit).await.context("peerbox share → get")?;
         progress(Case::Peerbox, &s, &source);
         report.add(round, Case::Peerbox, s);
         std::fs::remove_dir_all(&dir)?;
 
         if let Some(sm) = sendme_ok {
-            let dir = round_dir(scratch.path(), round, "sendme")?;
+            let dir = round_dir(scratch, round, "sendme")?;
             match sendme::run(sm, &source, &dir, limit).await {
                 Ok(s) => {
                     progress(Case::Sendme, &s, &source);
@@ -257,17 +319,7 @@ async fn run(cli: TransferArgs) -> Result<()> {
             std::fs::remove_dir_all(&dir)?;
         }
     }
-
-    let text = report.render(&peerbox_version, sendme.as_ref().ok().map(|s| s.version.as_str()));
-    println!();
-    print!("{text}");
-    std::io::stdout().flush()?;
-    if let Some(out) = &cli.out {
-        std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("wrote {}", out.display());
-    }
-    drop(scratch);
-    Ok(())
+    Ok(report)
 }
 
 fn round_dir(scratch: &Path, round: u32, case: &str) -> Result<PathBuf> {

@@ -53,6 +53,7 @@ use tokio::process::Command;
 
 use crate::data::{self, CHUNK};
 use crate::ext4::Image;
+use crate::headline::Headline;
 use crate::http::Events;
 use crate::report::{fmt, median};
 use crate::sync_peerbox::{Daemon, folder_status};
@@ -105,6 +106,9 @@ pub(crate) struct ScanArgs {
     /// Also write the table and goal lines to this file.
     #[arg(long, value_name = "FILE.md")]
     out: Option<PathBuf>,
+    /// Also write the headline figures (for `peerbox-bench suite`) to this file.
+    #[arg(long, value_name = "FILE.json")]
+    headlines: Option<PathBuf>,
 }
 
 /// An outcome that is wrong, not merely slow (a daemon that indexed other files
@@ -268,6 +272,7 @@ async fn inner(args: ScanArgs, ns: &str) -> Result<bool> {
         std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
+    crate::headline::write_if_asked(ctx.args.headlines.as_deref(), &report.headlines(&ctx.args))?;
     drop(scratch);
     Ok(!report.any_peerbox_failure())
 }
@@ -771,6 +776,57 @@ impl ScanReport {
         median(self.rounds.iter().filter_map(|r| Some(num(r)? / den(r)?)).collect())
     }
 
+    /// The suite's lines, against the performance goals (issue 8).
+    fn headlines(&self, args: &ScanArgs) -> Vec<Headline> {
+        let secs = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.2} s"));
+        let small = group(u64::from(args.small_files));
+        let mut out = Vec::new();
+        for tree in Tree::ALL {
+            let i = tree.index();
+            let ratio = self.ratio(|r| r.trees[i].limit, |r| r.trees[i].peerbox);
+            out.push(Headline {
+                case: format!("initial scan + hash, {}", tree.label(args)),
+                reference: "2-core sha2 limit".into(),
+                peerbox: secs(self.median_of(|r| r.trees[i].peerbox)),
+                theirs: secs(self.median_of(|r| r.trees[i].limit)),
+                ratio,
+                goal: format!("ratio ≥ {GOAL_LIMIT_RATIO}"),
+                met: ratio.map(|r| r >= GOAL_LIMIT_RATIO),
+            });
+        }
+        let ratio = self.ratio(|r| r.st_rescan, |r| r.rescan);
+        out.push(Headline {
+            case: format!("rescan of an unchanged {small}-file folder"),
+            reference: "Syncthing".into(),
+            peerbox: secs(self.median_of(|r| r.rescan)),
+            theirs: secs(self.median_of(|r| r.st_rescan)),
+            ratio,
+            goal: "faster than Syncthing".into(),
+            met: ratio.map(|r| r > 1.0),
+        });
+        let start = self.median_of(|r| r.start_api);
+        out.push(Headline {
+            case: format!("cold start with {small} files indexed (API answers)"),
+            reference: String::new(),
+            peerbox: secs(start),
+            theirs: String::new(),
+            ratio: None,
+            goal: "(information)".into(),
+            met: None,
+        });
+        let rss = self.rounds.iter().filter_map(|r| r.rss).max().map(crate::mib);
+        out.push(Headline {
+            case: format!("daemon peak RSS holding {small} files"),
+            reference: String::new(),
+            peerbox: rss.map_or_else(String::new, |r| format!("{r:.0} MiB")),
+            theirs: String::new(),
+            ratio: None,
+            goal: format!("< {GOAL_RSS_MIB:.0} MiB"),
+            met: rss.map(|r| r < GOAL_RSS_MIB),
+        });
+        out
+    }
+
     fn render(&self, args: &ScanArgs, peerbox_version: &str, syncthing_version: Option<&str>) -> String {
         let n = self.rounds.len();
         let small = group(u64::from(args.small_files));
@@ -988,6 +1044,10 @@ mod tests {
         assert!(text.contains("Syncthing time / Peerbox time 4.00 (> 1: Peerbox is faster)"), "{text}");
         assert!(text.contains("holding 100,000 files 100 MiB (goal < 150 MiB): met"), "{text}");
         assert!(text.contains("1,000 files of 1 MiB (1000 MiB)"), "{text}");
+        let h = r.headlines(&a);
+        assert_eq!((h[0].ratio, h[0].met), (Some(0.8), Some(true)));
+        assert_eq!((h[2].ratio, h[2].met, h[2].reference.as_str()), (Some(4.0), Some(true), "Syncthing"));
+        assert_eq!((h[4].peerbox.as_str(), h[4].met), ("100 MiB", Some(true)));
         assert!(!r.any_peerbox_failure());
         r.rounds[1].failed.push("rescan: no periodic rescan seen".into());
         assert!(r.any_peerbox_failure());

@@ -1,11 +1,12 @@
 //! The outside reference: iroh's `sendme` (`cargo install sendme --locked`).
-//! `sendme send FILE` prints a ticket and serves; `sendme receive TICKET`
-//! downloads into its current folder. Both run inside one fresh network
-//! namespace that has only loopback (`unshare -n`, then `nsenter` for the
-//! receiver), because sendme would otherwise try relays, DNS discovery and
-//! port mapping on the real network. Relays are also switched off when the
-//! installed version has `--relay`. Called by `main`: [`probe`] once, [`run`]
-//! once per round.
+//! `sendme send PATH` (a file: [`run`]; a folder: [`run_tree`]) prints a
+//! ticket and serves; `sendme receive TICKET` downloads into its current
+//! folder. Both run inside one fresh network namespace that has only loopback
+//! (`unshare -n`, then `nsenter` for the receiver), because sendme would
+//! otherwise try relays, DNS discovery and port mapping on the real network.
+//! Relays are also switched off when the installed version has `--relay`.
+//! Called by `main` and `files`: [`probe`] once, [`run`] or [`run_tree`] once
+//! per round.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use tokio::process::Command;
 
 use crate::Sample;
-use crate::data::{Source, verify};
+use crate::data::{Source, Tree, verify, verify_tree};
 use crate::proc::{Proc, find_on_path, probe as run_probe, read_until, run_measured};
 
 /// An installed, usable sendme.
@@ -58,12 +59,34 @@ pub(crate) async fn probe() -> Result<Sendme, String> {
     Ok(Sendme { path, version, common, unshare, nsenter })
 }
 
-/// One send → receive round. `work` is an empty folder for this round.
+/// One send → receive round of one file. `work` is an empty folder for this round.
 pub(crate) async fn run(sendme: &Sendme, source: &Source, work: &Path, limit: Duration) -> Result<Sample> {
+    let (sample, recv_dir) = send_receive(sendme, &source.path, work, limit).await?;
+    let name = source.path.file_name().context("source has no file name")?;
+    verify("sendme send → receive", source, &recv_dir.join(name)).await?;
+    std::fs::remove_dir_all(&recv_dir)?;
+    Ok(sample)
+}
+
+/// One send → receive round of a folder of many files. `work` is an empty
+/// folder for this round, on the same file system as the tree.
+pub(crate) async fn run_tree(sendme: &Sendme, tree: &Tree, work: &Path, limit: Duration) -> Result<Sample> {
+    let (sample, recv_dir) = send_receive(sendme, &tree.root, work, limit).await?;
+    // sendme names what it receives like the source, in its current folder.
+    let (tree2, copy) = (tree.clone(), recv_dir.join(tree.dir_name()?));
+    tokio::task::spawn_blocking(move || verify_tree("sendme send → receive", &tree2, &copy)).await??;
+    std::fs::remove_dir_all(&recv_dir)?;
+    Ok(sample)
+}
+
+/// Serves `what` with `sendme send` and fetches it with `sendme receive`
+/// into `work/receive`; returns the receiver's time and both peak RSS
+/// figures, and the folder it received into.
+async fn send_receive(sendme: &Sendme, what: &Path, work: &Path, limit: Duration) -> Result<(Sample, PathBuf)> {
     let send_dir = work.join("send");
     let recv_dir = work.join("receive");
     for d in [&send_dir, &recv_dir] {
-        std::fs::create_dir_all(d)?;
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
 
     // unshare without --fork execs sh, which execs sendme: the pid we hold is sendme's.
@@ -72,7 +95,7 @@ pub(crate) async fn run(sendme: &Sendme, source: &Source, work: &Path, limit: Du
         .arg(&sendme.path)
         .arg("send")
         .args(&sendme.common)
-        .arg(&source.path)
+        .arg(what)
         .current_dir(&send_dir);
     let mut sender = Proc::spawn("sendme send", cmd, &work.join("send.stderr"))?;
     let stdout = sender.stdout()?;
@@ -106,12 +129,7 @@ pub(crate) async fn run(sendme: &Sendme, source: &Source, work: &Path, limit: Du
     sender.ensure_running()?;
     // sendme send stops cleanly on Ctrl-C (SIGINT), not on SIGTERM.
     sender.stop("INT", Duration::from_secs(30)).await?;
-
-    let name = source.path.file_name().context("source has no file name")?;
-    let file = recv_dir.join(name);
-    verify("sendme send → receive", source, &file).await?;
-    std::fs::remove_dir_all(&recv_dir)?;
-    Ok(Sample { secs: got.wall.as_secs_f64(), rss_get: got.peak_rss, rss_share: rss_send })
+    Ok((Sample { secs: got.wall.as_secs_f64(), rss_get: got.peak_rss, rss_share: rss_send }, recv_dir))
 }
 
 /// Picks the ticket out of one line of `sendme send` output: the word after

@@ -40,6 +40,7 @@ use tokio::process::Command;
 
 use crate::data::{self, WrongBytes};
 use crate::ext4::Image;
+use crate::headline::Headline;
 use crate::report::{fmt, median};
 use crate::{netns, sync_peerbox, syncthing};
 
@@ -50,7 +51,10 @@ const BIG: &str = "big";
 /// Goals.
 const GOAL_LATENCY_MS: f64 = 1000.0;
 const GOAL_LATENCY_IDEAL_MS: f64 = 300.0;
-const GOAL_RSS_MIB: f64 = 200.0;
+const GOAL_RSS_MIB: f64 = 150.0;
+const GOAL_SMALL_SECS: f64 = 1.5;
+const GOAL_SMALL_RATIO: f64 = 5.0;
+const GOAL_BIG_RATIO: f64 = 2.0;
 
 /// Options of `peerbox-bench sync`.
 #[derive(Args, Debug)]
@@ -82,6 +86,9 @@ pub(crate) struct SyncArgs {
     /// Also write the table and goal lines to this file.
     #[arg(long, value_name = "FILE.md")]
     out: Option<PathBuf>,
+    /// Also write the headline figures (for `peerbox-bench suite`) to this file.
+    #[arg(long, value_name = "FILE.json")]
+    headlines: Option<PathBuf>,
 }
 
 /// Runs the sync benchmark: outside the namespace, makes it and re-runs this
@@ -357,6 +364,7 @@ async fn inner(args: SyncArgs, ns: &str) -> Result<bool> {
         std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
+    crate::headline::write_if_asked(ctx.args.headlines.as_deref(), &report.headlines())?;
     drop(scratch);
     Ok(!report.any_peerbox_failure())
 }
@@ -692,6 +700,60 @@ impl SyncReport {
         median(self.per_round(kind, pick).into_iter().flatten().collect())
     }
 
+    /// The suite's lines, against the performance goals (issue 8).
+    fn headlines(&self) -> Vec<Headline> {
+        let lat: fn(&SysRound) -> Option<f64> = |r| median(r.latency_ms.clone());
+        let small: fn(&SysRound) -> Option<f64> = |r| r.small;
+        let big: fn(&SysRound) -> Option<f64> = |r| r.big;
+        let ms = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.0} ms"));
+        let secs = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.2} s"));
+        let syncthing = "Syncthing".to_owned();
+        let mut out = Vec::new();
+        let (pl, rl) = (self.median_of(Kind::Peerbox, lat), self.ratio(lat));
+        out.push(Headline {
+            case: "change → peer latency, one small file".into(),
+            reference: syncthing.clone(),
+            peerbox: ms(pl),
+            theirs: ms(self.median_of(Kind::Syncthing, lat)),
+            ratio: rl,
+            goal: format!("median < {GOAL_LATENCY_IDEAL_MS:.0} ms"),
+            met: pl.map(|v| v < GOAL_LATENCY_IDEAL_MS),
+        });
+        let (ps, rs) = (self.median_of(Kind::Peerbox, small), self.ratio(small));
+        out.push(Headline {
+            case: format!("{} × 4 KiB files, folder sync", self.files),
+            reference: syncthing.clone(),
+            peerbox: secs(ps),
+            theirs: secs(self.median_of(Kind::Syncthing, small)),
+            ratio: rs,
+            goal: format!("≤ {GOAL_SMALL_SECS} s and ≥ {GOAL_SMALL_RATIO}× Syncthing"),
+            met: ps.zip(rs).map(|(p, r)| p <= GOAL_SMALL_SECS && r >= GOAL_SMALL_RATIO),
+        });
+        let rg = self.ratio(big);
+        out.push(Headline {
+            case: format!("one {} file, folder sync", crate::report::size_label(self.size)),
+            reference: syncthing,
+            peerbox: secs(self.median_of(Kind::Peerbox, big)),
+            theirs: secs(self.median_of(Kind::Syncthing, big)),
+            ratio: rg,
+            goal: format!("≥ {GOAL_BIG_RATIO}× Syncthing"),
+            met: rg.map(|r| r >= GOAL_BIG_RATIO),
+        });
+        if let Some(Ok(r)) = &self.rss {
+            let peak = r.peak.map(crate::mib);
+            out.push(Headline {
+                case: format!("daemon peak RSS syncing a {}-file folder", r.files),
+                reference: String::new(),
+                peerbox: peak.map_or_else(String::new, |p| format!("{p:.0} MiB")),
+                theirs: String::new(),
+                ratio: None,
+                goal: format!("< {GOAL_RSS_MIB:.0} MiB"),
+                met: peak.map(|p| p < GOAL_RSS_MIB),
+            });
+        }
+        out
+    }
+
     fn render(&self, peerbox_version: &str, syncthing_version: Option<&str>) -> String {
         let lat: fn(&SysRound) -> Option<f64> = |r| median(r.latency_ms.clone());
         let small: fn(&SysRound) -> Option<f64> = |r| r.small;
@@ -875,6 +937,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| 30 / 40 MiB | 30 / 40 MiB |"), "{text}");
+        let h = r.headlines();
+        assert_eq!(h[1].ratio, Some(2.5));
+        assert_eq!(h[1].met, Some(false), "4 s is over 1.5 s: {h:?}");
+        assert_eq!((h[0].peerbox.as_str(), h[0].met), ("150 ms", Some(true)));
         assert!(!r.any_peerbox_failure());
         if let Some(x) = r.rounds[1][0].as_mut() {
             x.failed.push("big file: timed out".into())
