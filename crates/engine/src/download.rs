@@ -4,8 +4,9 @@
 //! Every file is written into a temp file next to its destination, named by a hash
 //! of its path and block list (so names never overflow and a rerun finds the same
 //! temp file). Each block is checked against its hash and length before it touches
-//! the disk. When all blocks are in: fsync, restore mtime and mode, check the
-//! destination again, rename, fsync the directory. A rerun re-verifies what the
+//! the disk. When all blocks are in, a batch of files at once: restore mtimes and
+//! modes, make the data durable, check each destination again, rename, fsync
+//! each directory. A rerun re-verifies what the
 //! temp file already holds and fetches only the rest.
 //!
 //! All paths are opened through a `cap_std` handle on the destination, so neither a
@@ -24,6 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::scan::hash_block;
 use crate::{EngineError, io};
+
+/// From this many files a batch is made durable with one `syncfs` (Linux).
+const SYNCFS_FROM: usize = 16;
 
 /// Prefix of temp files; a peer can never name a file like this (see `RelPath`).
 pub const TEMP_PREFIX: &str = ".peerbox-tmp-";
@@ -189,29 +193,80 @@ impl Download {
         path.segments().fold(self.root_path.clone(), |p, s| p.join(s))
     }
 
-    /// Moves a complete temp file into place: fsync, restore mtime and mode, check
-    /// the destination once more, rename, fsync the directory.
-    pub fn finish(&self, file: &PlannedFile) -> Result<PathBuf, EngineError> {
-        let FileStatus::Pending(tmp) = &file.status else { return Ok(self.final_path(&file.path)) };
-        let dest = self.final_path(&file.path);
-        if !tmp.is_complete() {
-            return Err(EngineError::Incomplete(dest));
+    /// Puts complete files in place with one durability pass for the whole batch
+    /// instead of two fsyncs per file (which cost ~4 ms a file on ext4, most of a
+    /// download of small files): mtimes and modes first, then the files' data
+    /// made durable (one `syncfs` on Linux for a large batch, else an fsync per
+    /// file), then the renames, then one fsync per distinct directory. Nothing is
+    /// renamed before its data is durable, so a crash still leaves only whole
+    /// files under their names. Returns each file's outcome, in order.
+    pub fn finish_batch(&self, files: &[&PlannedFile]) -> Vec<Result<PathBuf, EngineError>> {
+        let pending: Vec<(&PlannedFile, &TempFile)> = files
+            .iter()
+            .filter_map(|f| match &f.status {
+                FileStatus::Pending(t) if t.is_complete() => Some((*f, &**t)),
+                _ => None,
+            })
+            .collect();
+        for (f, tmp) in &pending {
+            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(f.meta.mtime_ns.max(0) as u64);
+            // Best effort: a filesystem without mtimes still gets the content.
+            let _ = tmp.file.set_modified(mtime);
+            set_executable(&tmp.file, f.meta.executable);
         }
-        tmp.file.sync_all().map_err(|e| EngineError::io(&dest, e))?;
-        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(file.meta.mtime_ns.max(0) as u64);
-        // Best effort: a filesystem without mtimes still gets the content.
-        let _ = tmp.file.set_modified(mtime);
-        set_executable(&tmp.file, file.meta.executable);
+        // One pass over the whole filesystem beats thousands of fsyncs, but it also
+        // flushes whatever else is dirty there: only worth it for many files.
+        #[cfg(target_os = "linux")]
+        let at_once = (pending.len() >= SYNCFS_FROM)
+            .then(|| rustix::fs::syncfs(&pending[0].1.file).map_err(std::io::Error::from));
+        #[cfg(not(target_os = "linux"))]
+        let at_once: Option<std::io::Result<()>> = None;
+        let mut dirs = HashSet::new();
+        let mut out: Vec<Result<PathBuf, EngineError>> = Vec::with_capacity(files.len());
+        for f in files {
+            let dest = self.final_path(&f.path);
+            let r = match &f.status {
+                FileStatus::InPlace => Ok(dest),
+                FileStatus::Pending(tmp) if !tmp.is_complete() => Err(EngineError::Incomplete(dest)),
+                FileStatus::Pending(tmp) => {
+                    let synced = match &at_once {
+                        Some(Ok(())) => Ok(()),
+                        Some(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                        None => tmp.file.sync_all(),
+                    };
+                    synced.map_err(|e| EngineError::io(&dest, e)).and_then(|()| self.place(f, tmp, &dest))
+                }
+            };
+            if r.is_ok() && matches!(f.status, FileStatus::Pending(_)) {
+                dirs.insert(parent_of(&f.path).to_owned());
+            }
+            out.push(r);
+        }
+        for d in dirs {
+            if let Err(e) = self.root.open(&d).and_then(|h| h.into_std().sync_all()) {
+                // The renames happened but might not survive a power cut: say so.
+                let shown = self.root_path.join(&d);
+                for (f, r) in files.iter().zip(out.iter_mut()) {
+                    if r.is_ok() && parent_of(&f.path) == d {
+                        *r = Err(EngineError::io(&shown, std::io::Error::new(e.kind(), e.to_string())));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Renames one durable temp file into place, checking the destination once more.
+    fn place(&self, file: &PlannedFile, tmp: &TempFile, dest: &Path) -> Result<PathBuf, EngineError> {
         // The destination may have appeared while we downloaded.
         if !self.overwrite
             && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)?
             && self.root.symlink_metadata(file.path.as_str()).is_ok()
         {
-            return Err(EngineError::WouldOverwrite(vec![dest]));
+            return Err(EngineError::WouldOverwrite(vec![dest.to_owned()]));
         }
-        self.root.rename(&tmp.tmp, &self.root, file.path.as_str()).map_err(|e| EngineError::io(&dest, e))?;
-        sync_parent(&self.root, &file.path).map_err(|e| EngineError::io(&dest, e))?;
-        Ok(dest)
+        self.root.rename(&tmp.tmp, &self.root, file.path.as_str()).map_err(|e| EngineError::io(dest, e))?;
+        Ok(dest.to_owned())
     }
 }
 
@@ -379,8 +434,12 @@ pub(crate) fn ensure_dir(root: &Dir, dest: &Path, rel: &str) -> Result<(), Engin
 pub(crate) fn sync_parent(root: &Dir, path: &RelPath) -> std::io::Result<()> {
     // A directory handle from `open_dir` may be O_PATH, which cannot be synced;
     // open it for reading instead.
-    let parent = path.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
-    root.open(parent)?.into_std().sync_all()
+    root.open(parent_of(path))?.into_std().sync_all()
+}
+
+/// The folder holding `path`, relative to the root (`.` for the root itself).
+fn parent_of(path: &RelPath) -> &str {
+    path.as_str().rsplit_once('/').map_or(".", |(p, _)| p)
 }
 
 #[cfg(unix)]
@@ -451,7 +510,7 @@ mod tests {
             for (i, b) in blocks(&data).iter().enumerate().rev() {
                 t.write_block(i as u64, b).unwrap();
             }
-            let out = dl.finish(&dl.files[0]).unwrap();
+            let out = dl.finish_batch(&[&dl.files[0]]).remove(0).unwrap();
             assert_eq!(std::fs::read(&out).unwrap(), data, "size {size}");
             let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert_eq!(left, [std::ffi::OsString::from("f.bin")], "temp file left behind");
@@ -468,7 +527,7 @@ mod tests {
         assert!(matches!(t.write_block(1, &[6; 10]), Err(BlockError::WrongHash(1))));
         assert!(matches!(t.write_block(2, &[5; 10]), Err(BlockError::OutOfRange(2))));
         assert_eq!(t.missing(), [0, 1]);
-        assert!(matches!(dl.finish(&dl.files[0]), Err(EngineError::Incomplete(_))));
+        assert!(matches!(dl.finish_batch(&[&dl.files[0]]).remove(0), Err(EngineError::Incomplete(_))));
         assert!(!d.path().join("f").exists());
     }
 
@@ -500,7 +559,7 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("diff")).unwrap(), b"old");
         let dl = Download::prepare(d.path(), &[entry("diff", b"new")], true).unwrap();
         pending(&dl.files[0]).write_block(0, b"new").unwrap();
-        dl.finish(&dl.files[0]).unwrap();
+        dl.finish_batch(&[&dl.files[0]]).remove(0).unwrap();
         assert_eq!(std::fs::read(d.path().join("diff")).unwrap(), b"new");
     }
 

@@ -469,19 +469,35 @@ impl Plan {
         let dl = self.dl.clone();
         let finished = self.finished.clone();
         let done = tokio::task::spawn_blocking(move || {
+            let ready: Vec<usize> = {
+                let finished = finished.lock().unwrap_or_else(|p| p.into_inner());
+                (0..dl.files.len())
+                    .filter(|i| !finished.contains(i))
+                    .filter(|&i| match &dl.files[i].status {
+                        FileStatus::InPlace => true,
+                        FileStatus::Pending(t) => t.is_complete(),
+                    })
+                    .collect()
+            };
+            // One durability pass for all of them (see `Download::finish_batch`).
+            let files: Vec<_> = ready.iter().map(|&i| &dl.files[i]).collect();
             let mut n = 0;
-            for (i, f) in dl.files.iter().enumerate() {
-                let complete = match &f.status {
-                    FileStatus::InPlace => true,
-                    FileStatus::Pending(t) => t.is_complete(),
-                };
-                if complete && !finished.lock().unwrap_or_else(|p| p.into_inner()).contains(&i) {
-                    dl.finish(f)?;
-                    finished.lock().unwrap_or_else(|p| p.into_inner()).insert(i);
-                    n += 1;
+            let mut first_error = None;
+            for (i, r) in ready.iter().zip(dl.finish_batch(&files)) {
+                match r {
+                    Ok(_) => {
+                        finished.lock().unwrap_or_else(|p| p.into_inner()).insert(*i);
+                        n += 1;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
-            Ok::<_, NodeError>(n)
+            match first_error {
+                Some(e) => Err(NodeError::from(e)),
+                None => Ok::<_, NodeError>(n),
+            }
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
@@ -581,27 +597,16 @@ impl Plan {
     fn write(&self, req: BlockRequest, data: bytes::Bytes) -> tokio::task::JoinHandle<Result<Wrote, NodeError>> {
         let dl = self.dl.clone();
         let idx = self.by_entry.get(&req.file).copied();
-        let finished = self.finished.clone();
         let bad = self.bad_blocks.clone();
         tokio::task::spawn_blocking(move || {
             let Some(idx) = idx else { return Ok(Wrote::Nothing) };
             let f = &dl.files[idx];
             let FileStatus::Pending(tmp) = &f.status else { return Ok(Wrote::Nothing) };
             let len = data.len() as u64;
+            // A complete file is put in place with the others of its batch at the
+            // end of the round (`finish_complete`): one durability pass for all.
             match tmp.write_block(req.block as u64, &data) {
-                Ok(false) => Ok(Wrote::Kept(len, false)),
-                Ok(true) => {
-                    if !finished.lock().unwrap_or_else(|p| p.into_inner()).insert(idx) {
-                        return Ok(Wrote::Kept(len, false));
-                    }
-                    if let Err(e) = dl.finish(f) {
-                        // Not in place after all: the end of the download tries again
-                        // and says why if it still cannot.
-                        finished.lock().unwrap_or_else(|p| p.into_inner()).remove(&idx);
-                        return Err(e.into());
-                    }
-                    Ok(Wrote::Kept(len, true))
-                }
+                Ok(_) => Ok(Wrote::Kept(len, false)),
                 Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
                 Err(e) => {
                     *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;
