@@ -267,12 +267,11 @@ impl Report {
              `sync -f` after `tar -x`; peerbox: its `get` process; sendme: its `receive` process, which does \
              not sync); every file's SHA-256 checked after each case; \
              ratio = median over rounds of the case's speed ÷ tar's in the same round (above 1: faster); \
-             RSS = highest peak over rounds. {}{}.\n",
+             RSS = highest peak over rounds. {}.\n",
             self.size,
             self.rounds.len(),
             if self.rounds.len() == 1 { "" } else { "s" },
-            if peerbox_version.is_empty() { "peerbox" } else { peerbox_version },
-            sendme_version.map(|v| format!(", {v}")).unwrap_or_default(),
+            crate::report::versions(peerbox_version, sendme_version),
         );
         let _ = writeln!(
             out,
@@ -335,12 +334,11 @@ impl Report {
             "{} bytes, {} interleaved round{} (plain, peerbox, sendme) after one untimed warm-up copy; \
              MB/s = 10^6 bytes/s; \
              ratio = median over rounds of the case's MB/s ÷ the plain copy's in the same round; \
-             RSS = highest peak over rounds. {}{}.\n",
+             RSS = highest peak over rounds. {}.\n",
             self.size,
             self.rounds.len(),
             if self.rounds.len() == 1 { "" } else { "s" },
-            if peerbox_version.is_empty() { "peerbox" } else { peerbox_version },
-            sendme_version.map(|v| format!(", {v}")).unwrap_or_default(),
+            crate::report::versions(peerbox_version, sendme_version),
         );
         let _ = writeln!(
             out,
@@ -392,6 +390,15 @@ impl Report {
             let _ = writeln!(out, "{n}");
         }
         out
+    }
+}
+
+/// "peerbox 0.1.0, sendme 0.37.1": the versions compared, for a report's intro.
+pub(crate) fn versions(peerbox: &str, reference: Option<&str>) -> String {
+    let peerbox = if peerbox.is_empty() { "peerbox" } else { peerbox };
+    match reference {
+        Some(r) => format!("{peerbox}, {r}"),
+        None => peerbox.to_owned(),
     }
 }
 

@@ -845,15 +845,14 @@ impl ScanReport {
              Rescan: the daemon has no rescan command, so its periodic full rescan (60 s after the first scan) is timed \
              from the change event announcing it until the status shows idle; Syncthing alone on the same tree, \
              `POST /rest/db/scan`. Times are medians over rounds; ratios are taken within each round, then the median; \
-             MB/s = 10^6 bytes/s. {}{}.\n",
+             MB/s = 10^6 bytes/s. {}.\n",
             if n == 1 { "" } else { "s" },
             if args.warm {
                 "warm (each tree read once, untimed, before its steps)"
             } else {
                 "dropped before every timed step"
             },
-            if peerbox_version.is_empty() { "peerbox" } else { peerbox_version },
-            syncthing_version.map(|v| format!(", {v}")).unwrap_or_default(),
+            crate::report::versions(peerbox_version, syncthing_version),
         );
         let _ = writeln!(out, "| case | Peerbox | reference | ratio | each round: Peerbox / reference (ratio) |");
         let _ = writeln!(out, "|---|---:|---:|---:|---|");

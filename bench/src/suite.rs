@@ -166,7 +166,7 @@ fn render_summary(outcomes: &[Outcome], version: &str, rounds: u32, quick: bool)
          ratio = how many times better Peerbox did than the reference run beside it in the same round \
          (its time ÷ Peerbox's time), median over rounds: above 1 Peerbox is faster. \
          Each mode's full report (per-round figures, method) is in MODE.md next to this file.\n",
-        if version.is_empty() { "peerbox" } else { version },
+        crate::report::versions(version, None),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if rounds == 1 { "" } else { "s" },
         if quick { "; QUICK sizes (a check that everything runs, not figures for the goals)" } else { "" },
@@ -229,7 +229,7 @@ fn render_chart(lines: &[Headline], version: &str) -> String {
     let _ = writeln!(
         s,
         r#"<text x="10" y="22" font-size="15" font-weight="bold">{}: times better than the reference (log scale; 1 = as fast)</text>"#,
-        xml(if version.is_empty() { "peerbox" } else { version })
+        xml(&crate::report::versions(version, None))
     );
     for tick in [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0] {
         let tx = x(tick);

@@ -767,11 +767,10 @@ impl SyncReport {
              loopback-only network namespace; both devices joined and idle before each case. \
              Times are medians over rounds (latency: the median of {} samples within each round first); \
              ratio = Syncthing's time ÷ Peerbox's time in the same round, median over rounds (> 1: Peerbox is faster); \
-             MB/s = 10^6 bytes/s. {}{}.\n",
+             MB/s = 10^6 bytes/s. {}.\n",
             if n == 1 { "" } else { "s" },
             self.latency_samples,
-            if peerbox_version.is_empty() { "peerbox" } else { peerbox_version },
-            syncthing_version.map(|v| format!(", {v}")).unwrap_or_default(),
+            crate::report::versions(peerbox_version, syncthing_version),
         );
         let _ = writeln!(out, "| case | Peerbox | Syncthing | ratio | goal |");
         let _ = writeln!(out, "|---|---:|---:|---:|---|");

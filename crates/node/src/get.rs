@@ -419,8 +419,9 @@ async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<pee
 
 /// What came of one block.
 enum Wrote {
-    /// Verified and written: its bytes, and whether it completed its file.
-    Kept(u64, bool),
+    /// Verified and written: its bytes. (A completed file is put in place, and
+    /// counted, by `finish_complete`.)
+    Kept(u64),
     /// It did not match its hash or length: discarded.
     Bad,
     /// Not needed (already there).
@@ -544,12 +545,9 @@ impl Plan {
                     }
                 },
                 Some(w) = writes.next(), if !writes.is_empty() => match w {
-                    Ok(Ok(Wrote::Kept(len, file_done))) => {
+                    Ok(Ok(Wrote::Kept(len))) => {
                         kept += len;
-                        progress.send_modify(|p| {
-                            p.done_bytes += len;
-                            p.files_done += file_done as usize;
-                        });
+                        progress.send_modify(|p| p.done_bytes += len);
                     }
                     Ok(Ok(Wrote::Nothing)) => {}
                     Ok(Ok(Wrote::Bad)) => {
@@ -574,12 +572,9 @@ impl Plan {
             }
         }
         while let Some(w) = writes.next().await {
-            if let Ok(Ok(Wrote::Kept(len, file_done))) = w {
+            if let Ok(Ok(Wrote::Kept(len))) = w {
                 kept += len;
-                progress.send_modify(|p| {
-                    p.done_bytes += len;
-                    p.files_done += file_done as usize;
-                });
+                progress.send_modify(|p| p.done_bytes += len);
             }
         }
         match session.await {
@@ -592,8 +587,7 @@ impl Plan {
         (kept, error)
     }
 
-    /// Verifies and writes one block on a blocking thread; finishes the file when
-    /// it was the last one.
+    /// Verifies and writes one block on a blocking thread.
     fn write(&self, req: BlockRequest, data: bytes::Bytes) -> tokio::task::JoinHandle<Result<Wrote, NodeError>> {
         let dl = self.dl.clone();
         let idx = self.by_entry.get(&req.file).copied();
@@ -606,7 +600,7 @@ impl Plan {
             // A complete file is put in place with the others of its batch at the
             // end of the round (`finish_complete`): one durability pass for all.
             match tmp.write_block(req.block as u64, &data) {
-                Ok(_) => Ok(Wrote::Kept(len, false)),
+                Ok(_) => Ok(Wrote::Kept(len)),
                 Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
                 Err(e) => {
                     *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use peerbox_proto::index::{FolderId, Version};
 use peerbox_proto::manifest::BlockHash;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use crate::{FileStamp, Result, Store, path_bytes, path_from_bytes, split_hashes};
 
@@ -122,6 +123,33 @@ pub struct FileRecord {
 
 const FILE_COLS: &str =
     "path, dir, deleted, size, mtime_ns, executable, block_size, blocks, version, seq, modified_by, have";
+
+/// A record's values in `FILE_COLS` order: what every table of file records
+/// stores, so the three that do cannot drift apart.
+fn file_values(f: &FileRecord) -> [Value; 12] {
+    [
+        Value::Text(f.path.clone()),
+        Value::Integer(f.dir.into()),
+        Value::Integer(f.deleted.into()),
+        Value::Integer(f.size as i64),
+        Value::Integer(f.mtime_ns),
+        Value::Integer(f.executable.into()),
+        Value::Integer(f.block_size.into()),
+        Value::Blob(f.blocks.concat()),
+        Value::Text(serde_json::to_string(&f.version).unwrap_or_default()),
+        Value::Integer(f.seq as i64),
+        Value::Integer(f.modified_by as i64),
+        Value::Integer(f.have.into()),
+    ]
+}
+
+/// A local stamp's values for `local_size, local_mtime_ns, local_inode`.
+fn stamp_values(s: Option<FileStamp>) -> [Value; 3] {
+    match s {
+        Some(s) => [Value::Integer(s.size as i64), Value::Integer(s.mtime_ns), Value::Integer(s.inode as i64)],
+        None => [Value::Null, Value::Null, Value::Null],
+    }
+}
 
 fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let blocks: Vec<u8> = r.get(7)?;
@@ -356,24 +384,9 @@ impl Store {
                 seq += 1;
                 f.seq = seq as u64;
                 landed.execute(params![&folder[..], f.path])?;
-                stmt.execute(params![
-                    &folder[..],
-                    f.path,
-                    f.dir,
-                    f.deleted,
-                    f.size as i64,
-                    f.mtime_ns,
-                    f.executable,
-                    f.block_size,
-                    f.blocks.concat(),
-                    serde_json::to_string(&f.version).unwrap_or_default(),
-                    seq,
-                    f.modified_by as i64,
-                    f.have,
-                    f.local.map(|s| s.size as i64),
-                    f.local.map(|s| s.mtime_ns),
-                    f.local.map(|s| s.inode as i64),
-                ])?;
+                stmt.execute(params_from_iter(
+                    [Value::Blob(folder.to_vec())].into_iter().chain(file_values(f)).chain(stamp_values(f.local)),
+                ))?;
             }
         }
         tx.execute("UPDATE folders SET seq = ?2 WHERE id = ?1", params![&folder[..], seq])?;
@@ -394,25 +407,12 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for f in records {
-                let Some(at) = f.local else { continue };
-                stmt.execute(params![
-                    &folder[..],
-                    f.path,
-                    f.dir,
-                    f.deleted,
-                    f.size as i64,
-                    f.mtime_ns,
-                    f.executable,
-                    f.block_size,
-                    f.blocks.concat(),
-                    serde_json::to_string(&f.version).unwrap_or_default(),
-                    f.seq as i64,
-                    f.modified_by as i64,
-                    f.have,
-                    at.size as i64,
-                    at.mtime_ns,
-                    at.inode as i64,
-                ])?;
+                if f.local.is_none() {
+                    continue;
+                }
+                stmt.execute(params_from_iter(
+                    [Value::Blob(folder.to_vec())].into_iter().chain(file_values(f)).chain(stamp_values(f.local)),
+                ))?;
             }
         }
         tx.commit()?;
@@ -480,22 +480,9 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for f in records {
-                stmt.execute(params![
-                    &folder[..],
-                    peer,
-                    f.path,
-                    f.dir,
-                    f.deleted,
-                    f.size as i64,
-                    f.mtime_ns,
-                    f.executable,
-                    f.block_size,
-                    f.blocks.concat(),
-                    serde_json::to_string(&f.version).unwrap_or_default(),
-                    f.seq as i64,
-                    f.modified_by as i64,
-                    f.have,
-                ])?;
+                stmt.execute(params_from_iter(
+                    [Value::Blob(folder.to_vec()), Value::Blob(peer.to_vec())].into_iter().chain(file_values(f)),
+                ))?;
             }
         }
         tx.execute(
