@@ -223,6 +223,15 @@ where
         tokio::select! {
             Some(done) = reads.next(), if !reads.is_empty() => {
                 let (req, result) = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
+                // Checked before every block sent, not when it is asked for: a getter
+                // asks for a whole window at once, and a slow (rate-limited) session
+                // would otherwise go on serving all it had queued after a revoke.
+                if !share.still_valid() {
+                    tracing::info!(%peer, "link revoked or expired mid-session; closing");
+                    wr.write_all(&ServerMsg::Refused(Refusal::Unknown).encode()).await?;
+                    wr.close().await?;
+                    return Ok(());
+                }
                 match result {
                     Ok(data) => {
                         wr.write_all(&block_header(req, data.len())).await?;
@@ -240,12 +249,6 @@ where
                     None => client_done = true,
                     Some((tag, payload)) => match ClientMsg::decode(tag, &payload) {
                         Ok(ClientMsg::Get { req, file, block }) => {
-                            if !share.still_valid() {
-                                tracing::info!(%peer, "link revoked or expired mid-session; closing");
-                                wr.write_all(&ServerMsg::Refused(Refusal::Unknown).encode()).await?;
-                                wr.close().await?;
-                                return Ok(());
-                            }
                             if exists(share.entries(), file, block) {
                                 let n = asked.entry((file, block)).or_insert(0);
                                 *n = n.saturating_add(1);
