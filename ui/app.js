@@ -6,7 +6,7 @@
 
 import { api, ApiError, hasToken, isDesktop, onNotice, onShellEvent, openFile, refreshNow, shellCommand, subscribe, upload } from './api.js';
 import { applyStatic, lang, onLangChange, setLang, t } from './i18n.js';
-import { copyText, el, fileIcon, humanSize, humanTime, replace, shortPeer, uiIcon } from './dom.js';
+import { copyText, el, fileIcon, humanSize, humanTime, morph, replace, shortPeer, uiIcon } from './dom.js';
 import { EntryList, parentOf, sortEntries } from './files.js';
 import { closeMenu, errorLine, field, loading, openDialog, openMenu, placeholder, showError, toast } from './widgets.js';
 import { linkDialog, renderLinks, renderSend, requestDialog, sendFiles, sendPaths } from './links.js';
@@ -280,8 +280,9 @@ function renderSidebar() {
       ),
       el('ul', {}, items),
     );
-  replace(
+  morph(
     $('nav'),
+    'nav',
     section(t('nav.locker'), { kind: 'home' }, folderItems(mine, t('nav.noFolders'))),
     section(t('nav.shared'), null, folderItems(shared, t('nav.noShared'))),
     el(
@@ -315,8 +316,9 @@ function renderSidebar() {
   // Used against what the disks could still take: the bar fills as the disks do.
   const max = hasFree ? local + need + free : local + need;
   const bar = el('progress', { attrs: { max: String(max || 1), value: String(local), 'aria-label': t('storage.label') } });
-  replace(
+  morph(
     $('storage'),
+    'storage',
     el('div', { class: 'storage-title', text: t('storage.label') }),
     bar,
     el('div', { class: 'storage-line', text: t('storage.line', { local: humanSize(local), need: humanSize(need) }) }),
@@ -433,8 +435,9 @@ function renderHome(main) {
     );
   const mine = folders.filter((f) => f.read_write);
   const shared = folders.filter((f) => !f.read_write);
-  replace(
+  morph(
     main,
+    'home',
     viewTitle(t('home.title')),
     mine.length ? el('div', { class: 'cards' }, mine.map(card)) : null,
     shared.length ? el('h2', { class: 'sub-head', text: t('nav.shared') }) : null,
@@ -942,11 +945,12 @@ function renderTransfers(main) {
     .filter((f) => Number(f.need_files) > 0)
     .map((f) => el('li', { class: 'note' }, el('span', { text: t('transfers.waiting', { n: f.need_files, size: humanSize(f.need_bytes), folder: f.name }) })));
   if (!rows.length && !waiting.length && !downloads.length && !uploads.length) {
-    replace(main, viewTitle(t('transfers.title')), bandwidthLine(state.status.bandwidth), placeholder({ icon: 'transfers', title: t('transfers.empty.title'), body: t('transfers.empty.body') }));
+    morph(main, 'transfers', viewTitle(t('transfers.title')), bandwidthLine(state.status.bandwidth), placeholder({ icon: 'transfers', title: t('transfers.empty.title'), body: t('transfers.empty.body') }));
     return;
   }
-  replace(
+  morph(
     main,
+    'transfers',
     viewTitle(t('transfers.title')),
     bandwidthLine(state.status.bandwidth),
     downloads.length ? el('h2', { class: 'sub-head', text: t('transfers.downloads') }) : null,
@@ -1089,8 +1093,9 @@ function renderPeers(main) {
         ),
       )
     : placeholder({ icon: 'peers', title: t('peers.empty.title'), body: t('peers.empty.body') });
-  replace(
+  morph(
     main,
+    'peers',
     viewTitle(t('peers.title')),
     reqs.length ? el('section', { class: 'panel' }, el('h2', { text: t('requests.title') }), el('ul', { class: 'plain' }, reqs)) : null,
     table,

@@ -18,7 +18,7 @@ export function el(tag, props = {}, ...children) {
     }
   }
   if (props.dataset) for (const [k, v] of Object.entries(props.dataset)) node.dataset[k] = String(v);
-  if (props.on) for (const [k, fn] of Object.entries(props.on)) node.addEventListener(k, fn);
+  if (props.on) listen(node, props.on);
   for (const c of children.flat()) {
     if (c == null || c === false) continue;
     node.append(typeof c === 'string' ? document.createTextNode(c) : c);
@@ -28,7 +28,76 @@ export function el(tag, props = {}, ...children) {
 
 /** Remove every child of `node` and append `children`. */
 export function replace(node, ...children) {
+  node.__view = undefined;
   node.replaceChildren(...children.flat().filter((c) => c != null && c !== false));
+}
+
+// Handlers live on the element (`__on`) behind one shared listener, so that morph()
+// can hand an element that stays in the page the handlers of the one that replaces it.
+function dispatch(e) {
+  const fn = this.__on && this.__on[e.type];
+  return fn ? fn.call(this, e) : undefined;
+}
+
+function listen(node, on) {
+  node.__on = { ...(node.__on || {}), ...on };
+  for (const k of Object.keys(on)) node.addEventListener(k, dispatch);
+}
+
+/**
+ * Make `node`'s children look like `children`, keeping every element that is still
+ * there in place, when `node` last showed the same `view` (another view's elements
+ * are replaced, never reused). Views that re-render on every status change use it
+ * instead of replace(): a button swapped out between mouse-down and mouse-up loses
+ * the click, and focus and hover go with it.
+ */
+export function morph(node, view, ...children) {
+  const wanted = children.flat().filter((c) => c != null && c !== false);
+  if (node.__view !== view) {
+    node.replaceChildren(...wanted);
+    node.__view = view;
+    return;
+  }
+  morphChildren(node, wanted.map((c) => (typeof c === 'string' ? document.createTextNode(c) : c)));
+}
+
+function morphChildren(parent, wanted) {
+  let i = 0;
+  for (; i < wanted.length; i += 1) {
+    const have = parent.childNodes[i];
+    const want = wanted[i];
+    if (!have) parent.append(want);
+    else if (sameKind(have, want)) morphNode(have, want);
+    else parent.replaceChild(want, have);
+  }
+  while (parent.childNodes.length > wanted.length) parent.lastChild.remove();
+}
+
+function sameKind(a, b) {
+  if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) return false;
+  if (a.nodeType !== Node.ELEMENT_NODE) return true;
+  // Form controls carry what the user typed or picked in properties, not attributes:
+  // reuse one only when it is the same control.
+  if (['INPUT', 'SELECT', 'TEXTAREA'].includes(a.nodeName)) return a.getAttribute('name') === b.getAttribute('name') && a.type === b.type;
+  return a.namespaceURI === b.namespaceURI;
+}
+
+function morphNode(have, want) {
+  if (have.nodeType !== Node.ELEMENT_NODE) {
+    if (have.data !== want.data) have.data = want.data;
+    return;
+  }
+  for (const { name } of [...have.attributes]) if (!want.hasAttribute(name)) have.removeAttribute(name);
+  for (const { name, value } of [...want.attributes]) if (have.getAttribute(name) !== value) have.setAttribute(name, value);
+  const on = want.__on || {};
+  for (const k of Object.keys(have.__on || {})) if (!(k in on)) have.removeEventListener(k, dispatch);
+  have.__on = {};
+  listen(have, on);
+  morphChildren(have, [...want.childNodes]);
+  if (['INPUT', 'SELECT', 'TEXTAREA'].includes(have.nodeName) && have !== document.activeElement) {
+    if (have.value !== want.value) have.value = want.value;
+    if (have.checked !== want.checked) have.checked = want.checked;
+  }
 }
 
 const SVG = 'http://www.w3.org/2000/svg';

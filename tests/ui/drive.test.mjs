@@ -303,6 +303,28 @@ describe('drive UI against a real daemon', () => {
     await page.locator('#content .placeholder, #content table').first().waitFor();
   });
 
+  test('a status change updates the sidebar and the locker in place: a click in between is never lost', async () => {
+    await page.locator('#nav .nav-title', { hasText: 'My locker' }).click();
+    const card = page.locator('#content .card', { hasText: folderName });
+    await card.waitFor();
+    const before = await card.locator('.card-meta').nth(1).textContent();
+    const navButton = await page.locator('#nav .nav-item', { hasText: folderName }).elementHandle();
+    const cardButton = await card.elementHandle();
+    fs.writeFileSync(path.join(tmp, '내 드라이브', 'new while watching.txt'), 'x');
+    await page.waitForFunction(
+      ([name, was]) => {
+        const c = [...document.querySelectorAll('#content .card')].find((x) => x.textContent.includes(name));
+        return c && c.querySelectorAll('.card-meta')[1].textContent !== was;
+      },
+      [folderName, before],
+      { timeout: 30000 },
+    );
+    assert.ok(await navButton.evaluate((el) => el.isConnected), 'the sidebar button was swapped out by the re-render');
+    assert.ok(await cardButton.evaluate((el) => el.isConnected), 'the locker card was swapped out by the re-render');
+    await cardButton.click();
+    await page.locator('#crumbs [aria-current=location]', { hasText: folderName }).waitFor();
+  });
+
   test('no HTML parsing sinks: none in ui/*.js, and Trusted Types refuse innerHTML', async () => {
     for (const f of fs.readdirSync(UI_DIR).filter((n) => n.endsWith('.js'))) {
       const src = fs.readFileSync(path.join(UI_DIR, f), 'utf8');
