@@ -143,6 +143,9 @@ async fn recipients_serve_what_they_got_and_a_download_pulls_from_every_seeder()
         assert!(wait_until(|| got.metadata().is_ok_and(|m| m.len() == data.len() as u64)).await, "{name} got it");
         let st = wait_status(&d, |st| st["transfers"][0]["state"] == "done").await;
         assert_eq!(st["transfers"][0]["state"], "done", "{name}'s download finished");
+        // A getter finds it only once the DHT has its provider record.
+        let st = wait_status(&d, |st| st["network"]["announced"].as_u64().unwrap_or(0) >= 1).await;
+        assert!(st["network"]["announced"].as_u64().unwrap_or(0) >= 1, "{name} announced what it got: {st}");
         friends.push(d);
     }
     let served: serde_json::Value =

@@ -141,6 +141,9 @@ pub struct NetInfo {
     pub relay_server: bool,
     /// Connections open now, in and out (at most 256, 4 per peer).
     pub connections: u32,
+    /// Shares and folders whose provider record some DHT peer took: others can
+    /// find this device by them.
+    pub announced: usize,
 }
 
 /// News from the network.
@@ -414,6 +417,7 @@ impl Network {
             looked_up: HashSet::new(),
             provider_queries: HashMap::new(),
             provided: HashSet::new(),
+            announced: HashSet::new(),
             conns: HashMap::new(),
             punched: HashSet::new(),
             shown: HashMap::new(),
@@ -659,6 +663,8 @@ struct EventLoop {
     looked_up: HashSet<PeerId>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
     provided: HashSet<kad::RecordKey>,
+    /// Of those, the ones a DHT peer has stored.
+    announced: HashSet<kad::RecordKey>,
     conns: HashMap<PeerId, HashMap<ConnectionId, Conn>>,
     punched: HashSet<PeerId>,
     /// The kind last reported per peer, so news goes out only on change.
@@ -721,6 +727,7 @@ impl EventLoop {
                     external: self.swarm.external_addresses().map(|a| a.to_string()).collect(),
                     relay_server: self.relay_server,
                     connections: self.swarm.network_info().connection_counters().num_established(),
+                    announced: self.announced.len(),
                 });
             }
             Command::Provide { key } => {
@@ -937,6 +944,9 @@ impl EventLoop {
                 if step.last {
                     self.provider_queries.remove(&id);
                 }
+            }
+            kad::QueryResult::StartProviding(Ok(kad::AddProviderOk { key })) if self.provided.contains(&key) => {
+                self.announced.insert(key);
             }
             _ => {}
         }

@@ -190,6 +190,7 @@ pub(crate) async fn get(
             match ev {
                 Ev::Found(None, _) => {}
                 Ev::Found(Some(source), rx) => {
+                    tracing::debug!(%source, "the DHT names a source");
                     // The network never names this device; the sharer is open already.
                     if source != peer
                         && !extra.contains(&source)
@@ -215,6 +216,7 @@ pub(crate) async fn get(
                     }
                 }
                 Ev::Open(source, Ok(o)) => {
+                    tracing::debug!(%source, "session open");
                     let p = match &plan {
                         Some(p) => p.clone(),
                         None => {
