@@ -38,9 +38,10 @@ async fn replaced_files_keep_their_versions_which_restore_everywhere() {
     assert!(versions(&a, "docs/plan.txt").await.is_empty(), "edits made here leave no versions here");
 
     // Restore version N−2 (v3): it is live on B, then on A; v6 is kept as a version.
+    assert!(kept.iter().all(|v| v["size"] == 2), "only whole versions were kept: {kept:?}");
     let n = kept.len() - 2;
     b.ok(&["versions", "restore", "Team", "docs/plan.txt", &n.to_string()]).await;
-    assert_eq!(read(&plan(&b_dir)), b"v3");
+    assert_eq!(String::from_utf8_lossy(&read(&plan(&b_dir))), "v3", "{kept:?}");
     assert!(wait_until(|| read(&plan(&a_dir)) == b"v3").await, "the restore reached A");
     let sizes: Vec<u64> =
         versions(&b, "docs/plan.txt").await.iter().map(|v| v["size"].as_u64().expect("size")).collect();
