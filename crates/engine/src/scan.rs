@@ -203,10 +203,15 @@ pub fn hash_stable(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vec<
     for _ in 0..3 {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
         let before = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
-        let hashes = hash_file(&file, before.size, progress).map_err(|e| EngineError::io(path, e))?;
+        let hashes = hash_file(&file, before.size, progress);
         let after = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
-        if after == before {
-            return Ok((hashes, after));
+        match hashes {
+            Ok(hashes) if after == before => return Ok((hashes, after)),
+            // Shrunk while it was read (a save truncates first): read it again.
+            Err(e) if after == before || e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                return Err(EngineError::io(path, e));
+            }
+            _ => {}
         }
     }
     Err(EngineError::KeepsChanging(path.to_owned()))
@@ -308,6 +313,40 @@ mod tests {
         std::fs::create_dir_all(d.path().join("y/same")).unwrap();
         let r = scan(&[d.path().join("x/same"), d.path().join("y/same")], &NoCache, &|_| {});
         assert!(matches!(r, Err(EngineError::DuplicateName(_))));
+    }
+
+    /// THREATS.md, "file changed while being hashed": the stamp before and after
+    /// differ, so the file is read again; the hashes describe what is there now.
+    #[test]
+    fn a_file_changed_while_it_is_hashed_is_hashed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("report.doc");
+        let first = vec![1u8; 3 * MIN_BLOCK_SIZE as usize];
+        let second = vec![2u8; 3 * MIN_BLOCK_SIZE as usize + 7];
+        std::fs::write(&path, &first).unwrap();
+        let edited = std::sync::atomic::AtomicBool::new(false);
+        // The user saves a new version while the first block is being read.
+        let (hashes, stamp) = hash_stable(&path, &|_| {
+            if !edited.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::fs::write(&path, &second).unwrap();
+            }
+        })
+        .unwrap();
+        let want: Vec<BlockHash> = second.chunks(MIN_BLOCK_SIZE as usize).map(hash_block).collect();
+        assert_eq!(hashes, want, "the hashes are of the saved version");
+        assert_eq!(stamp, stamp_of(&std::fs::metadata(&path).unwrap()));
+    }
+
+    #[test]
+    fn a_file_that_never_stops_changing_is_reported_not_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("growing.log");
+        std::fs::write(&path, vec![0u8; 2 * MIN_BLOCK_SIZE as usize]).unwrap();
+        let r = hash_stable(&path, &|_| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            std::io::Write::write_all(&mut f, b"more").unwrap();
+        });
+        assert!(matches!(r, Err(EngineError::KeepsChanging(p)) if p == path));
     }
 
     #[cfg(unix)]
