@@ -208,3 +208,48 @@ async fn bootstrap_peers_kept_in_settings_are_used_at_the_next_start() {
     a.stop().await;
     r.stop().await;
 }
+
+/// THREATS.md, "very slow peer": a source that trickles must not hold a download
+/// up. Alice, the sharer, sends at 64 KiB/s; Carol, who downloaded it before, is
+/// fast. Once nothing is left to ask, Carol is asked for second copies of what
+/// Alice still owes, and Alice's session is stopped when everything is in. Without
+/// that, the blocks first asked of Alice would come at her pace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_source_does_not_hold_up_a_download() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (r, bootstrap) = relay(&tmp.path().join("relay")).await;
+    let (alice, _) = sharer(&tmp.path().join("alice"), &bootstrap).await;
+    let data = pattern(24 << 20, 5);
+    let file = tmp.path().join("slides.bin");
+    std::fs::write(&file, &data).expect("write");
+    let link = alice.ok(&["share", s(&file)]).await;
+    let link = link.lines().find(|l| l.starts_with("peerbox://")).expect("a link").to_owned();
+
+    let (carol, _) = sharer(&tmp.path().join("carol"), &bootstrap).await;
+    carol.ok(&["download", &link, s(&tmp.path().join("carol-got"))]).await;
+    let st = wait_status(&carol, |st| {
+        st["transfers"][0]["state"] == "done" && st["network"]["announced"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert_eq!(st["transfers"][0]["state"], "done", "Carol's download finished: {st}");
+    alice.ok(&["settings", "--upload-limit", "64KiB", "--limit-lan", "true"]).await;
+
+    let dest = tmp.path().join("bob");
+    let run = get(&link, &dest, &["--bootstrap", &bootstrap]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(file_hash(&dest.join("slides.bin")), file_hash(&file));
+    let summary = run.json();
+    let sources = summary["sources"].as_object().expect("sources");
+    let from = |d: serde_json::Value| sources.get(d["peer_id"].as_str().expect("id")).and_then(|b| b.as_u64());
+    let slow = from(alice.status().await).unwrap_or(0);
+    let fast = from(carol.status().await).unwrap_or(0);
+    eprintln!("slow sharer sent {slow} bytes, fast friend {fast}");
+    // A session is asked for at least 4 blocks (128 KiB each here) at once; without
+    // the endgame the slow sharer must deliver all of those herself (it took 8.9 s).
+    assert!(slow < (4 * 128) << 10, "the slow sharer delivered {slow} bytes: its blocks waited for it");
+    assert_eq!(slow + fast, data.len() as u64, "every byte counted once: {sources:?}");
+    assert!(!tree(&dest).keys().any(|k| k.contains(".peerbox-tmp-")), "no temp file left");
+    for d in [carol, alice, r] {
+        d.stop().await;
+    }
+}

@@ -270,9 +270,20 @@ impl Download {
     }
 }
 
+/// What [`TempFile::write_block`] did with a good block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Every block of the file is in now.
+    pub complete: bool,
+    /// The file did not have this block yet. A copy of a block that is already in
+    /// (a download asks a slow source's last blocks of a second one) is not
+    /// written, and must not be counted twice.
+    pub fresh: bool,
+}
+
 impl TempFile {
-    /// Verifies block `index` and writes it. Returns whether the file is now complete.
-    pub fn write_block(&self, index: u64, data: &[u8]) -> Result<bool, BlockError> {
+    /// Verifies block `index` and writes it, unless the file has it already.
+    pub fn write_block(&self, index: u64, data: &[u8]) -> Result<Written, BlockError> {
         let n = block_count(self.meta.size, self.meta.block_size);
         if index >= n {
             return Err(BlockError::OutOfRange(index));
@@ -281,13 +292,22 @@ impl TempFile {
         if data.len() != want as usize {
             return Err(BlockError::WrongSize { index, got: data.len(), want });
         }
+        if self.has_block(index) {
+            return Ok(Written { complete: self.is_complete(), fresh: false });
+        }
         if hash_block(data) != self.meta.blocks[index as usize] {
             return Err(BlockError::WrongHash(index));
         }
         io::write_all_at(&self.file, data, index * self.meta.block_size as u64)?;
         let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
-        have[index as usize] = true;
-        Ok(have.iter().all(|h| *h))
+        // Two copies can be written at once: the same verified bytes, counted once.
+        let fresh = !std::mem::replace(&mut have[index as usize], true);
+        Ok(Written { complete: have.iter().all(|h| *h), fresh })
+    }
+
+    /// Whether block `index` is in (verified).
+    pub fn has_block(&self, index: u64) -> bool {
+        self.have.lock().unwrap_or_else(|p| p.into_inner()).get(index as usize).copied().unwrap_or(false)
     }
 
     /// The open temp file (for copying local blocks into it).
@@ -529,6 +549,22 @@ mod tests {
         assert_eq!(t.missing(), [0, 1]);
         assert!(matches!(dl.finish_batch(&[&dl.files[0]]).remove(0), Err(EngineError::Incomplete(_))));
         assert!(!d.path().join("f").exists());
+    }
+
+    #[test]
+    fn a_second_copy_of_a_block_counts_once_and_a_bad_one_cannot_spoil_it() {
+        let d = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2 * MIN_BLOCK_SIZE as usize).map(|i| (i % 13) as u8).collect();
+        let dl = Download::prepare(d.path(), &[entry("f", &data)], false).unwrap();
+        let t = pending(&dl.files[0]);
+        let b = blocks(&data);
+        assert_eq!(t.write_block(0, b[0]).unwrap(), Written { complete: false, fresh: true });
+        assert_eq!(t.write_block(0, b[0]).unwrap(), Written { complete: false, fresh: false });
+        assert_eq!(t.write_block(1, b[1]).unwrap(), Written { complete: true, fresh: true });
+        // A wrong copy arriving late is not written over the verified block.
+        assert!(t.write_block(0, &vec![9; b[0].len()]).is_ok_and(|w| !w.fresh));
+        let out = dl.finish_batch(&[&dl.files[0]]).remove(0).unwrap();
+        assert_eq!(std::fs::read(out).unwrap(), data);
     }
 
     #[test]

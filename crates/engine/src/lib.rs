@@ -12,6 +12,6 @@ pub mod ignores;
 pub mod io;
 pub mod scan;
 
-pub use download::{BlockError, Download, FileStatus, PlannedFile, TempFile};
+pub use download::{BlockError, Download, FileStatus, PlannedFile, TempFile, Written};
 pub use error::EngineError;
 pub use scan::{HashCache, NoCache, ScanResult, Scanned, Skipped, Stamp, hash_block, scan, stamp_of};

@@ -229,13 +229,14 @@ pub(crate) async fn get(
                         }
                     };
                     let q = queue.get_or_insert_with(|| BlockQueue::new(p.missing())).clone();
-                    if q.is_empty() {
+                    if q.is_done() {
                         continue;
                     }
                     opened += 1;
                     progress.send_modify(|pr| pr.sources = opened);
-                    let cap = if may_find_more || opened > 1 { (q.len() / 8).max(4) } else { usize::MAX };
-                    tasks.push(Box::pin(async move { Ev::Done(source, p.fetch(o.stream, q, cap, progress).await) }));
+                    let cap = if may_find_more || opened > 1 { (q.todo() / 8).max(4) } else { usize::MAX };
+                    let mine = q.session();
+                    tasks.push(Box::pin(async move { Ev::Done(source, p.fetch(o.stream, mine, cap, progress).await) }));
                 }
                 Ev::Done(source, (got, err)) => {
                     fetched += got;
@@ -299,30 +300,153 @@ pub(crate) async fn get(
     })
 }
 
-/// Block requests still to ask for, shared by the sessions of a round: each takes
-/// the next one when its window has room.
+/// The blocks of a round, shared by its sessions: each takes the next one still to
+/// ask for when its window has room, so faster sources get more.
+///
+/// Once none is left to ask for, a session with room takes a second copy of a
+/// block another session is still waiting for, the longest-waiting first (the
+/// endgame): the last blocks of a download then never wait on its slowest source,
+/// and a source that joins late still helps. Each block is asked of at most two
+/// sessions; the first good copy counts, the other is dropped unwritten. A
+/// session that ends gives back what it still owed, and when every block is in,
+/// the sessions still waiting on copies are told to stop.
 #[derive(Clone)]
-struct BlockQueue(Arc<Mutex<VecDeque<BlockRequest>>>);
+struct BlockQueue {
+    shared: Arc<Mutex<Blocks>>,
+    all_in: watch::Receiver<bool>,
+}
 
-impl BlockQueue {
-    fn new(requests: Vec<BlockRequest>) -> Self {
-        Self(Arc::new(Mutex::new(requests.into())))
-    }
+struct Blocks {
+    /// Not yet asked of any session, in download order.
+    todo: VecDeque<BlockRequest>,
+    /// Asked and not yet in: the sessions asked.
+    asked: HashMap<BlockRequest, Vec<usize>>,
+    /// The order blocks were first asked in (entries no longer asked are skipped).
+    order: VecDeque<BlockRequest>,
+    sessions: usize,
+    all_in: watch::Sender<bool>,
+}
 
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+impl Blocks {
+    fn check_all_in(&self) {
+        if self.todo.is_empty() && self.asked.is_empty() {
+            self.all_in.send_replace(true);
+        }
     }
 }
 
-impl Iterator for BlockQueue {
+/// Copies of one block asked at once, at most.
+const MAX_COPIES: usize = 2;
+
+impl BlockQueue {
+    fn new(requests: Vec<BlockRequest>) -> Self {
+        let (tx, all_in) = watch::channel(requests.is_empty());
+        let blocks =
+            Blocks { todo: requests.into(), asked: HashMap::new(), order: VecDeque::new(), sessions: 0, all_in: tx };
+        Self { shared: Arc::new(Mutex::new(blocks)), all_in }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every block is in: nothing for a new session to do.
+    fn is_done(&self) -> bool {
+        *self.all_in.borrow()
+    }
+
+    /// Blocks not yet asked of anyone.
+    fn todo(&self) -> usize {
+        self.lock().todo.len()
+    }
+
+    /// A new session's view of the queue.
+    fn session(&self) -> SessionBlocks {
+        let id = {
+            let mut b = self.lock();
+            b.sessions += 1;
+            b.sessions
+        };
+        SessionBlocks { queue: self.clone(), id }
+    }
+}
+
+/// One session's side of a [`BlockQueue`]; as an iterator, the next block for it
+/// to ask.
+#[derive(Clone)]
+struct SessionBlocks {
+    queue: BlockQueue,
+    id: usize,
+}
+
+impl SessionBlocks {
+    /// `r` is in (written now, or already): nobody need ask for it again.
+    fn arrived(&self, r: BlockRequest) {
+        let mut b = self.queue.lock();
+        b.asked.remove(&r);
+        b.check_all_in();
+    }
+
+    /// This session will not bring `r` (a bad copy, or the source lacks it): it
+    /// goes back to be asked again, unless another session is still on it.
+    fn failed(&self, r: BlockRequest) {
+        let mut b = self.queue.lock();
+        if let Some(who) = b.asked.get_mut(&r) {
+            who.retain(|s| *s != self.id);
+            if who.is_empty() {
+                b.asked.remove(&r);
+                b.todo.push_front(r);
+            }
+        }
+    }
+
+    /// The session ended: what it still owed goes back to the others.
+    fn release(&self) {
+        let mut b = self.queue.lock();
+        let mut back = Vec::new();
+        b.asked.retain(|r, who| {
+            who.retain(|s| *s != self.id);
+            if who.is_empty() {
+                back.push(*r);
+                return false;
+            }
+            true
+        });
+        for r in back {
+            b.todo.push_front(r);
+        }
+        b.check_all_in();
+    }
+
+    /// Resolves once every block of the round is in.
+    async fn all_in(&self) {
+        let mut rx = self.queue.all_in.clone();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+impl Iterator for SessionBlocks {
     type Item = BlockRequest;
 
     fn next(&mut self) -> Option<BlockRequest> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        let mut guard = self.queue.lock();
+        let b = &mut *guard;
+        if let Some(r) = b.todo.pop_front() {
+            b.asked.insert(r, vec![self.id]);
+            b.order.push_back(r);
+            return Some(r);
+        }
+        // The endgame: a second copy of the longest-waiting block.
+        while b.order.front().is_some_and(|r| !b.asked.contains_key(r)) {
+            b.order.pop_front();
+        }
+        let pick = b
+            .order
+            .iter()
+            .copied()
+            .find(|r| b.asked.get(r).is_some_and(|who| who.len() < MAX_COPIES && !who.contains(&self.id)))?;
+        b.asked.get_mut(&pick)?.push(self.id);
+        Some(pick)
     }
 }
 
@@ -523,48 +647,61 @@ impl Plan {
     async fn fetch(
         &self,
         stream: peerbox_net::PeerStream,
-        requests: BlockQueue,
+        requests: SessionBlocks,
         window_cap: usize,
         progress: &watch::Sender<GetProgress>,
     ) -> (u64, Option<NodeError>) {
         let block_size = self.dl.files.iter().map(|f| f.meta.block_size as u64).max().unwrap_or(1);
         let window = ((IN_FLIGHT_BYTES / block_size).clamp(4, 256) as usize).min(window_cap);
         let (tx, mut rx) = mpsc::channel(8);
-        let session = tokio::spawn(blocks::fetch(stream, requests, window, tx));
+        let session = tokio::spawn(blocks::fetch(stream, requests.clone(), window, tx));
         let mut writes = FuturesUnordered::new();
         let mut kept = 0u64;
         let mut error = None;
         let mut open = true;
         let mut bad = 0usize;
+        let all_in = requests.all_in();
+        tokio::pin!(all_in);
         while open || !writes.is_empty() {
             tokio::select! {
                 r = rx.recv(), if open && writes.len() < MAX_WRITES => match r {
                     None => open = false,
                     Some((req, Ok(data))) => writes.push(self.write(req, data)),
                     Some((req, Err(reason))) => {
+                        requests.failed(req);
                         tracing::warn!(file = req.file, block = req.block, "sharer cannot serve a block: {reason:?}");
                         error = Some(NodeError::Incomplete(format!("the sharer could not serve some blocks ({reason:?}); the shared files may have changed")));
                     }
                 },
-                Some(w) = writes.next(), if !writes.is_empty() => match w {
+                Some((req, w)) = writes.next(), if !writes.is_empty() => match w {
                     Ok(Ok(Wrote::Kept(len))) => {
+                        requests.arrived(req);
                         kept += len;
                         progress.send_modify(|p| p.done_bytes += len);
                     }
-                    Ok(Ok(Wrote::Nothing)) => {}
+                    Ok(Ok(Wrote::Nothing)) => requests.arrived(req),
                     Ok(Ok(Wrote::Bad)) => {
+                        requests.failed(req);
                         bad += 1;
                         if bad == BAD_BLOCKS_LIMIT {
                             error = Some(NodeError::BadSource);
                         }
                     }
                     Ok(Err(e)) => {
+                        requests.failed(req);
                         if error.is_none() || !matches!(e, NodeError::Engine(_)) {
                             error = Some(e);
                         }
                     }
                     Err(e) => error = Some(NodeError::Internal(e.to_string())),
                 },
+                // Other sessions brought in what this one still waits for.
+                () = &mut all_in, if open => {
+                    if !session.is_finished() {
+                        session.abort();
+                    }
+                    open = false;
+                }
             }
             if matches!(error, Some(NodeError::Io { .. } | NodeError::WouldOverwrite(_) | NodeError::BadSource)) {
                 // Local trouble (disk full, read-only), or a source that lies:
@@ -573,12 +710,19 @@ impl Plan {
                 break;
             }
         }
-        while let Some(w) = writes.next().await {
-            if let Ok(Ok(Wrote::Kept(len))) = w {
-                kept += len;
-                progress.send_modify(|p| p.done_bytes += len);
+        while let Some((req, w)) = writes.next().await {
+            match w {
+                Ok(Ok(Wrote::Kept(len))) => {
+                    requests.arrived(req);
+                    kept += len;
+                    progress.send_modify(|p| p.done_bytes += len);
+                }
+                Ok(Ok(Wrote::Nothing)) => requests.arrived(req),
+                _ => requests.failed(req),
             }
         }
+        // What it was still asked for goes back to the round's other sessions.
+        requests.release();
         match session.await {
             Ok(Ok(())) => {}
             Ok(Err(_)) if matches!(error, Some(NodeError::BadSource)) => {}
@@ -590,11 +734,15 @@ impl Plan {
     }
 
     /// Verifies and writes one block on a blocking thread.
-    fn write(&self, req: BlockRequest, data: bytes::Bytes) -> tokio::task::JoinHandle<Result<Wrote, NodeError>> {
+    fn write(
+        &self,
+        req: BlockRequest,
+        data: bytes::Bytes,
+    ) -> impl Future<Output = (BlockRequest, Result<Result<Wrote, NodeError>, tokio::task::JoinError>)> + use<> {
         let dl = self.dl.clone();
         let idx = self.by_entry.get(&req.file).copied();
         let bad = self.bad_blocks.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let Some(idx) = idx else { return Ok(Wrote::Nothing) };
             let f = &dl.files[idx];
             let FileStatus::Pending(tmp) = &f.status else { return Ok(Wrote::Nothing) };
@@ -602,7 +750,8 @@ impl Plan {
             // A complete file is put in place with the others of its batch at the
             // end of the round (`finish_complete`): one durability pass for all.
             match tmp.write_block(req.block as u64, &data) {
-                Ok(_) => Ok(Wrote::Kept(len)),
+                Ok(w) if w.fresh => Ok(Wrote::Kept(len)),
+                Ok(_) => Ok(Wrote::Nothing),
                 Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
                 Err(e) => {
                     *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -610,6 +759,7 @@ impl Plan {
                     Ok(Wrote::Bad)
                 }
             }
-        })
+        });
+        async move { (req, task.await) }
     }
 }
