@@ -504,15 +504,11 @@ async fn a_large_sync_killed_again_and_again_ends_whole_with_every_version() {
     b.stop().await;
 }
 
-/// The instant the pull journal is for: Bob has put Alice's version of a file in
-/// place but not yet recorded it when he dies, and by then he has heard of her
-/// next version. Restarted, he must take the file on disk for her version, not
-/// for an edit of his own that conflicts with her next one.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_kill_after_a_pull_is_in_place_but_not_recorded_makes_no_conflict() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (mut a, mut b) = (Device::new(tmp.path(), "alice", "Team"), Device::new(tmp.path(), "bob", "Team"));
-    put(&a.dir.join("notes.txt"), b"first");
+/// Alice and Bob running, Bob joined to Alice's folder "Team" that holds one file
+/// `name`, and both in sync.
+async fn synced_pair(tmp: &Path, name: &str, content: &[u8]) -> (Device, Device) {
+    let (mut a, mut b) = (Device::new(tmp, "alice", "Team"), Device::new(tmp, "bob", "Team"));
+    put(&a.dir.join(name), content);
     a.start().await;
     b.start().await;
     let alice = a.daemon.as_ref().expect("alice");
@@ -520,6 +516,17 @@ async fn a_kill_after_a_pull_is_in_place_but_not_recorded_makes_no_conflict() {
     let link = alice.ok(&["folder", "link", "Team"]).await;
     b.daemon.as_ref().expect("bob").ok(&["folder", "join", &link, b.dir.to_str().expect("utf8")]).await;
     assert!(wait_until(|| b.files() == a.files()).await, "the first sync");
+    (a, b)
+}
+
+/// The instant the pull journal is for: Bob has put Alice's version of a file in
+/// place but not yet recorded it when he dies, and by then he has heard of her
+/// next version. Restarted, he must take the file on disk for her version, not
+/// for an edit of his own that conflicts with her next one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_after_a_pull_is_in_place_but_not_recorded_makes_no_conflict() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut a, mut b) = synced_pair(tmp.path(), "notes.txt", b"first").await;
 
     // From now on Bob's pulls stop between the rename and the index commit.
     b.stop().await;
@@ -542,6 +549,40 @@ async fn a_kill_after_a_pull_is_in_place_but_not_recorded_makes_no_conflict() {
     assert_eq!(a.files().len(), 1, "no conflict copy: {:?}", a.files());
     let kept: BTreeSet<String> = tree(&b.dir).into_values().collect();
     assert!(kept.contains(&hash_of(second)), "bob's second version is in his history");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// THREATS.md, "local edit lands just before a remote update": Bob saves the file
+/// in the instant between his daemon fetching Alice's new version and putting it
+/// in place. His save must not be overwritten: both versions stay, one live and
+/// one a conflict copy, on both devices.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_edit_just_before_a_remote_update_is_kept_as_a_conflict_not_overwritten() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut a, mut b) = synced_pair(tmp.path(), "plan.txt", b"first draft").await;
+
+    // Bob's next pull waits, its file fetched and verified, until the test lets go.
+    let gate = tmp.path().join("gate");
+    b.stop().await;
+    let gate_env = gate.to_str().expect("utf8").to_owned();
+    b.start_env(&[("PEERBOX_FAULT", "pause-before-place"), ("PEERBOX_FAULT_GATE", &gate_env)]).await;
+    let (hers, his) = (b"alice's second draft".as_slice(), b"bob's own edit, saved just then".as_slice());
+    put(&a.dir.join("plan.txt"), hers);
+    let reached = tmp.path().join("gate.reached");
+    assert!(wait_until(|| reached.exists()).await, "bob's pull reached the instant before it puts the file in place");
+    put(&b.dir.join("plan.txt"), his);
+    put(&gate, b"");
+
+    let both = [hash_of(hers), hash_of(his)].into_iter().collect::<BTreeSet<_>>();
+    let settled = || {
+        let (fa, fb) = (a.files(), b.files());
+        fa == fb && fb.len() == 2 && fb.values().cloned().collect::<BTreeSet<_>>() == both
+    };
+    assert!(wait_until(settled).await, "both versions kept on both: alice {:?}, bob {:?}", a.files(), b.files());
+    let names: Vec<String> = b.files().into_keys().collect();
+    assert!(names.iter().any(|n| n == "plan.txt"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("plan.sync-conflict-") && n.ends_with(".txt")), "{names:?}");
     a.stop().await;
     b.stop().await;
 }

@@ -1355,6 +1355,7 @@ impl FolderTask {
         // Journalled before any goes in place: a kill between the renames and the
         // index commit below is then settled on restart (see `settle_landings`),
         // not mistaken for edits made here.
+        fault_point("before-place").await;
         let landing: Vec<FileRecord> =
             ready.iter().map(|(a, _, _, stamp)| adopt(&a.remote, Some(*stamp), true)).collect();
         lock(&self.folders.store).expect_landings(&self.id, &landing)?;
@@ -1524,16 +1525,33 @@ impl FolderTask {
     }
 }
 
-/// Fault injection for the crash tests: with `PEERBOX_FAULT=stall-<point>` the
-/// folder task stops for good at that point of a pull, as if the daemon had been
-/// killed there, while the rest of it runs on (the test kills it when it has seen
-/// what it needs). Read once; unset, it costs a comparison.
+/// Fault injection for the crash and race tests. With `PEERBOX_FAULT=stall-<point>`
+/// the folder task stops for good at that point of a pull, as if the daemon had
+/// been killed there, while the rest of it runs on (the test kills it when it has
+/// seen what it needs). With `pause-<point>` and `PEERBOX_FAULT_GATE=FILE`, the
+/// first pull to get there creates `FILE.reached` and waits until FILE exists, so
+/// a test can act in that instant (a user's edit landing just then). Read once;
+/// unset, it costs a comparison.
 async fn fault_point(at: &str) {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let fault = FAULT.get_or_init(|| std::env::var("PEERBOX_FAULT").ok());
-    if fault.as_deref().and_then(|f| f.strip_prefix("stall-")) == Some(at) {
+    let Some(fault) = fault.as_deref() else { return };
+    if fault.strip_prefix("stall-") == Some(at) {
         tracing::warn!("PEERBOX_FAULT: the pull stalls {at}");
         std::future::pending::<()>().await;
+    }
+    if fault.strip_prefix("pause-") == Some(at)
+        && !PAUSED.swap(true, std::sync::atomic::Ordering::SeqCst)
+        && let Some(gate) = std::env::var_os("PEERBOX_FAULT_GATE").map(PathBuf::from)
+    {
+        tracing::warn!("PEERBOX_FAULT: the pull pauses {at} until {} exists", gate.display());
+        let mut reached = gate.clone().into_os_string();
+        reached.push(".reached");
+        let _ = std::fs::write(&reached, b"");
+        while !gate.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
