@@ -22,7 +22,7 @@ use peerbox_proto::blocks::{ClientMsg, MANIFEST_PART_BYTES, MissingReason, Refus
 use peerbox_proto::manifest::{ContentHasher, Entry, EntryError, MAX_ENTRIES};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::frame::{ReadError, read_frame};
+use crate::frame::{FrameReader, ReadError, read_frame};
 
 /// Sessions a sharer serves at once; more are told `Busy`.
 pub const MAX_SESSIONS: usize = 64;
@@ -202,7 +202,9 @@ async fn serve_blocks<S>(peer: PeerId, stream: S, share: Arc<dyn ShareReader>) -
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (mut rd, mut wr) = futures::AsyncReadExt::split(stream);
+    let (rd, mut wr) = futures::AsyncReadExt::split(stream);
+    // Dropped whenever a block read finishes first: it must keep partial frames.
+    let mut rd = FrameReader::new(rd);
     let mut queue: VecDeque<(u32, u32, u32)> = VecDeque::new();
     let mut reads: FuturesOrdered<tokio::task::JoinHandle<ReadResult>> = FuturesOrdered::new();
     let mut client_done = false;
@@ -243,7 +245,7 @@ where
                     wr.flush().await?;
                 }
             }
-            frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut rd)), if can_read => {
+            frame = tokio::time::timeout(IDLE_TIMEOUT, rd.next()), if can_read => {
                 let Ok(frame) = frame else { return Err(SessionError::Timeout) };
                 match frame? {
                     None => client_done = true,
