@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
 use peerbox_proto::index::{
@@ -18,7 +19,7 @@ use peerbox_proto::manifest::BlockHash;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::blocks::SessionError;
-use crate::frame::read_frame_with;
+use crate::frame::{FrameReader, read_frame_with};
 
 /// How long a long-polled index request is held before an empty answer.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
@@ -80,72 +81,136 @@ async fn read<S: AsyncRead + Unpin>(s: &mut S, timeout: Duration) -> Result<Opti
     }
 }
 
-/// Serves one stream (public for tests over pipes).
-pub async fn serve_stream<S>(peer: PeerId, mut stream: S, source: Arc<dyn SyncSource>) -> Result<(), SessionError>
+/// Block reads a stream runs ahead of the network (answers still go out in the
+/// order asked). Bounds memory per stream to this many blocks.
+pub const READ_AHEAD: usize = 4;
+
+type BlockRead = (u32, (String, u32), Option<Bytes>);
+
+/// Serves one stream (public for tests over pipes). Block requests are read from
+/// disk a few at a time while the answers before them are sent; any other request
+/// waits until the blocks asked before it are answered.
+pub async fn serve_stream<S>(peer: PeerId, stream: S, source: Arc<dyn SyncSource>) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    // Asks per block served, and blocks refused: a peer making us read the same
-    // block over and over, or asking for ones that are not there, is cut off.
-    let mut asked: std::collections::HashMap<(String, u32), u8> = std::collections::HashMap::new();
-    let mut misses = 0usize;
+    let (rd, mut wr) = futures::AsyncReadExt::split(stream);
+    // Dropped whenever a block read finishes first: it must keep partial frames.
+    let mut rd = FrameReader::new(rd);
+    let mut served = Served::default();
+    let mut reads: FuturesOrdered<tokio::task::JoinHandle<BlockRead>> = FuturesOrdered::new();
+    let mut ended = false;
     loop {
-        let Some(frame) = read(&mut stream, IDLE).await? else { return Ok(()) };
-        let SyncFrame::Request(req) = frame else {
-            return Err(SessionError::Protocol("expected a request".into()));
-        };
-        let answer = match req {
-            SyncRequest::Join { folder, secret, proof } => {
-                let s = source.clone();
-                let r = blocking(move || s.join(peer, folder, secret, proof)).await?;
-                SyncFrame::Response(r.unwrap_or_else(SyncResponse::Refused))
+        if ended && reads.is_empty() {
+            wr.flush().await?;
+            return Ok(());
+        }
+        tokio::select! {
+            Some(done) = reads.next(), if !reads.is_empty() => {
+                let read = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
+                served.answer(&mut wr, read).await?;
+                if reads.is_empty() {
+                    wr.flush().await?;
+                }
             }
-            SyncRequest::Index { folder, since, wait } => {
-                // Subscribed before the first look, so a change between the look and
-                // the wait still wakes it.
-                let mut changes = if wait { source.watch(peer, folder) } else { None };
-                let s = source.clone();
-                let mut answer = blocking(move || s.index(peer, folder, since)).await?;
-                if let (Some(rx), Ok((records, _, _))) = (changes.as_mut(), &answer)
-                    && records.is_empty()
-                {
-                    // Nothing new: hold the answer until the folder or its members change.
-                    let _ = tokio::time::timeout(LONG_POLL, rx.changed()).await;
+            frame = tokio::time::timeout(IDLE, rd.next_with(parse_header)), if !ended && reads.len() < READ_AHEAD => {
+                let Ok(frame) = frame else { return Err(SessionError::Timeout) };
+                let Some((tag, payload)) = frame? else {
+                    ended = true;
+                    continue;
+                };
+                let Ok(SyncFrame::Request(req)) = SyncFrame::decode(tag, payload) else {
+                    return Err(SessionError::Protocol("expected a request".into()));
+                };
+                if let SyncRequest::Block { req, folder, path, index, hash } = req {
                     let s = source.clone();
-                    answer = blocking(move || s.index(peer, folder, since)).await?;
+                    reads.push_back(tokio::task::spawn_blocking(move || {
+                        let data = s.block(peer, folder, &path, index, hash);
+                        (req, (path, index), data)
+                    }));
+                    continue;
                 }
-                match answer {
-                    Ok((records, last, members)) => SyncFrame::Response(SyncResponse::Index { records, last, members }),
-                    Err(r) => SyncFrame::Response(SyncResponse::Refused(r)),
+                // Answers go out in the order asked.
+                while let Some(done) = reads.next().await {
+                    served.answer(&mut wr, done.map_err(|e| SessionError::Protocol(e.to_string()))?).await?;
                 }
+                let answer = answer_request(peer, req, &source).await?;
+                wr.write_all(&answer.encode()).await?;
+                wr.flush().await?;
             }
-            SyncRequest::Block { req, folder, path, index, hash } => {
-                let s = source.clone();
-                let key = (path.clone(), index);
-                match blocking(move || s.block(peer, folder, &path, index, hash)).await? {
-                    Some(data) => {
-                        let n = asked.entry(key).or_insert(0);
-                        *n = n.saturating_add(1);
-                        if *n > crate::blocks::MAX_ASKS_PER_BLOCK {
-                            return Err(SessionError::Protocol("one block asked for again and again".into()));
-                        }
-                        SyncFrame::Block { req, data }
-                    }
-                    None => {
-                        misses += 1;
-                        if misses > crate::blocks::MAX_MISSES {
-                            return Err(SessionError::Protocol(
-                                "too many requests for blocks that are not there".into(),
-                            ));
-                        }
-                        SyncFrame::Response(SyncResponse::Missing { req })
-                    }
-                }
-            }
-        };
-        stream.write_all(&answer.encode()).await?;
-        stream.flush().await?;
+        }
     }
+}
+
+/// What a stream has served, to cut off a peer making us read the same block
+/// over and over, or asking for ones that are not there.
+#[derive(Default)]
+struct Served {
+    asked: std::collections::HashMap<(String, u32), u8>,
+    misses: usize,
+}
+
+impl Served {
+    async fn answer<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        (req, key, data): BlockRead,
+    ) -> Result<(), SessionError> {
+        match data {
+            Some(data) => {
+                let n = self.asked.entry(key).or_insert(0);
+                *n = n.saturating_add(1);
+                if *n > crate::blocks::MAX_ASKS_PER_BLOCK {
+                    return Err(SessionError::Protocol("one block asked for again and again".into()));
+                }
+                wr.write_all(&SyncFrame::block_header(req, data.len())).await?;
+                wr.write_all(&data).await?;
+            }
+            None => {
+                self.misses += 1;
+                if self.misses > crate::blocks::MAX_MISSES {
+                    return Err(SessionError::Protocol("too many requests for blocks that are not there".into()));
+                }
+                wr.write_all(&SyncFrame::Response(SyncResponse::Missing { req }).encode()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a request that is not for a block.
+async fn answer_request(
+    peer: PeerId,
+    req: SyncRequest,
+    source: &Arc<dyn SyncSource>,
+) -> Result<SyncFrame, SessionError> {
+    Ok(match req {
+        SyncRequest::Join { folder, secret, proof } => {
+            let s = source.clone();
+            let r = blocking(move || s.join(peer, folder, secret, proof)).await?;
+            SyncFrame::Response(r.unwrap_or_else(SyncResponse::Refused))
+        }
+        SyncRequest::Index { folder, since, wait } => {
+            // Subscribed before the first look, so a change between the look and
+            // the wait still wakes it.
+            let mut changes = if wait { source.watch(peer, folder) } else { None };
+            let s = source.clone();
+            let mut answer = blocking(move || s.index(peer, folder, since)).await?;
+            if let (Some(rx), Ok((records, _, _))) = (changes.as_mut(), &answer)
+                && records.is_empty()
+            {
+                // Nothing new: hold the answer until the folder or its members change.
+                let _ = tokio::time::timeout(LONG_POLL, rx.changed()).await;
+                let s = source.clone();
+                answer = blocking(move || s.index(peer, folder, since)).await?;
+            }
+            match answer {
+                Ok((records, last, members)) => SyncFrame::Response(SyncResponse::Index { records, last, members }),
+                Err(r) => SyncFrame::Response(SyncResponse::Refused(r)),
+            }
+        }
+        SyncRequest::Block { .. } => return Err(SessionError::Protocol("a block request out of place".into())),
+    })
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SessionError> {

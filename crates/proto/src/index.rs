@@ -297,6 +297,16 @@ impl SyncFrame {
         out
     }
 
+    /// The header of a [`SyncFrame::Block`] frame of `len` data bytes, to send
+    /// before the data itself (no copy of the block into a frame).
+    pub fn block_header(req: u32, len: usize) -> [u8; HEADER_LEN + 4] {
+        let mut h = [0u8; HEADER_LEN + 4];
+        h[..4].copy_from_slice(&(len as u32 + 5).to_be_bytes());
+        h[4] = TAG_BLOCK;
+        h[5..].copy_from_slice(&req.to_be_bytes());
+        h
+    }
+
     /// Decodes a payload received under `tag`.
     pub fn decode(tag: u8, payload: bytes::Bytes) -> Result<Self, FrameError> {
         let bad = || FrameError::Malformed(crate::blocks::Tag::Open);
@@ -349,6 +359,14 @@ mod tests {
         assert_eq!(a.merge(&b).relation(&a), Relation::Newer);
         // Clocks years apart do not matter: only counters do.
         assert_eq!(a.merge(&b).bump(2).relation(&a.merge(&b)), Relation::Newer);
+    }
+
+    #[test]
+    fn a_block_header_and_its_data_are_the_frame_encode_makes() {
+        let data = bytes::Bytes::from_static(b"some block bytes");
+        let mut sent = SyncFrame::block_header(7, data.len()).to_vec();
+        sent.extend_from_slice(&data);
+        assert_eq!(sent, SyncFrame::Block { req: 7, data }.encode());
     }
 
     #[test]

@@ -338,19 +338,16 @@ impl Store {
 
     /// This device's record for `path`.
     pub fn file(&self, folder: &FolderId, path: &str) -> Result<Option<FileRecord>> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT {FILE_COLS}, local_size, local_mtime_ns, local_inode FROM files WHERE folder_id = ?1 AND path = ?2"
-                ),
-                params![&folder[..], path],
-                |r| {
-                    let mut f = file_from_row(r)?;
-                    f.local = local_from_row(r, 12)?;
-                    Ok(f)
-                },
-            )
+        // Prepared once: every block a member asks for looks its file up here.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLS}, local_size, local_mtime_ns, local_inode FROM files WHERE folder_id = ?1 AND path = ?2"
+        ))?;
+        Ok(stmt
+            .query_row(params![&folder[..], path], |r| {
+                let mut f = file_from_row(r)?;
+                f.local = local_from_row(r, 12)?;
+                Ok(f)
+            })
             .optional()?)
     }
 
