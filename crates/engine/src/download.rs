@@ -27,7 +27,7 @@ use crate::scan::hash_block;
 use crate::{EngineError, io};
 
 /// From this many files a batch is made durable with one `syncfs` (Linux).
-const SYNCFS_FROM: usize = 16;
+pub(crate) const SYNCFS_FROM: usize = 16;
 
 /// Prefix of temp files; a peer can never name a file like this (see `RelPath`).
 pub const TEMP_PREFIX: &str = ".peerbox-tmp-";
@@ -75,7 +75,19 @@ pub struct TempFile {
     tmp: PathBuf,
     meta: FileMeta,
     have: Mutex<Vec<bool>>,
+    /// Held while writing: blocks are verified on several threads at once, but
+    /// writes to one file take the inode's lock in the kernel anyway, and threads
+    /// waiting there spin, burning the CPU the network and the hashing need.
+    writing: Mutex<()>,
+    /// Bytes written since writeback was last started (see [`WRITEBACK_EVERY`]).
+    unflushed: std::sync::atomic::AtomicU64,
 }
+
+/// Written bytes after which a temp file's writeback is started, not waited for.
+/// Left to the kernel, a large file's data sits dirty in memory until the final
+/// fsync, which then writes all of it while the download waits (2.7 s of a 1 GiB
+/// folder pull on an ext4 image); started as it goes, it overlaps the transfer.
+const WRITEBACK_EVERY: u64 = 32 << 20;
 
 /// Why a block was not written.
 #[derive(Debug, thiserror::Error)]
@@ -298,11 +310,28 @@ impl TempFile {
         if hash_block(data) != self.meta.blocks[index as usize] {
             return Err(BlockError::WrongHash(index));
         }
-        io::write_all_at(&self.file, data, index * self.meta.block_size as u64)?;
+        {
+            let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            io::write_all_at(&self.file, data, index * self.meta.block_size as u64)?;
+        }
+        self.start_writeback_now_and_then(data.len() as u64);
         let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
         // Two copies can be written at once: the same verified bytes, counted once.
         let fresh = !std::mem::replace(&mut have[index as usize], true);
         Ok(Written { complete: have.iter().all(|h| *h), fresh })
+    }
+
+    fn start_writeback_now_and_then(&self, wrote: u64) {
+        use std::sync::atomic::Ordering;
+        if self.unflushed.fetch_add(wrote, Ordering::Relaxed) + wrote < WRITEBACK_EVERY {
+            return;
+        }
+        self.unflushed.store(0, Ordering::Relaxed);
+        // POSIX_FADV_DONTNEED starts writeback of the dirty pages without waiting
+        // (what sync_file_range(SYNC_FILE_RANGE_WRITE) does); pages still dirty
+        // stay cached. Only a hint: durability still comes from the final sync.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);
     }
 
     /// Whether block `index` is in (verified).
@@ -394,7 +423,14 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
     if len != meta.size {
         file.set_len(meta.size).map_err(|e| EngineError::io(&shown, e))?;
     }
-    Ok(TempFile { file, tmp, meta: meta.clone(), have: Mutex::new(have) })
+    Ok(TempFile {
+        file,
+        tmp,
+        meta: meta.clone(),
+        have: Mutex::new(have),
+        writing: Mutex::new(()),
+        unflushed: std::sync::atomic::AtomicU64::new(0),
+    })
 }
 
 /// Whether the destination already holds exactly this content. `Err(Exists)` when

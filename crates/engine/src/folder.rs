@@ -295,29 +295,65 @@ pub enum ApplyError {
     Engine(#[from] EngineError),
 }
 
-/// Makes a complete temp file durable, with the member's mtime and mode, and
-/// returns the stamp it will have in place: the inode and mtime survive the rename,
-/// so a journal can say beforehand what the file will look like once there.
-pub fn ready_pull(root_path: &Path, rel: &RelPath, tmp: &TempFile, meta: &FileMeta) -> Result<FileStamp, EngineError> {
-    let shown = root_path.join(rel.as_str());
-    if !tmp.is_complete() {
-        return Err(EngineError::Incomplete(shown));
+/// Makes a batch of complete temp files durable, with their members' mtimes and
+/// modes, and returns, in order, the stamp each will have in place: the inode and
+/// mtime survive the rename, so a journal can say beforehand what each file will
+/// look like once there. A large batch takes one `syncfs` (Linux) instead of an
+/// fsync per file: with thousands of small files the fsyncs are nearly all of
+/// the time, and durability is the same.
+pub fn ready_pulls(
+    root_path: &Path,
+    files: &[(&RelPath, &TempFile, &FileMeta)],
+) -> Vec<Result<FileStamp, EngineError>> {
+    let mut out: Vec<Result<(), EngineError>> = files
+        .iter()
+        .map(|(rel, tmp, meta)| {
+            if !tmp.is_complete() {
+                return Err(EngineError::Incomplete(root_path.join(rel.as_str())));
+            }
+            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
+            let _ = tmp.file().set_modified(mtime);
+            set_executable(tmp.file(), meta.executable);
+            Ok(())
+        })
+        .collect();
+    let first = files.iter().zip(&out).find(|(_, r)| r.is_ok()).map(|((_, t, _), _)| t.file());
+    #[cfg(target_os = "linux")]
+    let at_once = first
+        .filter(|_| files.len() >= crate::download::SYNCFS_FROM)
+        .map(|f| rustix::fs::syncfs(f).map_err(std::io::Error::from));
+    #[cfg(not(target_os = "linux"))]
+    let at_once: Option<std::io::Result<()>> = first.and(None);
+    for ((rel, tmp, _), r) in files.iter().zip(out.iter_mut()) {
+        if r.is_err() {
+            continue;
+        }
+        let synced = match &at_once {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            None => tmp.file().sync_all(),
+        };
+        *r = synced.map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e));
     }
-    let f = tmp.file();
-    f.sync_all().map_err(|e| EngineError::io(&shown, e))?;
-    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
-    let _ = f.set_modified(mtime);
-    set_executable(f, meta.executable);
-    // Taken from the handle, not the path: read after the rename, it could already
-    // describe a user's next edit, which would then never be noticed.
-    Ok(stamp_of(&f.metadata().map_err(|e| EngineError::io(&shown, e))?))
+    files
+        .iter()
+        .zip(out)
+        .map(|((rel, tmp, _), r)| {
+            r?;
+            // Taken from the handle, not the path: read after the rename, it could
+            // already describe a user's next edit, which would then never be noticed.
+            let m = tmp.file().metadata().map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+            Ok(stamp_of(&m))
+        })
+        .collect()
 }
 
-/// Moves a temp file made ready by [`ready_pull`] into place at `rel`. `expected`
+/// Moves a temp file made ready by [`ready_pulls`] into place at `rel`. `expected`
 /// is what the index believes is there now (`None`: nothing). If the disk
 /// disagrees the pull stops with [`ApplyError::LocalChanged`]. An existing file is
 /// kept first: among the file's versions when the folder keeps `keep` > 0 of them,
-/// else in the trash.
+/// else in the trash. The rename is durable once [`sync_dirs`] has run over the
+/// batch's directories.
 pub fn place_pull(
     root: &Dir,
     root_path: &Path,
@@ -340,7 +376,23 @@ pub fn place_pull(
     }
     // Over the old file, if it is still there (hard-linked aside): one atomic step.
     root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
-    sync_parent(root, rel).map_err(|e| EngineError::io(&shown, e))?;
+    Ok(())
+}
+
+/// Makes the renames of a batch durable: one fsync per distinct directory of
+/// `rels`, however many files each received.
+pub fn sync_dirs<'a>(
+    root: &Dir,
+    root_path: &Path,
+    rels: impl IntoIterator<Item = &'a RelPath>,
+) -> Result<(), EngineError> {
+    let mut seen = HashSet::new();
+    for rel in rels {
+        let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
+        if seen.insert(parent.to_owned()) {
+            sync_parent(root, rel).map_err(|e| EngineError::io(&root_path.join(parent), e))?;
+        }
+    }
     Ok(())
 }
 

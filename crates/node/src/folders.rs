@@ -1123,7 +1123,9 @@ impl FolderTask {
         self.set(|s| s.state = "scanning".into());
         let folders = self.folders.clone();
         let id = self.id;
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || scan_blocking(&folders, &row, id, scope, confirmed)).await;
+        tracing::debug!(folder = %hex::encode(self.id), "scan took {:?}", started.elapsed());
         match result {
             Ok(Ok(ScanReport::Done { seq })) => {
                 if let Some(seq) = seq {
@@ -1347,11 +1349,13 @@ impl FolderTask {
                 })
                 .collect();
         });
+        let timer = std::time::Instant::now();
         self.fetch(row, &pulls).await;
         self.set(|s| s.transfers.clear());
-        // Finish files several at a time: their fsyncs overlap, so the filesystem
-        // commits them together instead of one journal flush per file.
+        let fetched = timer.elapsed();
+        // Durable as one batch; renamed; then each directory synced once.
         let ready = self.ready_pulls(row, &pulls).await?;
+        let readied = timer.elapsed();
         // Journalled before any goes in place: a kill between the renames and the
         // index commit below is then settled on restart (see `settle_landings`),
         // not mistaken for edits made here.
@@ -1375,10 +1379,12 @@ impl FolderTask {
         let mut finished = futures::StreamExt::buffer_unordered(futures::stream::iter(jobs), FINISH_IN_FLIGHT);
         // Journalled but not put in place: nothing to settle.
         let mut unplaced = Vec::new();
+        let mut placed = Vec::new();
         while let Some((landed, rel, r)) = futures::StreamExt::next(&mut finished).await {
             match r {
                 Ok(Ok(())) => {
                     done.push(landed);
+                    placed.push(rel);
                     continue;
                 }
                 Ok(Err(ApplyError::LocalChanged(_))) => rescan.push(rel.as_str().to_owned()),
@@ -1387,12 +1393,29 @@ impl FolderTask {
             }
             unplaced.push(landed.path);
         }
+        if !placed.is_empty() {
+            let (root, path) = (root.clone(), row.path.clone());
+            let synced = tokio::task::spawn_blocking(move || disk::sync_dirs(&root, &path, &placed))
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            if let Err(e) = synced {
+                // In place, but a power cut could still undo the renames: say so.
+                self.local_trouble(format!("cannot make the new files durable: {e}"));
+            }
+        }
         fault_point("before-commit").await;
+        let placed_at = timer.elapsed();
         let n = done.len();
         if n > 0 {
             let seq = lock(&self.folders.store).put_files(&self.id, &mut done)?;
             self.folders.publish_seq(&self.id, seq);
         }
+        tracing::debug!(
+            folder = %hex::encode(self.id),
+            "pulled {} files: fetched after {fetched:?}, durable after {readied:?}, in place after {placed_at:?}, recorded after {:?}",
+            pulls.len(),
+            timer.elapsed()
+        );
         if !unplaced.is_empty() {
             lock(&self.folders.store).forget_landings(&self.id, &unplaced)?;
         }
@@ -1402,33 +1425,29 @@ impl FolderTask {
         Ok(n)
     }
 
-    /// Makes the complete temp files of `pulls` durable, several at a time, with
-    /// the stamp each will have in place.
+    /// Makes the complete temp files of `pulls` durable, as one batch (see
+    /// [`disk::ready_pulls`]), with the stamp each will have in place.
     async fn ready_pulls(
         &self,
         row: &FolderRow,
         pulls: &[(Action, RelPath, FileMeta, Arc<TempFile>)],
     ) -> Result<Vec<(Action, RelPath, Arc<TempFile>, peerbox_store::FileStamp)>, NodeError> {
-        let mut jobs = Vec::new();
-        for (a, rel, meta, tmp) in pulls.iter().filter(|p| p.3.is_complete()) {
-            let (path, rel, meta, tmp) = (row.path.clone(), rel.clone(), meta.clone(), tmp.clone());
-            let a = a.clone();
-            jobs.push(async move {
-                let r = tokio::task::spawn_blocking({
-                    let (rel, tmp) = (rel.clone(), tmp.clone());
-                    move || disk::ready_pull(&path, &rel, &tmp, &meta)
-                })
-                .await;
-                (a, rel, tmp, r)
-            });
-        }
+        let complete: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)> =
+            pulls.iter().filter(|p| p.3.is_complete()).cloned().collect();
+        let path = row.path.clone();
+        let (complete, stamps) = tokio::task::spawn_blocking(move || {
+            let files: Vec<(&RelPath, &TempFile, &FileMeta)> =
+                complete.iter().map(|(_, rel, meta, tmp)| (rel, &**tmp, meta)).collect();
+            let stamps = disk::ready_pulls(&path, &files);
+            (complete, stamps)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
         let mut ready = Vec::new();
-        let mut jobs = futures::StreamExt::buffer_unordered(futures::stream::iter(jobs), FINISH_IN_FLIGHT);
-        while let Some((a, rel, tmp, r)) = futures::StreamExt::next(&mut jobs).await {
+        for ((a, rel, _, tmp), r) in complete.into_iter().zip(stamps) {
             match r {
-                Ok(Ok(stamp)) => ready.push((a, rel, tmp, stamp)),
-                Ok(Err(e)) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
-                Err(e) => return Err(NodeError::Internal(e.to_string())),
+                Ok(stamp) => ready.push((a, rel, tmp, stamp)),
+                Err(e) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
             }
         }
         Ok(ready)
@@ -1814,6 +1833,13 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::Recommend
                 changes.add([], true);
                 return;
             }
+            // Opening and reading change nothing, and serving a file to a member
+            // opens it for every block it asks: only a write's close counts.
+            if let notify::EventKind::Access(a) = ev.kind
+                && a != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+            {
+                return;
+            }
             let paths: Vec<String> = ev
                 .paths
                 .iter()
@@ -2170,6 +2196,9 @@ impl SyncSource for FolderSource {
         let mut buf = vec![0u8; len];
         peerbox_engine::io::read_at(&f, &mut buf, index as u64 * rec.block_size as u64).ok()?;
         // The file may have changed since it was scanned: serve only what matches.
-        (peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
+        // Unchanged since (its stamp, taken after the read, is the index's), it is
+        // what was hashed; only a changed one is hashed again here.
+        let unchanged = rec.local.is_some() && f.metadata().ok().map(|m| peerbox_engine::stamp_of(&m)) == rec.local;
+        (unchanged || peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
     }
 }
