@@ -36,7 +36,12 @@ const MAX_ROUNDS: usize = 5;
 /// Bytes of block requests in flight per session: enough to fill a long fat
 /// pipe, small enough to bound memory.
 const IN_FLIGHT_BYTES: u64 = 16 << 20;
-/// Verified writes running at once.
+/// Bytes of received blocks queued for a write, and bytes being verified and
+/// written at once. Counted in bytes, not blocks, so that a download's memory
+/// does not grow with the block size (which grows with the file).
+const QUEUED_BYTES: u64 = 8 << 20;
+const WRITING_BYTES: u64 = 16 << 20;
+/// Verified writes running at once, at most (small blocks).
 const MAX_WRITES: usize = 4;
 /// How long a download looks for other sources in the DHT before it starts.
 const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
@@ -543,6 +548,27 @@ async fn connect(net: &Network, peer: PeerId, addrs: &[Multiaddr]) -> Result<pee
     Ok(net.open_stream(peer, PROTOCOL).await?)
 }
 
+/// How many blocks one session may have requested, queued and being written.
+#[derive(Debug, PartialEq)]
+struct Budget {
+    window: usize,
+    queued: usize,
+    writes: usize,
+}
+
+impl Budget {
+    fn for_blocks(block_size: u64) -> Self {
+        let block_size = block_size.max(1);
+        let n = |bytes: u64| (bytes / block_size) as usize;
+        Self {
+            // Two in flight at least, or the sharer idles while one crosses.
+            window: n(IN_FLIGHT_BYTES).clamp(2, 256),
+            queued: n(QUEUED_BYTES).max(1),
+            writes: n(WRITING_BYTES).clamp(1, MAX_WRITES),
+        }
+    }
+}
+
 /// What came of one block.
 enum Wrote {
     /// Verified and written: its bytes. (A completed file is put in place, and
@@ -652,8 +678,10 @@ impl Plan {
         progress: &watch::Sender<GetProgress>,
     ) -> (u64, Option<NodeError>) {
         let block_size = self.dl.files.iter().map(|f| f.meta.block_size as u64).max().unwrap_or(1);
-        let window = ((IN_FLIGHT_BYTES / block_size).clamp(4, 256) as usize).min(window_cap);
-        let (tx, mut rx) = mpsc::channel(8);
+        let b = Budget::for_blocks(block_size);
+        let window = b.window.min(window_cap);
+        let max_writes = b.writes;
+        let (tx, mut rx) = mpsc::channel(b.queued);
         let session = tokio::spawn(blocks::fetch(stream, requests.clone(), window, tx));
         let mut writes = FuturesUnordered::new();
         let mut kept = 0u64;
@@ -664,7 +692,7 @@ impl Plan {
         tokio::pin!(all_in);
         while open || !writes.is_empty() {
             tokio::select! {
-                r = rx.recv(), if open && writes.len() < MAX_WRITES => match r {
+                r = rx.recv(), if open && writes.len() < max_writes => match r {
                     None => open = false,
                     Some((req, Ok(data))) => writes.push(self.write(req, data)),
                     Some((req, Err(reason))) => {
@@ -761,5 +789,35 @@ impl Plan {
             }
         });
         async move { (req, task.await) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerbox_proto::manifest::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, block_size_for};
+
+    impl Budget {
+        fn bytes(&self, block_size: u64) -> u64 {
+            (self.window + self.queued + self.writes) as u64 * block_size
+        }
+    }
+
+    #[test]
+    fn a_download_holds_about_the_same_bytes_whatever_the_file_size() {
+        // Block sizes grow with the file; the blocks a session holds must not.
+        let mut held = Vec::new();
+        for size in [1u64 << 20, 1 << 30, 10 << 30, 100 << 30, 1 << 40] {
+            let bs = block_size_for(size) as u64;
+            let b = Budget::for_blocks(bs);
+            assert!(b.window >= 2 && b.queued >= 1 && b.writes >= 1, "{size}: {b:?}");
+            held.push(b.bytes(bs));
+        }
+        // Before it counted blocks: 128 MiB for a 10 GiB file, 256 MiB past 16 GiB.
+        assert!(held.iter().all(|&h| h <= 64 << 20), "held {held:?}");
+        // The extremes of the protocol stay inside the same bound.
+        for bs in [MIN_BLOCK_SIZE as u64, MAX_BLOCK_SIZE as u64] {
+            assert!(Budget::for_blocks(bs).bytes(bs) <= 64 << 20);
+        }
     }
 }
