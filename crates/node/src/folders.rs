@@ -88,6 +88,34 @@ pub(crate) struct Folders {
     /// Members that sent blocks that do not match, and since when: not used as
     /// sources until [`OFFENDER_TIME`] has passed.
     offenders: Mutex<HashMap<Vec<u8>, std::time::Instant>>,
+    /// Each folder's counts as `list` last computed them, and from what: a status
+    /// call would otherwise load the whole index (every record of every member),
+    /// and views ask for status often.
+    summaries: Mutex<HashMap<FolderId, (SummaryKey, Summary)>>,
+}
+
+/// What a folder's [`Summary`] is computed from, besides its records.
+struct SummaryKey {
+    generation: u64,
+    ignores: Arc<Ignores>,
+    pins: Vec<String>,
+}
+
+impl SummaryKey {
+    fn same(&self, other: &Self) -> bool {
+        self.generation == other.generation && Arc::ptr_eq(&self.ignores, &other.ignores) && self.pins == other.pins
+    }
+}
+
+/// A folder's counts, derived from the index.
+#[derive(Clone)]
+struct Summary {
+    local_files: u64,
+    local_bytes: u64,
+    need_files: u64,
+    need_bytes: u64,
+    conflicts: Vec<String>,
+    members: Vec<MemberInfo>,
 }
 
 struct Running {
@@ -206,6 +234,7 @@ impl Folders {
             live,
             ignores: Mutex::new(HashMap::new()),
             offenders: Mutex::new(HashMap::new()),
+            summaries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -539,6 +568,7 @@ impl Folders {
             r.task.abort();
         }
         lock(&self.store).remove_folder(&f.id)?;
+        self.summaries.lock().unwrap_or_else(|p| p.into_inner()).remove(&f.id);
         Ok(f)
     }
 
@@ -589,17 +619,7 @@ impl Folders {
         let folders = lock(&self.store).folders()?;
         let mut out = Vec::new();
         for f in folders {
-            let (local, remote, members) = {
-                let st = lock(&self.store);
-                (st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
-            };
-            let pins = Pins::load(&f);
-            let plan = needs(&f, &local, &remote, &members, self.me_short, &|p| pins.covers(p), &self.ignores(&f));
-            let (local_files, local_bytes) =
-                local.iter().filter(|r| r.have && !r.deleted && !r.dir).fold((0, 0), |(n, b), r| (n + 1, b + r.size));
-            let need_files = plan.len() as u64;
-            let need_bytes: u64 = plan.iter().filter(|a| !a.remote.deleted).map(|a| a.remote.size).sum();
-            let total = local_bytes + need_bytes;
+            let sum = self.summary(&f)?;
             let mut state = self
                 .running
                 .lock()
@@ -607,11 +627,8 @@ impl Folders {
                 .get(&f.id)
                 .map(|r| r.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .unwrap_or_default();
-            state.conflicts = local
-                .iter()
-                .filter(|r| !r.deleted && !r.dir && r.path.contains(".sync-conflict-"))
-                .map(|r| r.path.clone())
-                .collect();
+            state.conflicts = sum.conflicts;
+            let total = sum.local_bytes + sum.need_bytes;
             out.push(FolderInfo {
                 id: hex::encode(f.id),
                 name: f.name.clone(),
@@ -621,22 +638,58 @@ impl Folders {
                 paused: f.paused.clone(),
                 keep_versions: f.keep_versions,
                 state,
-                local_files,
-                local_bytes,
-                need_files,
-                need_bytes,
-                completion: if total == 0 { 100.0 } else { local_bytes as f64 * 100.0 / total as f64 },
-                members: members
-                    .iter()
-                    .filter_map(|m| {
-                        PeerId::from_bytes(&m.peer)
-                            .ok()
-                            .map(|p| MemberInfo { peer: p.to_string(), read_write: m.read_write })
-                    })
-                    .collect(),
+                local_files: sum.local_files,
+                local_bytes: sum.local_bytes,
+                need_files: sum.need_files,
+                need_bytes: sum.need_bytes,
+                completion: if total == 0 { 100.0 } else { sum.local_bytes as f64 * 100.0 / total as f64 },
+                members: sum.members,
             });
         }
         Ok(out)
+    }
+
+    /// A folder's counts: from the cache while nothing they derive from changed.
+    fn summary(&self, f: &FolderRow) -> Result<Summary, NodeError> {
+        let pins = Pins::load(f);
+        let key = SummaryKey { generation: lock(&self.store).generation(), ignores: self.ignores(f), pins: pins.0 };
+        if let Some((k, sum)) = self.summaries.lock().unwrap_or_else(|p| p.into_inner()).get(&f.id)
+            && k.same(&key)
+        {
+            return Ok(sum.clone());
+        }
+        let (generation, local, remote, members) = {
+            let st = lock(&self.store);
+            (st.generation(), st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
+        };
+        let pins = Pins(key.pins);
+        let plan = needs(f, &local, &remote, &members, self.me_short, &|p| pins.covers(p), &key.ignores);
+        let (local_files, local_bytes) =
+            local.iter().filter(|r| r.have && !r.deleted && !r.dir).fold((0, 0), |(n, b), r| (n + 1, b + r.size));
+        let sum = Summary {
+            local_files,
+            local_bytes,
+            need_files: plan.len() as u64,
+            need_bytes: plan.iter().filter(|a| !a.remote.deleted).map(|a| a.remote.size).sum(),
+            conflicts: local
+                .iter()
+                .filter(|r| !r.deleted && !r.dir && r.path.contains(".sync-conflict-"))
+                .map(|r| r.path.clone())
+                .collect(),
+            members: members
+                .iter()
+                .filter_map(|m| {
+                    PeerId::from_bytes(&m.peer)
+                        .ok()
+                        .map(|p| MemberInfo { peer: p.to_string(), read_write: m.read_write })
+                })
+                .collect(),
+        };
+        // Keyed by the generation the records were read at: a write between the
+        // two reads only makes the next call compute again.
+        let key = SummaryKey { generation, ignores: key.ignores, pins: pins.0 };
+        self.summaries.lock().unwrap_or_else(|p| p.into_inner()).insert(f.id, (key, sum.clone()));
+        Ok(sum)
     }
 
     /// The entries directly inside `path` ("" for the root) of a folder, as the

@@ -150,6 +150,13 @@ pub struct FileStamp {
 }
 
 impl Store {
+    /// A number that moves whenever a row of the index is written (rows written
+    /// through this connection since it was opened; it is the only one): what
+    /// views derived from the index are cached against.
+    pub fn generation(&self) -> u64 {
+        self.conn.total_changes()
+    }
+
     /// Opens (creating if needed) the index at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| StoreError::open(path, e))?;
@@ -492,6 +499,51 @@ pub fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generation_moves_with_every_write_and_only_then() {
+        // Views cache what they derive from the index against it (folder status).
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
+        let id = [7; 16];
+        let before = s.generation();
+        s.add_folder(&FolderRow {
+            id,
+            name: "f".into(),
+            path: dir.path().join("f"),
+            mode: FolderMode::SendReceive,
+            read_write: true,
+            paused: None,
+            keep_versions: 0,
+        })
+        .unwrap();
+        let added = s.generation();
+        assert!(added > before);
+        s.folders().unwrap();
+        s.files(&id).unwrap();
+        s.remote_files(&id).unwrap();
+        assert_eq!(s.generation(), added, "reads change nothing");
+        let rec = FileRecord {
+            path: "a.txt".into(),
+            dir: false,
+            deleted: false,
+            size: 1,
+            mtime_ns: 0,
+            executable: false,
+            block_size: 1 << 17,
+            blocks: vec![[1; 32]],
+            version: Default::default(),
+            seq: 0,
+            modified_by: 1,
+            have: true,
+            local: None,
+        };
+        s.put_files(&id, &mut [rec.clone()]).unwrap();
+        let local = s.generation();
+        assert!(local > added);
+        s.put_remote(&id, b"peer", &[rec], 1).unwrap();
+        assert!(s.generation() > local);
+    }
 
     fn file(path: &str, size: u64) -> SharedEntry {
         SharedEntry {
