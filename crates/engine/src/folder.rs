@@ -19,7 +19,6 @@ use peerbox_proto::RelPath;
 use peerbox_proto::index::Version;
 use peerbox_proto::manifest::{FileMeta, block_size_for};
 use peerbox_store::{FileRecord, FileStamp};
-use rayon::prelude::*;
 
 use crate::EngineError;
 use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_executable, sync_parent};
@@ -122,14 +121,15 @@ pub fn scan_folder(
         })
         .collect();
     type Hashed = Result<(String, Vec<[u8; 32]>, Stamp), EngineError>;
-    let hashed: Vec<Hashed> = to_hash
-        .par_iter()
-        .map(|(p, _)| {
+    let hashed: Vec<Hashed> = crate::scan::on_readers(
+        &to_hash,
+        |(_, e)| e.stamp.size,
+        |(p, _)| {
             let local = p.split('/').fold(root.to_owned(), |a, s| a.join(s));
             let (hashes, stamp) = crate::scan::hash_stable(&local, &|_| {})?;
             Ok(((*p).clone(), hashes, stamp))
-        })
-        .collect();
+        },
+    );
     for h in hashed {
         let (path, blocks, stamp) = match h {
             Ok(x) => x,

@@ -2,7 +2,9 @@
 //! hashing every file's blocks on all cores.
 //!
 //! Files are read block by block with positional reads, so memory is bounded by
-//! `threads × block size` whatever the file sizes. A file that changes while it is
+//! `threads × block size` whatever the file sizes: files with blocks of up to 1 MiB
+//! on a pool of readers (four per core, for the disk's sake), larger ones on the
+//! global pool (one per core). A file that changes while it is
 //! hashed (its stat differs before and after) is hashed again.
 
 use std::fs::{File, Metadata};
@@ -168,9 +170,10 @@ fn hash_all(
         .filter_map(|(i, s)| Some((i, s.local.clone()?, s.stamp?)))
         .collect();
     type Hashed = Result<(Vec<BlockHash>, Stamp), EngineError>;
-    let results: Vec<(usize, Hashed)> = jobs
-        .par_iter()
-        .map(|(i, local, stamp)| {
+    let results: Vec<(usize, Hashed)> = on_readers(
+        &jobs,
+        |(_, _, stamp)| stamp.size,
+        |(i, local, stamp)| {
             if let Some(h) = cache.get(local, *stamp)
                 && h.len() as u64 == block_count(stamp.size, block_size_for(stamp.size))
             {
@@ -178,8 +181,8 @@ fn hash_all(
                 return (*i, Ok((h, *stamp)));
             }
             (*i, hash_stable(local, progress))
-        })
-        .collect();
+        },
+    );
     for (i, r) in results {
         let (hashes, stamp) = r?;
         let s = &mut entries[i];
@@ -194,6 +197,51 @@ fn hash_all(
         s.stamp = Some(stamp);
     }
     Ok(())
+}
+
+/// Largest block read on the reader pool: its buffers stay small (one block per
+/// reader) while files of up to 2 GiB use it.
+const READER_MAX_BLOCK: u32 = 1 << 20;
+
+/// Threads that read files to hash them. Reading many small files is bound by the
+/// disk's latency, not by the cores: with more reads in flight a cold tree is read
+/// much faster (100,000 files of 4 KiB on this machine's virtual disk: 6.8 s with
+/// two readers, 3.5 s with eight). None if the threads cannot be started; the
+/// global pool (one thread per core) does the work then.
+fn readers() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((cores * 4).clamp(4, 32))
+            .thread_name(|i| format!("peerbox-read-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Maps `jobs` in parallel, in order: those whose files (of `size_of` bytes) have
+/// small blocks on the reader pool, the rest on the global pool (one block buffer
+/// per core, however large the blocks).
+pub(crate) fn on_readers<J: Sync, R: Send>(
+    jobs: &[J],
+    size_of: impl Fn(&J) -> u64 + Sync,
+    work: impl Fn(&J) -> R + Sync + Send,
+) -> Vec<R> {
+    let small = |j: &J| block_size_for(size_of(j)) <= READER_MAX_BLOCK;
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(jobs.len()).collect();
+    let run = |out: &mut Vec<Option<R>>, pick: bool| {
+        out.par_iter_mut().zip(jobs.par_iter()).filter(|(_, j)| small(j) == pick).for_each(|(o, j)| {
+            *o = Some(work(j));
+        });
+    };
+    match readers() {
+        Some(pool) => pool.install(|| run(&mut out, true)),
+        None => run(&mut out, true),
+    }
+    run(&mut out, false);
+    out.into_iter().flatten().collect()
 }
 
 /// Hashes a file, again if it changed meanwhile (its stamp differs before and
@@ -283,6 +331,19 @@ mod tests {
 
     fn names(r: &ScanResult) -> Vec<&str> {
         r.entries.iter().map(|s| s.entry.path.as_str()).collect()
+    }
+
+    #[test]
+    fn files_hashed_on_either_pool_come_back_in_order() {
+        // Small and large files go to different pools; results must still line up
+        // with their files.
+        let sizes: Vec<u64> = (0..500u64).map(|i| if i % 7 == 0 { 40 << 30 } else { i * 4096 }).collect();
+        let got = on_readers(&sizes, |s| *s, |s| (*s, std::thread::current().name().map(str::to_owned)));
+        assert_eq!(got.iter().map(|(s, _)| *s).collect::<Vec<_>>(), sizes);
+        for (size, thread) in &got {
+            let on_readers = thread.as_deref().is_some_and(|t| t.starts_with("peerbox-read-"));
+            assert_eq!(on_readers, block_size_for(*size) <= READER_MAX_BLOCK, "{size} ran on {thread:?}");
+        }
     }
 
     #[test]
