@@ -268,3 +268,21 @@ async fn a_hostile_sharer_cannot_write_bad_bytes_or_escape_the_destination() {
         assert_eq!(tree(parent.path()), before, "{what}: something was written");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    // `peerbox links | head -1`: the reader is gone before all is written.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let child = peerbox(&tmp.path().join("home"))
+        .arg("id")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let out = child.wait_with_output().await.expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

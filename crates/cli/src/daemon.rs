@@ -70,8 +70,10 @@ pub(crate) async fn run(config: NodeConfig, api: SocketAddr) -> anyhow::Result<(
         &home.join(API_FILE),
         serde_json::json!({ "url": url, "pid": std::process::id() }).to_string().as_bytes(),
     )?;
-    println!("api {url}");
-    println!("ui {url}/#token={token}");
+    // Whoever started the daemon may not read its output: it runs on regardless.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "api {url}");
+    let _ = writeln!(std::io::stdout(), "ui {url}/#token={token}");
     eprintln!("Peerbox daemon {} running; API on {url} (token in {})", node.peer_id(), home.join(TOKEN_FILE).display());
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

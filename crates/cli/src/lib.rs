@@ -23,6 +23,24 @@ const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code for any other failure.
 const EXIT_FAILED: u8 = 1;
 
+/// `println!`, except that a reader that went away (`peerbox ls | head`) ends the
+/// command quietly, as it ends other Unix tools, where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::output_failed(e)
+        }
+    };
+}
+
+fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("peerbox: cannot write the output: {e}");
+    std::process::exit(EXIT_FAILED.into())
+}
+
 #[derive(Parser)]
 #[command(
     name = "peerbox",
@@ -572,7 +590,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Id => {
             let home = Home::open(&home)?;
-            println!("{}", home.peer_id());
+            outln!("{}", home.peer_id());
             Ok(ExitCode::SUCCESS)
         }
         Command::Share { net, limits, json, paths } => share(home, net, limits, json, paths).await,
@@ -592,7 +610,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => {
             let v = client::call(&home, serde_json::json!({ "op": "status" })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 print_status(&v);
             }
@@ -628,27 +646,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 client::call(&home, serde_json::json!({ "op": "settings" })).await?
             };
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("device name: {}", text(&v["device_name"]));
-                println!("serve downloads: {}", if v["serve_downloads"] == true { "yes" } else { "no" });
+                outln!("device name: {}", text(&v["device_name"]));
+                outln!("serve downloads: {}", if v["serve_downloads"] == true { "yes" } else { "no" });
                 for b in v["bootstrap"].as_array().into_iter().flatten() {
-                    println!("bootstrap: {}", text(b));
+                    outln!("bootstrap: {}", text(b));
                 }
                 let rate = |k: &str| match v["bandwidth"][k].as_u64() {
                     Some(0) | None => "no limit".to_owned(),
                     Some(n) => format!("{}/s", progress::bytes(n)),
                 };
-                println!("upload limit: {} (each peer: {})", rate("upload"), rate("peer_upload"));
-                println!("download limit: {} (each peer: {})", rate("download"), rate("peer_download"));
-                println!("limits apply on the LAN: {}", if v["bandwidth"]["limit_lan"] == true { "yes" } else { "no" });
+                outln!("upload limit: {} (each peer: {})", rate("upload"), rate("peer_upload"));
+                outln!("download limit: {} (each peer: {})", rate("download"), rate("peer_download"));
+                outln!("limits apply on the LAN: {}", if v["bandwidth"]["limit_lan"] == true { "yes" } else { "no" });
                 match v["schedule"].as_str() {
-                    Some(w) => println!(
+                    Some(w) => outln!(
                         "download window: {} (downloads of {} or more wait for it)",
                         w.escape_debug(),
                         progress::bytes(v["schedule_min_bytes"].as_u64().unwrap_or(0))
                     ),
-                    None => println!("download window: any time"),
+                    None => outln!("download window: any time"),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -656,10 +674,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Peers { json } => {
             let v = client::call(&home, serde_json::json!({ "op": "peers" })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for p in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {}  {}  {}",
                         text(&p["peer"]),
                         if p["connected"].as_bool() == Some(true) { "online" } else { "offline" },
@@ -673,10 +691,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trash(TrashCmd::List { folder, json }) => {
             let v = client::call(&home, serde_json::json!({ "op": "trash_list", "folder": folder })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for e in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {:>10}  {}",
                         text(&e["deleted_at"]),
                         progress::bytes(e["size"].as_u64().unwrap_or(0)),
@@ -695,10 +713,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let v =
                 client::call(&home, serde_json::json!({ "op": "versions", "folder": folder, "path": path })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for e in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{:>3}  {}  {:>10}",
                         e["n"],
                         text(&e["at"]),
@@ -725,10 +743,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve { json, .. } => {
             let v = client::call(&home, serde_json::json!({ "op": "requests" })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for r in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{} asks to join {:?} ({}): peerbox approve {} {}",
                         text(&r["peer"]),
                         text(&r["folder_name"]),
@@ -743,10 +761,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Links { json } => {
             let v = client::call(&home, serde_json::json!({ "op": "links" })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for l in v.as_array().into_iter().flatten() {
-                    println!("{}", link_line(l));
+                    outln!("{}", link_line(l));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -759,7 +777,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls { folder, path, json } => {
             let v = client::call(&home, serde_json::json!({ "op": "browse", "folder": folder, "path": path })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for e in v["entries"].as_array().into_iter().flatten() {
                     let size = if e["dir"].as_bool() == Some(true) {
@@ -768,7 +786,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         progress::bytes(e["size"].as_u64().unwrap_or(0))
                     };
                     let slash = if e["dir"].as_bool() == Some(true) { "/" } else { "" };
-                    println!("{:>10}  {:<8}  {}{slash}", size, text(&e["state"]), text(&e["name"]));
+                    outln!("{:>10}  {:<8}  {}{slash}", size, text(&e["state"]), text(&e["name"]));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -776,10 +794,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search { query, json } => {
             let v = client::call(&home, serde_json::json!({ "op": "search", "query": query })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for e in v["entries"].as_array().into_iter().flatten() {
-                    println!("{}: {}", text(&e["folder_name"]), text(&e["path"]));
+                    outln!("{}: {}", text(&e["folder_name"]), text(&e["path"]));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -790,7 +808,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Open => {
             let url = client::ui_url(&home)?;
-            println!("{url}");
+            outln!("{url}");
             // A browser needs a display; on a headless server the address is the answer.
             if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
                 let _ = std::process::Command::new("xdg-open")
@@ -806,7 +824,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let v =
                 client::call(&home, serde_json::json!({ "op": "mkdir", "folder": folder, "dir": dir, "name": name }))
                     .await?;
-            println!("{}", text(&v["path"]));
+            outln!("{}", text(&v["path"]));
             Ok(ExitCode::SUCCESS)
         }
         Command::Mv { folder, from, to } => {
@@ -824,7 +842,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let req =
                 serde_json::json!({ "op": "download", "link": link, "dest": dest, "password": password.password });
             let v = client::call(&home, req).await?;
-            println!("{}", v["id"]);
+            outln!("{}", v["id"]);
             Ok(ExitCode::SUCCESS)
         }
         Command::Transfers { action, id, json } => {
@@ -834,7 +852,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let v = client::call(&home, serde_json::json!({ "op": "transfers" })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for t in v.as_array().into_iter().flatten() {
                     let (done, total) = (t["done_bytes"].as_u64().unwrap_or(0), t["total_bytes"].as_u64().unwrap_or(0));
@@ -843,7 +861,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Some(at) => format!("  (waits for the window at {})", at.escape_debug()),
                         None => String::new(),
                     };
-                    println!(
+                    outln!(
                         "{}  {:<9} {pct:>3}%  {}  -> {}{waits}",
                         t["id"],
                         text(&t["state"]),
@@ -910,13 +928,13 @@ fn text(v: &serde_json::Value) -> String {
 }
 
 fn print_status(v: &serde_json::Value) {
-    println!("device {}", text(&v["peer_id"]));
+    outln!("device {}", text(&v["peer_id"]));
     for f in v["folders"].as_array().into_iter().flatten() {
         let state = match f["paused"].as_str() {
             Some(p) => p.escape_debug().to_string(),
             None => text(&f["state"]["state"]),
         };
-        println!(
+        outln!(
             "folder {} {:?} {} {:.0}% ({} files, {} to pull) {}",
             &text(&f["id"])[..8.min(text(&f["id"]).len())],
             text(&f["name"]),
@@ -927,13 +945,13 @@ fn print_status(v: &serde_json::Value) {
             text(&f["path"])
         );
         if let Some(e) = f["state"]["error"].as_str() {
-            println!("  error: {}", e.escape_debug());
+            outln!("  error: {}", e.escape_debug());
         }
         for c in f["state"]["conflicts"].as_array().into_iter().flatten() {
-            println!("  conflict: {}", text(c));
+            outln!("  conflict: {}", text(c));
         }
         for t in f["state"]["transfers"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  pulling {} ({}, from {} member{})",
                 text(&t["path"]),
                 progress::bytes(t["size"].as_u64().unwrap_or(0)),
@@ -943,7 +961,7 @@ fn print_status(v: &serde_json::Value) {
         }
     }
     for r in v["requests"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "request {} asks to join {:?}: peerbox approve {} {}",
             text(&r["peer"]),
             text(&r["folder_name"]),
@@ -952,7 +970,7 @@ fn print_status(v: &serde_json::Value) {
         );
     }
     for p in v["peers"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "peer {} {} {}",
             text(&p["peer"]),
             if p["connected"].as_bool() == Some(true) { "online" } else { "offline" },
@@ -970,27 +988,27 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
                 serde_json::json!({ "op": "folder_add", "path": abs(&path)?, "name": name, "mode": mode }),
             )
             .await?;
-            println!("{}", text(&v["id"]));
+            outln!("{}", text(&v["id"]));
         }
         FolderCmd::List { json } => {
             let v = client::call(home, serde_json::json!({ "op": "folder_list" })).await?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 for f in v.as_array().into_iter().flatten() {
-                    println!("{}  {}  {}  {}", text(&f["id"]), text(&f["mode"]), text(&f["name"]), text(&f["path"]));
+                    outln!("{}  {}  {}  {}", text(&f["id"]), text(&f["mode"]), text(&f["name"]), text(&f["path"]));
                 }
             }
         }
         FolderCmd::Link { folder, read_only, approve, limits } => {
             let req = serde_json::json!({ "op": "folder_link", "folder": folder, "read_only": read_only, "approve": approve });
             let v = client::call(home, with(req, limits.json())).await?;
-            println!("{}", text(&v["link"]));
+            outln!("{}", text(&v["link"]));
         }
         FolderCmd::Request { folder, limits, max_bytes } => {
             let req = serde_json::json!({ "op": "folder_request", "folder": folder, "max_bytes": max_bytes });
             let v = client::call(home, with(req, limits.json())).await?;
-            println!("{}", text(&v["link"]));
+            outln!("{}", text(&v["link"]));
         }
         FolderCmd::Join { link, path, mode, password } => {
             // Check the link here first: a bad one is reported without the daemon.
@@ -999,7 +1017,7 @@ async fn folder(home: &std::path::Path, cmd: FolderCmd) -> anyhow::Result<ExitCo
                 "op": "folder_join", "link": link, "path": abs(&path)?, "mode": mode, "password": password.password,
             });
             let v = client::call(home, req).await?;
-            println!("{}", text(&v["id"]));
+            outln!("{}", text(&v["id"]));
         }
         FolderCmd::Set { folder, keep_versions } => {
             let req = serde_json::json!({ "op": "folder_set", "folder": folder, "keep_versions": keep_versions });
@@ -1030,9 +1048,9 @@ async fn share(
             eprintln!("peerbox: skipped {}", text(s));
         }
         if json {
-            println!("{v}");
+            outln!("{v}");
         } else {
-            println!("{}", text(&v["link"]));
+            outln!("{}", text(&v["link"]));
         }
         eprintln!("Shared through the running daemon, which serves it until it stops or the link is revoked.");
         return Ok(ExitCode::SUCCESS);
@@ -1102,10 +1120,10 @@ async fn upload(
         v
     };
     if json {
-        println!("{outcome}");
+        outln!("{outcome}");
     } else {
         for p in outcome["stored"].as_array().into_iter().flatten() {
-            println!("{}", text(p));
+            outln!("{}", text(p));
         }
     }
     let refused = outcome["refused"].as_array().cloned().unwrap_or_default();
