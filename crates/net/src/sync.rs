@@ -259,7 +259,10 @@ where
     let mut req: u32 = 0;
     loop {
         let mut out = Vec::new();
-        while pending.len() < window.max(1) {
+        // Refilled once half the window is answered: one write for many requests
+        // rather than a frame and a flush per block.
+        let refill = pending.len() <= window / 2;
+        while refill && pending.len() < window.max(1) {
             let Some(b) = next.next() else { break };
             out.extend(
                 SyncFrame::Request(SyncRequest::Block {

@@ -45,8 +45,11 @@ const WATCH_QUEUE: usize = 4096;
 const PULL_WINDOW: usize = 32;
 /// Files finished (fsync, rename, directory fsync) at once.
 const FINISH_IN_FLIGHT: usize = 16;
-/// Blocks verified and written at once per source.
+/// Batches of blocks verified and written at once per source.
 const WRITES_IN_FLIGHT: usize = 4;
+/// Bytes of blocks that already arrived taken into one write batch, at most
+/// (past one block).
+const WRITE_BATCH_BYTES: usize = 1 << 20;
 /// Files pulled per round, bounding temp files and memory per round.
 const PULL_BATCH: usize = 2000;
 /// How long a removed member is not learned back from other members' lists (they
@@ -1307,11 +1310,13 @@ impl FolderTask {
 
     /// Applies a plan; returns how many records changed.
     async fn apply(&mut self, row: &FolderRow, plan: Vec<Action>) -> Result<usize, NodeError> {
+        let timer = std::time::Instant::now();
         let root = Arc::new(disk::open_root(&row.path)?);
         let mut done: Vec<FileRecord> = Vec::new();
         let mut rescan = Vec::new();
         // Files needing content: start temp files, reuse local blocks, then fetch.
         let mut pulls: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)> = Vec::new();
+        let mut to_start: Vec<(Action, RelPath, FileMeta)> = Vec::new();
         let local_blocks = local_block_index(row, &lock(&self.folders.store).files(&self.id).unwrap_or_default());
         for a in plan {
             let Ok(rel) = RelPath::new(&a.remote.path) else { continue };
@@ -1368,27 +1373,35 @@ impl FolderTask {
                     block_size: block_size_for(a.remote.size),
                     blocks: a.remote.blocks.clone(),
                 };
-                let tmp = {
-                    let (root, path, rel, meta) = (root.clone(), row.path.clone(), rel.clone(), meta.clone());
-                    let lb = local_blocks.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let t = disk::start_pull(&root, &path, &rel, &meta)?;
-                        copy_local_blocks(&t, &meta, &lb);
+                let mut a = a;
+                if a.conflict {
+                    a.local = None;
+                }
+                to_start.push((a, rel, meta));
+            }
+        }
+        // Temp files for the whole batch in one blocking task: one hand-off to a
+        // thread per file cost more than making the file.
+        let started = {
+            let (root, path, lb) = (root.clone(), row.path.clone(), local_blocks.clone());
+            let files: Vec<(RelPath, FileMeta)> = to_start.iter().map(|(_, r, m)| (r.clone(), m.clone())).collect();
+            tokio::task::spawn_blocking(move || {
+                files
+                    .iter()
+                    .map(|(rel, meta)| {
+                        let t = disk::start_pull(&root, &path, rel, meta)?;
+                        copy_local_blocks(&t, meta, &lb);
                         Ok::<_, EngineError>(t)
                     })
-                    .await
-                    .map_err(|e| NodeError::Internal(e.to_string()))?
-                };
-                match tmp {
-                    Ok(t) => {
-                        let mut a = a;
-                        if a.conflict {
-                            a.local = None;
-                        }
-                        pulls.push((a, rel, meta, Arc::new(t)));
-                    }
-                    Err(e) => self.local_trouble(format!("cannot receive {rel}: {e}")),
-                }
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+        };
+        for ((a, rel, meta), tmp) in to_start.into_iter().zip(started) {
+            match tmp {
+                Ok(t) => pulls.push((a, rel, meta, Arc::new(t))),
+                Err(e) => self.local_trouble(format!("cannot receive {rel}: {e}")),
             }
         }
         self.set(|s| {
@@ -1402,7 +1415,7 @@ impl FolderTask {
                 })
                 .collect();
         });
-        let timer = std::time::Instant::now();
+        let prepared = timer.elapsed();
         self.fetch(row, &pulls).await;
         self.set(|s| s.transfers.clear());
         let fetched = timer.elapsed();
@@ -1465,7 +1478,7 @@ impl FolderTask {
         }
         tracing::debug!(
             folder = %hex::encode(self.id),
-            "pulled {} files: fetched after {fetched:?}, durable after {readied:?}, in place after {placed_at:?}, recorded after {:?}",
+            "pulled {} files: prepared after {prepared:?}, fetched after {fetched:?}, durable after {readied:?}, in place after {placed_at:?}, recorded after {:?}",
             pulls.len(),
             timer.elapsed()
         );
@@ -1553,15 +1566,33 @@ impl FolderTask {
                     tokio::select! {
                         got = rx.recv(), if open && writes.len() < WRITES_IN_FLIGHT => match got {
                             None => open = false,
-                            Some((_, None)) => {}
-                            Some((b, Some(data))) => {
-                                if let Some(tmp) = targets.get(&(b.path.clone(), b.index)).cloned() {
-                                    writes.push(tokio::task::spawn_blocking(move || tmp.write_block(b.index as u64, &data)));
+                            Some(first) => {
+                                // What else has arrived goes along in the same blocking
+                                // task: small files come as many small blocks, and a
+                                // hand-off to a thread per block cost more than the write.
+                                let mut batch = Vec::new();
+                                let mut bytes = 0;
+                                let mut next = Some(first);
+                                while let Some((b, data)) = next.take() {
+                                    if let Some(data) = data
+                                        && let Some(tmp) = targets.get(&(b.path.clone(), b.index)).cloned()
+                                    {
+                                        bytes += data.len();
+                                        batch.push((tmp, b.index, data));
+                                    }
+                                    if bytes < WRITE_BATCH_BYTES {
+                                        next = rx.try_recv().ok();
+                                    }
+                                }
+                                if !batch.is_empty() {
+                                    writes.push(tokio::task::spawn_blocking(move || {
+                                        batch.into_iter().map(|(tmp, i, data)| tmp.write_block(i as u64, &data)).collect::<Vec<_>>()
+                                    }));
                                 }
                             }
                         },
                         Some(r) = futures::StreamExt::next(&mut writes), if !writes.is_empty() => {
-                            if let Ok(Err(e)) = r {
+                            for e in r.into_iter().flatten().filter_map(Result::err) {
                                 if let peerbox_engine::BlockError::Io(io) = &e {
                                     // This disk, not the peer: no point asking for more now.
                                     trouble.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| format!("cannot write what {peer} sent: {io}"));

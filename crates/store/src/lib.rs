@@ -306,10 +306,10 @@ impl Store {
 
     /// The link with row id `id`.
     pub fn link(&self, id: i64) -> Result<Option<LinkRecord>> {
-        Ok(self
-            .conn
-            .query_row(&format!("SELECT {LINK_COLUMNS} FROM links WHERE id = ?1"), [id], link_row)
-            .optional()?)
+        // Prepared once: a member that joined by link has it checked for every
+        // block it asks for (revoking the link ends its access at once).
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM links WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], link_row).optional()?)
     }
 
     /// Records that device `peer` used link `id`. Each device counts once, and a
