@@ -104,9 +104,12 @@ pub fn scan_folder(
             }
         }
     }
-    let in_scope = |path: &str| match scope {
+    // A set, looked up by the path and each of its parents: a watcher's batch can
+    // name thousands of paths, and every known path is checked against it.
+    let scope_set: Option<HashSet<&str>> = scope.map(|paths| paths.iter().map(String::as_str).collect());
+    let in_scope = |path: &str| match &scope_set {
         None => true,
-        Some(paths) => paths.iter().any(|p| path == p || path.starts_with(&format!("{p}/"))),
+        Some(set) => set.contains(path) || path.match_indices('/').any(|(i, _)| set.contains(&path[..i])),
     };
 
     // Files whose stamp moved are hashed (in parallel); the rest are skipped.
@@ -708,6 +711,26 @@ mod tests {
         let x = third.changed.iter().find(|r| r.path == "a/b/x.txt").unwrap();
         assert_eq!(x.version.relation(&known["a/b/x.txt"].version), peerbox_proto::index::Relation::Newer);
         assert!(third.changed.iter().any(|r| r.path == "한글.txt" && r.deleted));
+    }
+
+    #[test]
+    fn a_scoped_scan_finds_deletions_in_its_paths_and_below_only() {
+        let (_d, root) = setup();
+        for f in ["a/x", "a/b/y", "ab/z", "c", "d"] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, f).unwrap();
+        }
+        let known = by_path(scan_folder(&root, &HashMap::new(), 7, None, &Ignores::default()).unwrap().changed);
+        for f in ["a/x", "a/b/y", "ab/z", "c", "d"] {
+            std::fs::remove_file(root.join(f)).unwrap();
+        }
+        let scope = ["a".to_owned(), "c".to_owned()];
+        let out = scan_folder(&root, &known, 7, Some(&scope), &Ignores::default()).unwrap();
+        let mut deleted: Vec<&str> = out.changed.iter().filter(|r| r.deleted).map(|r| r.path.as_str()).collect();
+        deleted.sort();
+        // "ab/z" shares a prefix with "a" but is not below it; "d" is out of scope.
+        assert_eq!(deleted, ["a/b/y", "a/x", "c"]);
     }
 
     #[test]
