@@ -230,7 +230,10 @@ impl Walker<'_> {
                 return Ok(());
             }
         };
-        let mut seen: HashSet<String> = HashSet::new();
+        // Names first; then every child's metadata, read in parallel when there are
+        // many (on a cold disk each stat waits for an inode block); then the rest in
+        // order.
+        let mut named = Vec::new();
         for child in rd.flatten() {
             let path = child.path();
             let Some(name) = child.file_name().to_str().map(str::to_owned) else {
@@ -244,14 +247,15 @@ impl Walker<'_> {
                 continue;
             }
             let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
-            let child_rel = match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.skipped.push(Skipped { path, reason: e.to_string() });
-                    continue;
-                }
-            };
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
+                Ok(child_rel) => named.push((path, child_rel)),
+                Err(e) => self.skipped.push(Skipped { path, reason: e.to_string() }),
+            }
+        }
+        let metas = crate::scan::stat_all(&named, |(path, _)| path);
+        let mut seen: HashSet<String> = HashSet::new();
+        for ((path, child_rel), meta) in named.into_iter().zip(metas) {
+            let Some(meta) = meta else { continue };
             if self.ignores.is_ignored(child_rel.as_str(), meta.is_dir()) {
                 continue;
             }

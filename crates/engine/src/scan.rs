@@ -244,6 +244,19 @@ pub(crate) fn on_readers<J: Sync, R: Send>(
     out.into_iter().flatten().collect()
 }
 
+/// Children of a directory past which their metadata is read on the reader pool.
+const PARALLEL_STAT_MIN: usize = 64;
+
+/// `symlink_metadata` of each item's path, in order (None where it cannot be
+/// read: gone since it was listed); on the reader pool when there are many.
+pub(crate) fn stat_all<T: Sync>(items: &[T], path_of: impl Fn(&T) -> &Path + Sync) -> Vec<Option<Metadata>> {
+    let stat = |t: &T| std::fs::symlink_metadata(path_of(t)).ok();
+    match readers() {
+        Some(pool) if items.len() >= PARALLEL_STAT_MIN => pool.install(|| items.par_iter().map(stat).collect()),
+        _ => items.iter().map(stat).collect(),
+    }
+}
+
 /// Hashes a file, again if it changed meanwhile (its stamp differs before and
 /// after); gives up after a few tries. Returns the hashes and the stamp they
 /// belong to.
