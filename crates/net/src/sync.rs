@@ -5,12 +5,12 @@
 //! several block requests written ahead, so the sharer always has the next one.
 //! Permission is checked on every request, by the [`SyncSource`] the node plugs in.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::FuturesOrdered;
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::PeerId;
 use peerbox_proto::index::{
     FolderId, SyncFrame, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, parse_header,
@@ -50,6 +50,36 @@ pub trait SyncSource: Send + Sync + 'static {
     fn watch(&self, peer: PeerId, folder: FolderId) -> Option<watch::Receiver<u64>>;
     /// A block of a file, checked against `hash`. Blocking.
     fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: BlockHash) -> Option<Bytes>;
+    /// Blocks asked in a row, answered in order like [`Self::block`]. May stop
+    /// early, once the answers hold `budget` bytes, but answers at least one. A
+    /// source can check permission once for the lot (small files come as many
+    /// small blocks, where the checks cost more than the reads). Blocking.
+    fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
+        let mut out = Vec::new();
+        let mut held = 0;
+        for a in asks {
+            let data = self.block(peer, a.folder, &a.path, a.index, a.hash);
+            held += data.as_ref().map_or(0, Bytes::len);
+            out.push(data);
+            if held >= budget {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// A block request as the source sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockAsk {
+    /// The folder.
+    pub folder: FolderId,
+    /// The file, as the peer sent it (not yet validated).
+    pub path: String,
+    /// Block index.
+    pub index: u32,
+    /// Expected hash.
+    pub hash: BlockHash,
 }
 
 /// Serves inbound sync streams until `incoming` ends.
@@ -81,15 +111,20 @@ async fn read<S: AsyncRead + Unpin>(s: &mut S, timeout: Duration) -> Result<Opti
     }
 }
 
-/// Block reads a stream runs ahead of the network (answers still go out in the
-/// order asked). Bounds memory per stream to this many blocks.
-pub const READ_AHEAD: usize = 4;
+/// Block requests a stream takes in before it answers them: the puller writes
+/// its requests ahead, and these are what one read task may take at once.
+pub const QUEUED_ASKS: usize = 64;
+/// Bytes one read task holds before it hands them over. Two such at most per
+/// stream (one being sent while the next is read): memory is bounded by bytes
+/// whatever the block size.
+pub const READ_BATCH_BYTES: usize = 1 << 20;
 
-type BlockRead = (u32, (String, u32), Option<Bytes>);
+/// One read task's answers, in the order asked, and the asks it left for the next.
+type BatchRead = (Vec<(u32, (String, u32), Option<Bytes>)>, Vec<(u32, BlockAsk)>);
 
 /// Serves one stream (public for tests over pipes). Block requests are read from
-/// disk a few at a time while the answers before them are sent; any other request
-/// waits until the blocks asked before it are answered.
+/// disk a batch at a time while the answers before them are sent; any other
+/// request waits until the blocks asked before it are answered.
 pub async fn serve_stream<S>(peer: PeerId, stream: S, source: Arc<dyn SyncSource>) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -98,48 +133,104 @@ where
     // Dropped whenever a block read finishes first: it must keep partial frames.
     let mut rd = FrameReader::new(rd);
     let mut served = Served::default();
-    let mut reads: FuturesOrdered<tokio::task::JoinHandle<BlockRead>> = FuturesOrdered::new();
+    let mut queued: VecDeque<(u32, BlockAsk)> = VecDeque::new();
+    let mut reading: Option<tokio::task::JoinHandle<BatchRead>> = None;
     let mut ended = false;
     loop {
-        if ended && reads.is_empty() {
+        if reading.is_none() && !queued.is_empty() {
+            reading = Some(read_batch(peer, &source, &mut queued));
+        }
+        if ended && reading.is_none() {
             wr.flush().await?;
             return Ok(());
         }
-        tokio::select! {
-            Some(done) = reads.next(), if !reads.is_empty() => {
-                let read = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
-                served.answer(&mut wr, read).await?;
-                if reads.is_empty() {
+        let frame = tokio::select! {
+            done = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                reading = None;
+                let answers = take_answers(done, &mut queued)?;
+                // The next batch is read while this one goes out.
+                if !queued.is_empty() {
+                    reading = Some(read_batch(peer, &source, &mut queued));
+                }
+                for a in answers {
+                    served.answer(&mut wr, a).await?;
+                }
+                if reading.is_none() {
                     wr.flush().await?;
                 }
+                continue;
             }
-            frame = tokio::time::timeout(IDLE, rd.next_with(parse_header)), if !ended && reads.len() < READ_AHEAD => {
-                let Ok(frame) = frame else { return Err(SessionError::Timeout) };
-                let Some((tag, payload)) = frame? else {
-                    ended = true;
-                    continue;
-                };
-                let Ok(SyncFrame::Request(req)) = SyncFrame::decode(tag, payload) else {
-                    return Err(SessionError::Protocol("expected a request".into()));
-                };
-                if let SyncRequest::Block { req, folder, path, index, hash } = req {
-                    let s = source.clone();
-                    reads.push_back(tokio::task::spawn_blocking(move || {
-                        let data = s.block(peer, folder, &path, index, hash);
-                        (req, (path, index), data)
-                    }));
-                    continue;
-                }
-                // Answers go out in the order asked.
-                while let Some(done) = reads.next().await {
-                    served.answer(&mut wr, done.map_err(|e| SessionError::Protocol(e.to_string()))?).await?;
-                }
-                let answer = answer_request(peer, req, &source).await?;
-                wr.write_all(&answer.encode()).await?;
-                wr.flush().await?;
+            frame = tokio::time::timeout(IDLE, rd.next_with(parse_header)), if !ended && queued.len() < QUEUED_ASKS => {
+                frame.map_err(|_| SessionError::Timeout)?
             }
+        };
+        // Requests already arrived are taken in too before the next read starts:
+        // a puller writes many at once, and one read task should get them all.
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            let Some((tag, payload)) = frame? else {
+                ended = true;
+                break;
+            };
+            let Ok(SyncFrame::Request(req)) = SyncFrame::decode(tag, payload) else {
+                return Err(SessionError::Protocol("expected a request".into()));
+            };
+            if let SyncRequest::Block { req, folder, path, index, hash } = req {
+                queued.push_back((req, BlockAsk { folder, path, index, hash }));
+                if queued.len() < QUEUED_ASKS {
+                    next = rd.next_with(parse_header).now_or_never();
+                }
+                continue;
+            }
+            // Answers go out in the order asked.
+            while let Some(r) =
+                reading.take().or_else(|| (!queued.is_empty()).then(|| read_batch(peer, &source, &mut queued)))
+            {
+                let answers = take_answers(r.await, &mut queued)?;
+                for a in answers {
+                    served.answer(&mut wr, a).await?;
+                }
+            }
+            let answer = answer_request(peer, req, &source).await?;
+            wr.write_all(&answer.encode()).await?;
+            wr.flush().await?;
         }
     }
+}
+
+/// A finished read task's answers; the asks it left go back to the queue's front.
+fn take_answers(
+    done: Result<BatchRead, tokio::task::JoinError>,
+    queued: &mut VecDeque<(u32, BlockAsk)>,
+) -> Result<Vec<(u32, (String, u32), Option<Bytes>)>, SessionError> {
+    let (answers, left) = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
+    for ask in left.into_iter().rev() {
+        queued.push_front(ask);
+    }
+    Ok(answers)
+}
+
+/// Starts reading the queued asks on a blocking thread, in one task.
+fn read_batch(
+    peer: PeerId,
+    source: &Arc<dyn SyncSource>,
+    queued: &mut VecDeque<(u32, BlockAsk)>,
+) -> tokio::task::JoinHandle<BatchRead> {
+    let (reqs, asks): (Vec<u32>, Vec<BlockAsk>) = queued.drain(..).unzip();
+    let s = source.clone();
+    tokio::task::spawn_blocking(move || {
+        let got = s.blocks(peer, &asks, READ_BATCH_BYTES);
+        // A source answering none would stall the stream: the first then counts as missing.
+        let n = got.len().clamp(1, asks.len());
+        let mut asks = reqs.into_iter().zip(asks);
+        let answers = asks
+            .by_ref()
+            .take(n)
+            .zip(got.into_iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|((req, a), data)| (req, (a.path, a.index), data.flatten()))
+            .collect();
+        (answers, asks.collect())
+    })
 }
 
 /// What a stream has served, to cut off a peer making us read the same block
@@ -154,7 +245,7 @@ impl Served {
     async fn answer<W: AsyncWrite + Unpin>(
         &mut self,
         wr: &mut W,
-        (req, key, data): BlockRead,
+        (req, key, data): (u32, (String, u32), Option<Bytes>),
     ) -> Result<(), SessionError> {
         match data {
             Some(data) => {
@@ -300,5 +391,145 @@ where
         if results.send((block, data)).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    /// Files of `blocks` blocks of `size` bytes each, every byte its block index;
+    /// "gone" has none. With `stingy`, each batch answers one block at most.
+    struct Blocks {
+        size: usize,
+        stingy: bool,
+        batches: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SyncSource for Blocks {
+        fn join(&self, _: PeerId, _: FolderId, _: [u8; 32], _: Option<[u8; 32]>) -> Result<SyncResponse, SyncRefusal> {
+            Err(SyncRefusal::NotAllowed)
+        }
+        fn index(
+            &self,
+            _: PeerId,
+            _: FolderId,
+            _: u64,
+        ) -> Result<(Vec<WireRecord>, u64, Vec<WireMember>), SyncRefusal> {
+            Ok((Vec::new(), 7, Vec::new()))
+        }
+        fn watch(&self, _: PeerId, _: FolderId) -> Option<watch::Receiver<u64>> {
+            None
+        }
+        fn block(&self, _: PeerId, _: FolderId, path: &str, index: u32, _: BlockHash) -> Option<Bytes> {
+            (path != "gone").then(|| Bytes::from(vec![index as u8; self.size]))
+        }
+        fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
+            self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let asks = if self.stingy { &asks[..0] } else { asks };
+            asks.iter()
+                .scan(0, |held, a| {
+                    (*held < budget).then(|| {
+                        let data = self.block(peer, a.folder, &a.path, a.index, a.hash);
+                        *held += data.as_ref().map_or(0, Bytes::len);
+                        data
+                    })
+                })
+                .collect()
+        }
+    }
+
+    fn source(size: usize, stingy: bool) -> Arc<Blocks> {
+        Arc::new(Blocks { size, stingy, batches: Default::default() })
+    }
+
+    async fn fetch(src: Arc<Blocks>, asks: Vec<FolderBlock>, window: usize) -> Vec<(FolderBlock, Option<Bytes>)> {
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let server = tokio::spawn(serve_stream(PeerId::random(), b.compat(), src));
+        let (tx, mut rx) = mpsc::channel(1024);
+        fetch_blocks(a.compat(), [1; 16], asks, window, tx).await.expect("fetch");
+        server.await.expect("join").expect("served");
+        let mut got = Vec::new();
+        while let Some(x) = rx.recv().await {
+            got.push(x);
+        }
+        got
+    }
+
+    fn ask(path: &str, index: u32) -> FolderBlock {
+        FolderBlock { path: path.into(), index, hash: [0; 32] }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn more_than_a_batch_of_blocks_comes_back_whole_and_in_order() {
+        // 40 blocks of 1 MiB: far more than one read task may hold, so batches
+        // stop early and leave asks for the next.
+        let src = source(1 << 20, false);
+        let asks: Vec<_> = (0..40).map(|i| ask(if i == 17 { "gone" } else { "f" }, i)).collect();
+        let got = fetch(src.clone(), asks, 64).await;
+        assert_eq!(got.len(), 40);
+        for (i, (b, data)) in got.iter().enumerate() {
+            assert_eq!(b.index, i as u32);
+            match data {
+                None => assert_eq!(i, 17, "only the missing block is missing"),
+                Some(d) => assert!(d.len() == 1 << 20 && d.iter().all(|&x| x == i as u8), "block {i}"),
+            }
+        }
+        let batches = src.batches.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(batches >= 10, "memory held per read is bounded: {batches} batches");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn many_small_blocks_are_read_in_few_batches() {
+        let src = source(4096, false);
+        let got = fetch(src.clone(), (0..500).map(|i| ask("f", i)).collect(), 64).await;
+        assert_eq!(got.len(), 500);
+        assert!(got.iter().enumerate().all(|(i, (b, d))| b.index == i as u32 && d.is_some()));
+        let batches = src.batches.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(batches <= 50, "{batches} read tasks for 500 blocks");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_source_that_answers_nothing_gets_misses_not_a_stall() {
+        let got = fetch(source(4096, true), (0..5).map(|i| ask("f", i)).collect(), 8).await;
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|(_, d)| d.is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_request_after_blocks_is_answered_after_them() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let server =
+            tokio::spawn(serve_stream(PeerId::random(), b.compat(), source(64 << 10, false) as Arc<dyn SyncSource>));
+        let mut a = a.compat();
+        let mut out = Vec::new();
+        for i in 0..100u32 {
+            out.extend(
+                SyncFrame::Request(SyncRequest::Block {
+                    req: i,
+                    folder: [1; 16],
+                    path: "f".into(),
+                    index: i,
+                    hash: [0; 32],
+                })
+                .encode(),
+            );
+        }
+        out.extend(SyncFrame::Request(SyncRequest::Index { folder: [1; 16], since: 0, wait: false }).encode());
+        a.write_all(&out).await.unwrap();
+        a.flush().await.unwrap();
+        for i in 0..100u32 {
+            match read(&mut a, IDLE).await.unwrap() {
+                Some(SyncFrame::Block { req, data }) => assert_eq!((req, data.len()), (i, 64 << 10)),
+                other => panic!("block {i}: {other:?}"),
+            }
+        }
+        match read(&mut a, IDLE).await.unwrap() {
+            Some(SyncFrame::Response(SyncResponse::Index { last, .. })) => assert_eq!(last, 7),
+            other => panic!("index: {other:?}"),
+        }
+        a.close().await.unwrap();
+        server.await.unwrap().unwrap();
     }
 }

@@ -21,7 +21,7 @@ use peerbox_engine::folder::{self as disk, ApplyError};
 use peerbox_engine::ignores::{IGNORE_FILE, Ignores};
 use peerbox_engine::{EngineError, TempFile};
 use peerbox_net::Network;
-use peerbox_net::sync::{self as proto_sync, FolderBlock, SyncSource};
+use peerbox_net::sync::{self as proto_sync, BlockAsk, FolderBlock, SyncSource};
 use peerbox_proto::index::{
     FolderId, MAX_BATCH, PROTOCOL, Relation, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, short_id,
 };
@@ -2266,23 +2266,69 @@ impl SyncSource for FolderSource {
 
     fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: [u8; 32]) -> Option<Bytes> {
         let (row, _) = self.member(&peer, &folder)?;
-        let rel = RelPath::new(path).ok()?;
-        if self.0.ignores(&row).is_ignored(rel.as_str(), false) {
-            return None;
-        }
-        let rec = lock(&self.0.store).file(&folder, rel.as_str()).ok().flatten()?;
-        if rec.deleted || rec.dir || !rec.have || rec.blocks.get(index as usize) != Some(&hash) {
-            return None;
-        }
+        let ignores = self.0.ignores(&row);
         let root = disk::open_root(&row.path).ok()?;
-        let f = root.open(rel.as_str()).ok()?.into_std();
-        let len = block_len(rec.size, rec.block_size, index as u64) as usize;
-        let mut buf = vec![0u8; len];
-        peerbox_engine::io::read_at(&f, &mut buf, index as u64 * rec.block_size as u64).ok()?;
-        // The file may have changed since it was scanned: serve only what matches.
-        // Unchanged since (its stamp, taken after the read, is the index's), it is
-        // what was hashed; only a changed one is hashed again here.
-        let unchanged = rec.local.is_some() && f.metadata().ok().map(|m| peerbox_engine::stamp_of(&m)) == rec.local;
-        (unchanged || peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
+        let rec = lock(&self.0.store).file(&folder, path).ok().flatten()?;
+        read_served_block(&root, &ignores, &rec, path, index, hash)
     }
+
+    fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
+        // Permission, patterns and the folder's root once per folder of the lot;
+        // the records under one lock, before any file is read.
+        let mut folders: HashMap<FolderId, Option<(Arc<Ignores>, cap_std::fs::Dir)>> = HashMap::new();
+        let mut held = 0;
+        let mut out = Vec::new();
+        for chunk in asks.chunks(32) {
+            let recs: Vec<Option<FileRecord>> = {
+                let st = lock(&self.0.store);
+                chunk.iter().map(|a| st.file(&a.folder, &a.path).ok().flatten()).collect()
+            };
+            for (a, rec) in chunk.iter().zip(recs) {
+                let f = folders.entry(a.folder).or_insert_with(|| {
+                    let (row, _) = self.member(&peer, &a.folder)?;
+                    Some((self.0.ignores(&row), disk::open_root(&row.path).ok()?))
+                });
+                let data = match (f, rec) {
+                    (Some((ignores, root)), Some(rec)) => {
+                        read_served_block(root, ignores, &rec, &a.path, a.index, a.hash)
+                    }
+                    _ => None,
+                };
+                held += data.as_ref().map_or(0, Bytes::len);
+                out.push(data);
+                if held >= budget {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A block of a folder's file as served to a member: only what the index says
+/// this device has, not ignored here, and still matching its hash.
+fn read_served_block(
+    root: &cap_std::fs::Dir,
+    ignores: &Ignores,
+    rec: &FileRecord,
+    path: &str,
+    index: u32,
+    hash: [u8; 32],
+) -> Option<Bytes> {
+    let rel = RelPath::new(path).ok()?;
+    if ignores.is_ignored(rel.as_str(), false) {
+        return None;
+    }
+    if rec.deleted || rec.dir || !rec.have || rec.blocks.get(index as usize) != Some(&hash) {
+        return None;
+    }
+    let f = root.open(rel.as_str()).ok()?.into_std();
+    let len = block_len(rec.size, rec.block_size, index as u64) as usize;
+    let mut buf = vec![0u8; len];
+    peerbox_engine::io::read_at(&f, &mut buf, index as u64 * rec.block_size as u64).ok()?;
+    // The file may have changed since it was scanned: serve only what matches.
+    // Unchanged since (its stamp, taken after the read, is the index's), it is
+    // what was hashed; only a changed one is hashed again here.
+    let unchanged = rec.local.is_some() && f.metadata().ok().map(|m| peerbox_engine::stamp_of(&m)) == rec.local;
+    (unchanged || peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
 }
