@@ -291,10 +291,13 @@ impl Setup {
             if no_syncthing { Err("skipped (--no-syncthing)".to_owned()) } else { syncthing::probe(false).await };
         let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
         std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-        let scratch = tempfile::Builder::new()
+        let mut scratch = tempfile::Builder::new()
             .prefix(&format!("peerbox-bench-{mode}-"))
             .tempdir_in(&base)
             .with_context(|| format!("cannot make a scratch folder in {}", base.display()))?;
+        // The daemons' logs (RUST_LOG=peerbox_node=debug has each pull's phases)
+        // are what explains a figure; BENCH_KEEP keeps them.
+        scratch.disable_cleanup(std::env::var_os("BENCH_KEEP").is_some());
         eprintln!("peerbox:   {} ({peerbox_version})", peerbox.display());
         match &syncthing {
             Ok(s) => eprintln!("syncthing: {}", s.version),
