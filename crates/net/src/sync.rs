@@ -119,8 +119,11 @@ pub const QUEUED_ASKS: usize = 64;
 /// whatever the block size.
 pub const READ_BATCH_BYTES: usize = 1 << 20;
 
+/// An answer to a block request: its request number, the block, and the data
+/// (`None`: missing).
+type BlockAnswer = (u32, (String, u32), Option<Bytes>);
 /// One read task's answers, in the order asked, and the asks it left for the next.
-type BatchRead = (Vec<(u32, (String, u32), Option<Bytes>)>, Vec<(u32, BlockAsk)>);
+type BatchRead = (Vec<BlockAnswer>, Vec<(u32, BlockAsk)>);
 
 /// Serves one stream (public for tests over pipes). Block requests are read from
 /// disk a batch at a time while the answers before them are sent; any other
@@ -202,7 +205,7 @@ where
 fn take_answers(
     done: Result<BatchRead, tokio::task::JoinError>,
     queued: &mut VecDeque<(u32, BlockAsk)>,
-) -> Result<Vec<(u32, (String, u32), Option<Bytes>)>, SessionError> {
+) -> Result<Vec<BlockAnswer>, SessionError> {
     let (answers, left) = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
     for ask in left.into_iter().rev() {
         queued.push_front(ask);
@@ -245,7 +248,7 @@ impl Served {
     async fn answer<W: AsyncWrite + Unpin>(
         &mut self,
         wr: &mut W,
-        (req, key, data): (u32, (String, u32), Option<Bytes>),
+        (req, key, data): BlockAnswer,
     ) -> Result<(), SessionError> {
         match data {
             Some(data) => {
