@@ -113,7 +113,7 @@ async fn read<S: AsyncRead + Unpin>(s: &mut S, timeout: Duration) -> Result<Opti
 
 /// Block requests a stream takes in before it answers them: the puller writes
 /// its requests ahead, and these are what one read task may take at once.
-pub const QUEUED_ASKS: usize = 64;
+pub const QUEUED_ASKS: usize = 256;
 /// Bytes one read task holds before it hands them over. Two such at most per
 /// stream (one being sent while the next is read): memory is bounded by bytes
 /// whatever the block size.
@@ -179,6 +179,11 @@ where
                 return Err(SessionError::Protocol("expected a request".into()));
             };
             if let SyncRequest::Block { req, folder, path, index, hash } = req {
+                // No file has such a name; held in the queue, it would let a peer
+                // make each queued ask cost up to a frame.
+                if path.len() > peerbox_proto::path::MAX_PATH_BYTES {
+                    return Err(SessionError::Protocol("a block request with an overlong path".into()));
+                }
                 queued.push_back((req, BlockAsk { folder, path, index, hash }));
                 if queued.len() < QUEUED_ASKS {
                     next = rd.next_with(parse_header).now_or_never();
@@ -498,6 +503,20 @@ mod tests {
         let got = fetch(source(4096, true), (0..5).map(|i| ask("f", i)).collect(), 8).await;
         assert_eq!(got.len(), 5);
         assert!(got.iter().all(|(_, d)| d.is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_block_request_with_an_overlong_path_ends_the_stream() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let server =
+            tokio::spawn(serve_stream(PeerId::random(), b.compat(), source(4096, false) as Arc<dyn SyncSource>));
+        let mut a = a.compat();
+        let path = "x".repeat(peerbox_proto::path::MAX_PATH_BYTES + 1);
+        let ask = SyncFrame::Request(SyncRequest::Block { req: 0, folder: [1; 16], path, index: 0, hash: [0; 32] });
+        a.write_all(&ask.encode()).await.unwrap();
+        a.flush().await.unwrap();
+        let err = server.await.unwrap().expect_err("refused");
+        assert!(err.to_string().contains("overlong path"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -41,8 +41,14 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 const FULL_RESCAN: Duration = Duration::from_secs(60);
 /// Watcher events queued before we give up on them and rescan everything.
 const WATCH_QUEUE: usize = 4096;
-/// Blocks requested ahead per source while pulling.
+/// Blocks requested ahead per source while pulling, at least.
 const PULL_WINDOW: usize = 32;
+/// Bytes requested ahead per source: small files come as blocks of a few KiB,
+/// where 32 of them in flight leave the link idle between round trips.
+const PULL_WINDOW_BYTES: u64 = 1 << 20;
+/// Blocks requested ahead per source, at most (the sharer takes in as many; see
+/// `peerbox_net::sync::QUEUED_ASKS`).
+const PULL_WINDOW_MAX: usize = 256;
 /// Files finished (fsync, rename, directory fsync) at once.
 const FINISH_IN_FLIGHT: usize = 16;
 /// Batches of blocks verified and written at once per source.
@@ -1539,6 +1545,7 @@ impl FolderTask {
             }
         }
         let targets = Arc::new(targets);
+        let window = pull_window(pulls.iter().map(|(_, _, meta, _)| meta));
         // The first error of this disk (full, read-only) any session meets.
         let trouble: Arc<Mutex<Option<String>>> = Arc::default();
         let mut sessions = Vec::new();
@@ -1556,7 +1563,7 @@ impl FolderTask {
                 }
                 let Ok(stream) = net.open_stream(peer, PROTOCOL).await else { return };
                 let (tx, mut rx) = mpsc::channel::<(FolderBlock, Option<Bytes>)>(8);
-                let fetch = tokio::spawn(proto_sync::fetch_blocks(stream, folder, blocks, PULL_WINDOW, tx));
+                let fetch = tokio::spawn(proto_sync::fetch_blocks(stream, folder, blocks, window, tx));
                 // Verify and write several blocks at once (hashing is the costly part),
                 // a bounded number so memory stays bounded too.
                 let mut writes = futures::stream::FuturesUnordered::new();
@@ -2305,6 +2312,14 @@ impl SyncSource for FolderSource {
     }
 }
 
+/// Blocks to request ahead for a batch of files: the window holds
+/// [`PULL_WINDOW_BYTES`] of the batch's largest block, within
+/// [`PULL_WINDOW`]..=[`PULL_WINDOW_MAX`] blocks.
+fn pull_window<'a>(files: impl Iterator<Item = &'a FileMeta>) -> usize {
+    let largest = files.map(|m| m.size.min(u64::from(m.block_size))).max().unwrap_or(0).max(1);
+    usize::try_from(PULL_WINDOW_BYTES / largest).unwrap_or(usize::MAX).clamp(PULL_WINDOW, PULL_WINDOW_MAX)
+}
+
 /// A block of a folder's file as served to a member: only what the index says
 /// this device has, not ignored here, and still matching its hash.
 fn read_served_block(
@@ -2331,4 +2346,25 @@ fn read_served_block(
     // what was hashed; only a changed one is hashed again here.
     let unchanged = rec.local.is_some() && f.metadata().ok().map(|m| peerbox_engine::stamp_of(&m)) == rec.local;
     (unchanged || peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerbox_proto::manifest::block_size_for;
+
+    fn meta(size: u64) -> FileMeta {
+        FileMeta { size, mtime_ns: 0, executable: false, block_size: block_size_for(size), blocks: Vec::new() }
+    }
+
+    #[test]
+    fn the_pull_window_holds_a_megabyte_of_the_largest_block() {
+        let small: Vec<FileMeta> = (0..10).map(|_| meta(4096)).collect();
+        assert_eq!(pull_window(small.iter()), PULL_WINDOW_MAX, "4 KiB files: 256 in flight");
+        assert_eq!(pull_window([meta(8192), meta(100)].iter()), 128);
+        // One big file among them: its blocks set the window, as before.
+        assert_eq!(pull_window([meta(4096), meta(1 << 30)].iter()), PULL_WINDOW);
+        assert_eq!(pull_window([meta(0)].iter()), PULL_WINDOW_MAX, "empty files need no blocks");
+        assert_eq!(pull_window(std::iter::empty()), PULL_WINDOW_MAX);
+    }
 }
