@@ -49,8 +49,9 @@ const PULL_WINDOW_BYTES: u64 = 1 << 20;
 /// Blocks requested ahead per source, at most (the sharer takes in as many; see
 /// `peerbox_net::sync::QUEUED_ASKS`).
 const PULL_WINDOW_MAX: usize = 256;
-/// Files finished (fsync, rename, directory fsync) at once.
-const FINISH_IN_FLIGHT: usize = 16;
+/// Items of a batch's disk work (temp files made, files put in place) per
+/// blocking task, at least.
+const DISK_CHUNK_MIN: usize = 64;
 /// Batches of blocks verified and written at once per source.
 const WRITES_IN_FLIGHT: usize = 4;
 /// Bytes of blocks that already arrived taken into one write batch, at most
@@ -1386,23 +1387,15 @@ impl FolderTask {
                 to_start.push((a, rel, meta));
             }
         }
-        // Temp files for the whole batch in one blocking task: one hand-off to a
-        // thread per file cost more than making the file.
         let started = {
             let (root, path, lb) = (root.clone(), row.path.clone(), local_blocks.clone());
             let files: Vec<(RelPath, FileMeta)> = to_start.iter().map(|(_, r, m)| (r.clone(), m.clone())).collect();
-            tokio::task::spawn_blocking(move || {
-                files
-                    .iter()
-                    .map(|(rel, meta)| {
-                        let t = disk::start_pull(&root, &path, rel, meta)?;
-                        copy_local_blocks(&t, meta, &lb);
-                        Ok::<_, EngineError>(t)
-                    })
-                    .collect::<Vec<_>>()
+            in_blocking_chunks(files, move |(rel, meta)| {
+                let t = disk::start_pull(&root, &path, &rel, &meta)?;
+                copy_local_blocks(&t, &meta, &lb);
+                Ok::<_, EngineError>(t)
             })
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))?
+            .await?
         };
         for ((a, rel, meta), tmp) in to_start.into_iter().zip(started) {
             match tmp {
@@ -1435,33 +1428,34 @@ impl FolderTask {
         let landing: Vec<FileRecord> =
             ready.iter().map(|(a, _, _, stamp)| adopt(&a.remote, Some(*stamp), true)).collect();
         lock(&self.folders.store).expect_landings(&self.id, &landing)?;
-        let mut jobs = Vec::new();
-        for ((a, rel, tmp, _), landed) in ready.into_iter().zip(landing) {
-            let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
+        let placing: Vec<_> = ready
+            .into_iter()
+            .zip(landing)
+            .map(|((a, rel, tmp, _), landed)| {
+                let expected = a.local.as_ref().filter(|l| l.have && !l.deleted && !l.dir).and_then(|l| l.local);
+                (landed, rel, tmp, expected)
+            })
+            .collect();
+        let results = {
             let (root, path, keep) = (root.clone(), row.path.clone(), row.keep_versions);
-            jobs.push(async move {
-                let r = tokio::task::spawn_blocking({
-                    let rel = rel.clone();
-                    move || disk::place_pull(&root, &path, &rel, &tmp, expected, keep)
-                })
-                .await;
+            in_blocking_chunks(placing, move |(landed, rel, tmp, expected)| {
+                let r = disk::place_pull(&root, &path, &rel, &tmp, expected, keep);
                 (landed, rel, r)
-            });
-        }
-        let mut finished = futures::StreamExt::buffer_unordered(futures::stream::iter(jobs), FINISH_IN_FLIGHT);
+            })
+            .await?
+        };
         // Journalled but not put in place: nothing to settle.
         let mut unplaced = Vec::new();
         let mut placed = Vec::new();
-        while let Some((landed, rel, r)) = futures::StreamExt::next(&mut finished).await {
+        for (landed, rel, r) in results {
             match r {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     done.push(landed);
                     placed.push(rel);
                     continue;
                 }
-                Ok(Err(ApplyError::LocalChanged(_))) => rescan.push(rel.as_str().to_owned()),
-                Ok(Err(e)) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
-                Err(e) => return Err(NodeError::Internal(e.to_string())),
+                Err(ApplyError::LocalChanged(_)) => rescan.push(rel.as_str().to_owned()),
+                Err(e) => self.local_trouble(format!("cannot put {rel} in place: {e}")),
             }
             unplaced.push(landed.path);
         }
@@ -1642,6 +1636,35 @@ impl FolderTask {
 /// first pull to get there creates `FILE.reached` and waits until FILE exists, so
 /// a test can act in that instant (a user's edit landing just then). Read once;
 /// unset, it costs a comparison.
+/// Runs `f` over `items` on blocking threads, a chunk per core at once, and
+/// returns the results in order. A batch's disk work for small files is
+/// thousands of short system calls: a hand-off to a thread per file cost more
+/// than the call, and one thread for all leaves the other cores idle.
+async fn in_blocking_chunks<T, R>(
+    items: Vec<T>,
+    f: impl Fn(T) -> R + Send + Sync + 'static,
+) -> Result<Vec<R>, NodeError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let per = items.len().div_ceil(cores.clamp(1, 4)).max(DISK_CHUNK_MIN);
+    let f = Arc::new(f);
+    let mut tasks = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk: Vec<T> = items.by_ref().take(per).collect();
+        let f = f.clone();
+        tasks.push(tokio::task::spawn_blocking(move || chunk.into_iter().map(|t| f(t)).collect::<Vec<R>>()));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(t.await.map_err(|e| NodeError::Internal(e.to_string()))?);
+    }
+    Ok(out)
+}
+
 async fn fault_point(at: &str) {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -2355,6 +2378,14 @@ mod tests {
 
     fn meta(size: u64) -> FileMeta {
         FileMeta { size, mtime_ns: 0, executable: false, block_size: block_size_for(size), blocks: Vec::new() }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn blocking_chunks_keep_the_order_of_their_items() {
+        for n in [0, 1, DISK_CHUNK_MIN, 5 * DISK_CHUNK_MIN + 3] {
+            let got = in_blocking_chunks((0..n).collect(), |i| i * 2).await.expect("ran");
+            assert_eq!(got, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+        }
     }
 
     #[test]
