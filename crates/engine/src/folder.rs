@@ -215,6 +215,9 @@ fn entry(m: &std::fs::Metadata, dir: bool) -> LocalEntry {
 
 /// Walks a folder's tree into `found`, leaving out what is ignored, not valid as
 /// a synced name, or a link.
+/// Children of a directory listed, then stat'ed, at a time.
+const WALK_CHUNK: usize = 4096;
+
 struct Walker<'a> {
     ignores: &'a Ignores,
     found: &'a mut BTreeMap<String, LocalEntry>,
@@ -230,46 +233,58 @@ impl Walker<'_> {
                 return Ok(());
             }
         };
-        // Names first; then every child's metadata, read in parallel when there are
-        // many (on a cold disk each stat waits for an inode block); then the rest in
-        // order.
-        let mut named = Vec::new();
-        for child in rd.flatten() {
-            let path = child.path();
-            let Some(name) = child.file_name().to_str().map(str::to_owned) else {
-                self.skipped.push(Skipped { path, reason: "name is not valid UTF-8".into() });
-                continue;
-            };
-            // The ignore file starts with ".peerbox" too, and is synced like any file.
-            if (rel.is_none() && name == MARKER || name.starts_with(TEMP_PREFIX) || name.starts_with(".peerbox"))
-                && name != IGNORE_FILE
-            {
-                continue;
-            }
-            let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
-            match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
-                Ok(child_rel) => named.push((path, child_rel)),
-                Err(e) => self.skipped.push(Skipped { path, reason: e.to_string() }),
-            }
-        }
-        let metas = crate::scan::stat_all(&named, |(path, _)| path);
+        // Names first, a chunk at a time (memory stays bounded in a huge
+        // directory); then their metadata, read in parallel when there are many (on
+        // a cold disk each stat waits for an inode block); then the rest in order.
+        let mut children = rd.flatten();
         let mut seen: HashSet<String> = HashSet::new();
-        for ((path, child_rel), meta) in named.into_iter().zip(metas) {
-            let Some(meta) = meta else { continue };
-            if self.ignores.is_ignored(child_rel.as_str(), meta.is_dir()) {
-                continue;
+        loop {
+            let mut named = Vec::new();
+            let mut more = false;
+            for child in children.by_ref() {
+                let path = child.path();
+                let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+                    self.skipped.push(Skipped { path, reason: "name is not valid UTF-8".into() });
+                    continue;
+                };
+                // The ignore file starts with ".peerbox" too, and is synced like any file.
+                if (rel.is_none() && name == MARKER || name.starts_with(TEMP_PREFIX) || name.starts_with(".peerbox"))
+                    && name != IGNORE_FILE
+                {
+                    continue;
+                }
+                let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
+                match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
+                    Ok(child_rel) => named.push((path, child_rel)),
+                    Err(e) => self.skipped.push(Skipped { path, reason: e.to_string() }),
+                }
+                if named.len() >= WALK_CHUNK {
+                    more = true;
+                    break;
+                }
             }
-            if !seen.insert(child_rel.collision_key()) {
-                self.skipped.push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
-                continue;
+            let metas = crate::scan::stat_all(&named, |(path, _)| path);
+            for ((path, child_rel), meta) in named.into_iter().zip(metas) {
+                let Some(meta) = meta else { continue };
+                if self.ignores.is_ignored(child_rel.as_str(), meta.is_dir()) {
+                    continue;
+                }
+                if !seen.insert(child_rel.collision_key()) {
+                    self.skipped
+                        .push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
+                    continue;
+                }
+                if meta.file_type().is_symlink() {
+                    self.skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
+                } else if meta.is_dir() {
+                    self.found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
+                    self.walk(&path, Some(&child_rel))?;
+                } else if meta.is_file() {
+                    self.found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
+                }
             }
-            if meta.file_type().is_symlink() {
-                self.skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
-            } else if meta.is_dir() {
-                self.found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
-                self.walk(&path, Some(&child_rel))?;
-            } else if meta.is_file() {
-                self.found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
+            if !more {
+                break;
             }
         }
         Ok(())
@@ -715,6 +730,22 @@ mod tests {
         let x = third.changed.iter().find(|r| r.path == "a/b/x.txt").unwrap();
         assert_eq!(x.version.relation(&known["a/b/x.txt"].version), peerbox_proto::index::Relation::Newer);
         assert!(third.changed.iter().any(|r| r.path == "한글.txt" && r.deleted));
+    }
+
+    #[test]
+    fn a_directory_of_more_children_than_a_walk_chunk_is_found_whole() {
+        let (_d, root) = setup();
+        let n = WALK_CHUNK + 70;
+        std::fs::create_dir(root.join("many")).unwrap();
+        for i in 0..n {
+            std::fs::write(root.join(format!("many/{i}")), [i as u8]).unwrap();
+        }
+        std::fs::create_dir(root.join("many/sub")).unwrap();
+        std::fs::write(root.join("many/sub/x"), "x").unwrap();
+        let out = scan_folder(&root, &HashMap::new(), 7, None, &Ignores::default()).unwrap();
+        let files = out.changed.iter().filter(|r| !r.dir && r.path.starts_with("many/")).count();
+        assert_eq!(files, n + 1);
+        assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     }
 
     #[test]
