@@ -213,11 +213,11 @@ fn entry(m: &std::fs::Metadata, dir: bool) -> LocalEntry {
     LocalEntry { dir, stamp: stamp_of(m), executable }
 }
 
-/// Walks a folder's tree into `found`, leaving out what is ignored, not valid as
-/// a synced name, or a link.
 /// Children of a directory listed, then stat'ed, at a time.
 const WALK_CHUNK: usize = 4096;
 
+/// Walks a folder's tree into `found`, leaving out what is ignored, not valid as
+/// a synced name, or a link.
 struct Walker<'a> {
     ignores: &'a Ignores,
     found: &'a mut BTreeMap<String, LocalEntry>,

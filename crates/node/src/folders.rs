@@ -2295,11 +2295,8 @@ impl SyncSource for FolderSource {
     }
 
     fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: [u8; 32]) -> Option<Bytes> {
-        let (row, _) = self.member(&peer, &folder)?;
-        let ignores = self.0.ignores(&row);
-        let root = disk::open_root(&row.path).ok()?;
-        let rec = lock(&self.0.store).file(&folder, path).ok().flatten()?;
-        read_served_block(&root, &ignores, &rec, path, index, hash)
+        let ask = BlockAsk { folder, path: path.to_owned(), index, hash };
+        self.blocks(peer, &[ask], usize::MAX).pop().flatten()
     }
 
     fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
