@@ -278,11 +278,29 @@ pub fn hash_stable(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vec<
     Err(EngineError::KeepsChanging(path.to_owned()))
 }
 
+/// Files of at most this many blocks are read in order on one thread. Split across
+/// threads, a small file's blocks are read out of order and the kernel's read-ahead
+/// gives up on it; a scan of many files keeps every thread busy with whole files
+/// anyway. Files of more blocks are still split, so one big file uses every core.
+const SEQUENTIAL_BLOCKS: u64 = 16;
+
 /// Hashes the blocks of an open file of `size` bytes, splitting large files across
 /// the pool. Reads positionally, one block buffer per worker.
 pub fn hash_file(file: &File, size: u64, progress: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<BlockHash>> {
     let bs = block_size_for(size);
     let n = block_count(size, bs);
+    if n <= SEQUENTIAL_BLOCKS {
+        let mut buf = Vec::new();
+        return (0..n)
+            .map(|i| {
+                let len = block_len(size, bs, i) as usize;
+                buf.resize(len, 0);
+                crate::io::read_exact_at(file, &mut buf, i * bs as u64)?;
+                progress(len as u64);
+                Ok(hash_block(&buf))
+            })
+            .collect();
+    }
     (0..n)
         .into_par_iter()
         .map_init(Vec::new, |buf, i| {
@@ -356,6 +374,29 @@ mod tests {
         for (size, thread) in &got {
             let on_readers = thread.as_deref().is_some_and(|t| t.starts_with("peerbox-read-"));
             assert_eq!(on_readers, block_size_for(*size) <= READER_MAX_BLOCK, "{size} ran on {thread:?}");
+        }
+    }
+
+    #[test]
+    fn small_and_large_files_hash_block_by_block_whichever_way_they_are_read() {
+        // Up to SEQUENTIAL_BLOCKS blocks are read in order on one thread, more are
+        // split across the pool; both must give every block's hash, in order, and
+        // report every byte read.
+        let d = tempfile::tempdir().unwrap();
+        let min = MIN_BLOCK_SIZE as u64;
+        for size in [0, 1, min, SEQUENTIAL_BLOCKS * min, SEQUENTIAL_BLOCKS * min + 1, 40 * min + 5] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let path = d.path().join(format!("f{size}"));
+            std::fs::write(&path, &data).unwrap();
+            let read = std::sync::atomic::AtomicU64::new(0);
+            let got = hash_file(&File::open(&path).unwrap(), size, &|n| {
+                read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+            let bs = block_size_for(size) as usize;
+            let want: Vec<BlockHash> = data.chunks(bs).map(hash_block).collect();
+            assert_eq!(got, want, "{size} bytes");
+            assert_eq!(read.into_inner(), size, "{size} bytes");
         }
     }
 
