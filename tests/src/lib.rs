@@ -344,6 +344,27 @@ impl Daemon {
     pub async fn start_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = peerbox(home);
         cmd.envs(env.iter().copied());
+        Self::spawn(cmd, home, extra).await
+    }
+
+    /// Like [`Self::start`], under an open-file limit of `n` (soft and hard, so
+    /// the daemon cannot raise it), through util-linux `prlimit`.
+    #[cfg(target_os = "linux")]
+    pub async fn start_with_open_files(home: &Path, n: u32) -> Self {
+        let inner = peerbox(home);
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(inner.as_std().get_program());
+        cmd.args(inner.as_std().get_args()).kill_on_drop(true);
+        for (k, v) in inner.as_std().get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        Self::spawn(cmd, home, &[]).await
+    }
+
+    async fn spawn(mut cmd: Command, home: &Path, extra: &[&str]) -> Self {
         cmd.args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]).args(extra);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn daemon");

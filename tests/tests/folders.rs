@@ -89,6 +89,35 @@ async fn two_members_stay_identical_through_edits_renames_and_deletes() {
     b.stop().await;
 }
 
+/// A pull keeps each file of its batch open until it is in place, and desktop
+/// sessions start with a limit of 1,024 open files (macOS: 256). A member held to
+/// a limit it cannot raise still receives a folder of far more files than that,
+/// in batches that fit, and shows no error.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_held_to_few_open_files_still_receives_a_folder_of_many() {
+    let g = Group::new();
+    let (a_dir, b_dir) = (g.path("alice/Many"), g.path("bob/Many"));
+    for i in 0..800 {
+        write(&a_dir.join(format!("d{}/f{i}.txt", i % 3)), format!("file {i}").as_bytes());
+    }
+    let a = g.daemon("a").await;
+    let b = Daemon::start_with_open_files(&g.path("home-b"), 256).await;
+    a.ok(&["folder", "add", a_dir.to_str().expect("utf8"), "--name", "Many"]).await;
+    let link = a.ok(&["folder", "link", "Many"]).await;
+    b.ok(&["folder", "join", &link, b_dir.to_str().expect("utf8")]).await;
+    assert!(
+        wait_until(|| content(&b_dir) == content(&a_dir)).await,
+        "B has {} of {} entries",
+        content(&b_dir).len(),
+        content(&a_dir).len()
+    );
+    let st = wait_status(&b, |s| s["folders"][0]["need_files"] == 0).await;
+    assert!(st["folders"][0]["state"]["error"].is_null(), "{st}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_member_cannot_change_the_group() {
     let g = Group::new();

@@ -57,8 +57,9 @@ const WRITES_IN_FLIGHT: usize = 4;
 /// Bytes of blocks that already arrived taken into one write batch, at most
 /// (past one block).
 const WRITE_BATCH_BYTES: usize = 1 << 20;
-/// Files pulled per round, bounding temp files and memory per round.
-const PULL_BATCH: usize = 2000;
+/// Files pulled per round, bounding temp files and memory per round (fewer when
+/// the open-file limit is low: see `fds`).
+pub(crate) const PULL_BATCH: usize = 2000;
 /// How long a removed member is not learned back from other members' lists (they
 /// hear of the removal within one index exchange; this covers those offline).
 const REMOVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
@@ -102,6 +103,10 @@ pub(crate) struct Folders {
     /// call would otherwise load the whole index (every record of every member),
     /// and views ask for status often.
     summaries: Mutex<HashMap<FolderId, (SummaryKey, Summary)>>,
+    /// One permit per temp file a pull may hold open, all folders together.
+    pull_files: Arc<tokio::sync::Semaphore>,
+    /// How many permits `pull_files` started with: no batch is larger.
+    pull_batch: usize,
 }
 
 /// What a folder's [`Summary`] is computed from, besides its records.
@@ -232,8 +237,10 @@ impl Folders {
         gate: Arc<crate::links::Gate>,
         net: Network,
         live: Arc<crate::live::Live>,
+        open_files: u64,
     ) -> Arc<Self> {
         let me = net.peer_id();
+        let pull_batch = crate::fds::pull_files(open_files);
         Arc::new(Self {
             store,
             gate,
@@ -245,6 +252,8 @@ impl Folders {
             ignores: Mutex::new(HashMap::new()),
             offenders: Mutex::new(HashMap::new()),
             summaries: Mutex::new(HashMap::new()),
+            pull_files: Arc::new(tokio::sync::Semaphore::new(pull_batch)),
+            pull_batch,
         })
     }
 
@@ -1282,7 +1291,7 @@ impl FolderTask {
                 return true;
             }
             self.set(|s| s.state = "syncing".into());
-            plan.truncate(PULL_BATCH);
+            plan.truncate(self.folders.pull_batch);
             match self.apply(&row, plan).await {
                 Ok(0) => {
                     // Nothing more can be done now: members announcing news wake
@@ -1322,7 +1331,6 @@ impl FolderTask {
         let mut done: Vec<FileRecord> = Vec::new();
         let mut rescan = Vec::new();
         // Files needing content: start temp files, reuse local blocks, then fetch.
-        let mut pulls: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)> = Vec::new();
         let mut to_start: Vec<(Action, RelPath, FileMeta)> = Vec::new();
         let local_blocks = local_block_index(row, &lock(&self.folders.store).files(&self.id).unwrap_or_default());
         for a in plan {
@@ -1387,6 +1395,13 @@ impl FolderTask {
                 to_start.push((a, rel, meta));
             }
         }
+        // Held until the batch's temp files are closed, when this returns.
+        let _open = match self.folders.pull_files.clone().acquire_many_owned(to_start.len() as u32).await {
+            Ok(permits) => permits,
+            Err(_) => return Err(NodeError::Internal("the pull budget was closed".into())),
+        };
+        // Declared after the permits, so dropped (closing the files) before them.
+        let mut pulls: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)> = Vec::new();
         let started = {
             let (root, path, lb) = (root.clone(), row.path.clone(), local_blocks.clone());
             let files: Vec<(RelPath, FileMeta)> = to_start.iter().map(|(_, r, m)| (r.clone(), m.clone())).collect();

@@ -10,6 +10,7 @@
 pub mod api;
 mod drops;
 mod error;
+mod fds;
 mod folders;
 mod get;
 mod home;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 pub use api::{PeerInfo, Request};
 pub use drops::{DropOutcome, DropProgress};
 pub use error::{ApiError, NodeError};
+pub use fds::raise_open_file_limit;
 pub use folders::{Added, FolderInfo, FolderState, MemberInfo};
 pub use get::{GetOptions, GetOutcome, GetProgress, Hold};
 pub use home::Home;
@@ -131,6 +133,7 @@ pub struct ShareOutcome {
 impl Node {
     /// Starts a node.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let open_files = raise_open_file_limit();
         let mut home = Home::open(&config.home)?;
         let keypair = if config.serve {
             home.lock()?;
@@ -242,7 +245,7 @@ impl Node {
         }
         let folders = match (&store, &gate) {
             (Some(store), Some(gate)) => {
-                let f = folders::Folders::new(store.clone(), gate.clone(), net.clone(), live.clone());
+                let f = folders::Folders::new(store.clone(), gate.clone(), net.clone(), live.clone(), open_files);
                 let incoming = net
                     .accept(peerbox_proto::index::PROTOCOL)
                     .ok_or_else(|| NodeError::Internal("sync protocol registered twice".into()))?;
