@@ -48,10 +48,10 @@ pub fn raise_open_file_limit() -> u64 {
 }
 
 /// Temp files that folder pulls may hold at once, all folders together, under a
-/// soft limit of `limit` open files.
+/// soft limit of `limit` open files: up to two whole batches.
 pub(crate) fn pull_files(limit: u64) -> usize {
     let share = limit.saturating_sub(RESERVED) / 2;
-    share.clamp(MIN_PULL_FILES, crate::folders::PULL_BATCH as u64) as usize
+    share.clamp(MIN_PULL_FILES, 2 * crate::folders::PULL_BATCH as u64) as usize
 }
 
 #[cfg(test)]
@@ -62,9 +62,9 @@ mod tests {
     fn pulls_get_a_share_of_the_limit_that_leaves_room_for_the_rest() {
         // A desktop session's default.
         assert_eq!(pull_files(1024), 416);
-        // Raised: a whole batch.
-        assert_eq!(pull_files(10_240), crate::folders::PULL_BATCH);
-        assert_eq!(pull_files(u64::MAX), crate::folders::PULL_BATCH);
+        // Raised: two whole batches.
+        assert_eq!(pull_files(10_240), 2 * crate::folders::PULL_BATCH);
+        assert_eq!(pull_files(u64::MAX), 2 * crate::folders::PULL_BATCH);
         // Very low limits still leave batches that can make progress.
         assert_eq!(pull_files(256), MIN_PULL_FILES as usize);
         assert_eq!(pull_files(0), MIN_PULL_FILES as usize);

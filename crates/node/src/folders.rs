@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cap_std::fs::Dir;
 use libp2p::{Multiaddr, PeerId};
 mod edit;
 
@@ -57,9 +58,11 @@ const WRITES_IN_FLIGHT: usize = 4;
 /// Bytes of blocks that already arrived taken into one write batch, at most
 /// (past one block).
 const WRITE_BATCH_BYTES: usize = 1 << 20;
-/// Files pulled per round, bounding temp files and memory per round (fewer when
-/// the open-file limit is low: see `fds`).
+/// Files pulled per batch, bounding temp files and memory per batch (fewer when
+/// the open-file limit is low: see `fds`). Two batches are in flight at once.
 pub(crate) const PULL_BATCH: usize = 2000;
+/// Batches finished per pull before the folder's task looks at its other work.
+const PULL_ROUNDS: usize = 8;
 /// How long a removed member is not learned back from other members' lists (they
 /// hear of the removal within one index exchange; this covers those offline).
 const REMOVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
@@ -105,8 +108,38 @@ pub(crate) struct Folders {
     summaries: Mutex<HashMap<FolderId, (SummaryKey, Summary)>>,
     /// One permit per temp file a pull may hold open, all folders together.
     pull_files: Arc<tokio::sync::Semaphore>,
-    /// How many permits `pull_files` started with: no batch is larger.
+    /// Files per batch: half the permits, so that two batches can be in flight.
     pull_batch: usize,
+}
+
+/// How a pull ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PullEnd {
+    /// Nothing more is needed that could be had.
+    Done,
+    /// More to do, and progress made: pull again soon.
+    More,
+    /// Failed, or nothing could be done: try again later, less and less often.
+    Stuck,
+}
+
+/// A batch whose content has been fetched, to be made durable, put in place and
+/// recorded (see `FolderTask::finish_batch`).
+struct Fetched {
+    row: FolderRow,
+    root: Arc<Dir>,
+    /// Every path the batch's plan covered: left out of the next plan until this
+    /// one is recorded.
+    paths: HashSet<String>,
+    /// Records already done (deletes, folders, on-demand entries).
+    done: Vec<FileRecord>,
+    rescan: Vec<String>,
+    pulls: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)>,
+    timer: std::time::Instant,
+    prepared: Duration,
+    fetched: Duration,
+    /// The batch's share of the open-file budget.
+    _open: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What a folder's [`Summary`] is computed from, besides its records.
@@ -240,7 +273,7 @@ impl Folders {
         open_files: u64,
     ) -> Arc<Self> {
         let me = net.peer_id();
-        let pull_batch = crate::fds::pull_files(open_files);
+        let pull_files = crate::fds::pull_files(open_files);
         Arc::new(Self {
             store,
             gate,
@@ -252,8 +285,8 @@ impl Folders {
             ignores: Mutex::new(HashMap::new()),
             offenders: Mutex::new(HashMap::new()),
             summaries: Mutex::new(HashMap::new()),
-            pull_files: Arc::new(tokio::sync::Semaphore::new(pull_batch)),
-            pull_batch,
+            pull_files: Arc::new(tokio::sync::Semaphore::new(pull_files)),
+            pull_batch: pull_files / 2,
         })
     }
 
@@ -1229,10 +1262,10 @@ impl FolderTask {
     }
 
     async fn pull(&mut self) {
-        let finished = self.pull_rounds().await;
+        let end = self.pull_rounds().await;
         // What could not be finished (a full disk, a source gone or dropped) is
         // tried again later, less and less often; a finished pull stops that.
-        if finished {
+        if end == PullEnd::Done {
             self.set(|s| {
                 if s.pull_failed {
                     s.pull_failed = false;
@@ -1240,16 +1273,20 @@ impl FolderTask {
                 }
             });
         }
-        self.retry = if finished {
-            None
-        } else {
-            let wait = self.retry.map(|r| (r.1 * 2).min(RETRY_MAX)).unwrap_or(RETRY_FIRST);
-            Some((tokio::time::Instant::now() + wait, wait))
+        self.retry = match end {
+            PullEnd::Done => None,
+            // Straight on, once the task has seen to whatever else is waiting.
+            PullEnd::More => Some((tokio::time::Instant::now(), RETRY_FIRST)),
+            PullEnd::Stuck => {
+                let wait = self.retry.map(|r| (r.1 * 2).min(RETRY_MAX)).unwrap_or(RETRY_FIRST);
+                Some((tokio::time::Instant::now() + wait, wait))
+            }
         };
     }
 
-    /// Pulls in rounds; returns whether nothing more is needed that could be had.
-    async fn pull_rounds(&mut self) -> bool {
+    /// Pulls in rounds, until nothing more is needed that could be had or
+    /// [`PULL_ROUNDS`] batches are done.
+    async fn pull_rounds(&self) -> PullEnd {
         // Before planning: a journal entry from before a crash says what is really
         // on disk, and a new pull of the same path would overwrite it.
         if let Some(row) = self.row() {
@@ -1259,59 +1296,93 @@ impl FolderTask {
                 Err(e) => tracing::warn!("cannot settle the pulls put in place before a stop: {e}"),
             }
         }
-        for _round in 0..8 {
-            let Some(row) = self.row() else { return true };
-            if row.paused.is_some() || disk::check_marker(&row.path).is_err() {
-                return true;
-            }
-            let (local, remote, members) = {
-                let st = lock(&self.folders.store);
-                (
-                    st.files(&self.id).unwrap_or_default(),
-                    st.remote_files(&self.id).unwrap_or_default(),
-                    st.members(&self.id).unwrap_or_default(),
-                )
-            };
-            let pins = Pins::load(&row);
-            let ignores = self.folders.ignores(&row);
-            let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p), &ignores);
-            if row.mode == FolderMode::OnDemand {
-                for a in &mut plan {
-                    if !a.remote.dir && !a.remote.deleted && !pins.covers(&a.remote.path) {
-                        a.sources.clear();
-                        a.remote.have = false;
-                    }
-                }
-            }
-            for a in &mut plan {
-                a.sources.retain(|p| !self.folders.offends(p));
-            }
-            if plan.is_empty() {
-                self.set(|s| s.state = "idle".into());
-                return true;
-            }
-            self.set(|s| s.state = "syncing".into());
-            plan.truncate(self.folders.pull_batch);
-            match self.apply(&row, plan).await {
-                Ok(0) => {
-                    // Nothing more can be done now: members announcing news wake
-                    // us, and a retry comes later.
+        // A batch's content is fetched while the one before it is made durable and
+        // put in place: those steps wait on the disk, fetching waits on the network.
+        let mut fetched: Option<Fetched> = None;
+        // A batch that changed nothing: nothing more can be done now.
+        let mut stalled = false;
+        for _round in 0..=PULL_ROUNDS {
+            let next = if stalled { None } else { self.plan_batch(fetched.as_ref()) };
+            let (finished, next) = match (fetched.take(), next) {
+                (None, None) => {
                     self.set(|s| s.state = "idle".into());
-                    return false;
+                    // Members announcing news wake us, and a retry comes later.
+                    return if stalled { PullEnd::Stuck } else { PullEnd::Done };
                 }
-                // Some done: another round takes what is left (more may be ready).
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!("pull failed: {e}");
-                    self.set(|s| {
-                        s.error = Some(e.to_string());
-                        s.pull_failed = true;
-                    });
-                    return false;
+                (None, Some((row, plan))) => (None, Some(self.fetch_batch(&row, plan).await)),
+                (Some(f), None) => (Some(self.finish_batch(f).await), None),
+                (Some(f), Some((row, plan))) => {
+                    let (done, next) = tokio::join!(self.finish_batch(f), self.fetch_batch(&row, plan));
+                    (Some(done), Some(next))
+                }
+            };
+            let failed = match (finished, next) {
+                (Some(Err(e)), _) | (_, Some(Err(e))) => Some(e),
+                (finished, next) => {
+                    stalled |= matches!(finished, Some(Ok(0)));
+                    fetched = next.and_then(Result::ok);
+                    None
+                }
+            };
+            if let Some(e) = failed {
+                // A batch fetched and not finished leaves only temp files, which
+                // the next pull resumes.
+                tracing::warn!("pull failed: {e}");
+                self.set(|s| {
+                    s.error = Some(e.to_string());
+                    s.pull_failed = true;
+                });
+                return PullEnd::Stuck;
+            }
+        }
+        if let Some(f) = fetched
+            && let Err(e) = self.finish_batch(f).await
+        {
+            tracing::warn!("pull failed: {e}");
+            return PullEnd::Stuck;
+        }
+        PullEnd::More
+    }
+
+    /// The next batch to pull, with the folder's row: None when the folder is gone,
+    /// paused or unplugged, or needs nothing more. Leaves out what `in_flight`
+    /// holds, which the index does not show as done yet.
+    fn plan_batch(&self, in_flight: Option<&Fetched>) -> Option<(FolderRow, Vec<Action>)> {
+        let row = self.row()?;
+        if row.paused.is_some() || disk::check_marker(&row.path).is_err() {
+            return None;
+        }
+        let (local, remote, members) = {
+            let st = lock(&self.folders.store);
+            (
+                st.files(&self.id).unwrap_or_default(),
+                st.remote_files(&self.id).unwrap_or_default(),
+                st.members(&self.id).unwrap_or_default(),
+            )
+        };
+        let pins = Pins::load(&row);
+        let ignores = self.folders.ignores(&row);
+        let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p), &ignores);
+        if let Some(f) = in_flight {
+            plan.retain(|a| !f.paths.contains(&a.remote.path));
+        }
+        if row.mode == FolderMode::OnDemand {
+            for a in &mut plan {
+                if !a.remote.dir && !a.remote.deleted && !pins.covers(&a.remote.path) {
+                    a.sources.clear();
+                    a.remote.have = false;
                 }
             }
         }
-        false
+        for a in &mut plan {
+            a.sources.retain(|p| !self.folders.offends(p));
+        }
+        if plan.is_empty() {
+            return None;
+        }
+        self.set(|s| s.state = "syncing".into());
+        plan.truncate(self.folders.pull_batch);
+        Some((row, plan))
     }
 
     /// Says that this disk refused something a pull needed (full, read-only): the
@@ -1324,9 +1395,11 @@ impl FolderTask {
         });
     }
 
-    /// Applies a plan; returns how many records changed.
-    async fn apply(&mut self, row: &FolderRow, plan: Vec<Action>) -> Result<usize, NodeError> {
+    /// Carries out what a plan needs no content for (deletes, folders, conflict
+    /// copies), then fetches the content of its files into temp files.
+    async fn fetch_batch(&self, row: &FolderRow, plan: Vec<Action>) -> Result<Fetched, NodeError> {
         let timer = std::time::Instant::now();
+        let paths = plan.iter().map(|a| a.remote.path.clone()).collect();
         let root = Arc::new(disk::open_root(&row.path)?);
         let mut done: Vec<FileRecord> = Vec::new();
         let mut rescan = Vec::new();
@@ -1433,6 +1506,16 @@ impl FolderTask {
         self.fetch(row, &pulls).await;
         self.set(|s| s.transfers.clear());
         let fetched = timer.elapsed();
+        Ok(Fetched { row: row.clone(), root, paths, done, rescan, pulls, timer, prepared, fetched, _open })
+    }
+
+    /// Makes a fetched batch's complete files durable, puts them in place and
+    /// records them with the rest of its changes; returns how many records changed.
+    async fn finish_batch(&self, batch: Fetched) -> Result<usize, NodeError> {
+        // The permits go last: after every temp file of the batch is closed.
+        let Fetched { _open, row, root, paths: _, mut done, mut rescan, pulls, timer, prepared, fetched } = batch;
+        let row = &row;
+        let finishing = timer.elapsed();
         // Durable as one batch; renamed; then each directory synced once.
         let ready = self.ready_pulls(row, &pulls).await?;
         let readied = timer.elapsed();
@@ -1493,7 +1576,7 @@ impl FolderTask {
         }
         tracing::debug!(
             folder = %hex::encode(self.id),
-            "pulled {} files: prepared after {prepared:?}, fetched after {fetched:?}, durable after {readied:?}, in place after {placed_at:?}, recorded after {:?}",
+            "pulled {} files: prepared after {prepared:?}, fetched after {fetched:?}, finishing from {finishing:?}, durable after {readied:?}, in place after {placed_at:?}, recorded after {:?}",
             pulls.len(),
             timer.elapsed()
         );
