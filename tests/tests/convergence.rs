@@ -348,8 +348,9 @@ async fn history(seed: u64, steps: usize) {
         everywhere.extend(tree(&d.dir).into_values());
         assert!(
             !tree(&d.dir).keys().any(|k| k.contains(".peerbox-tmp-")),
-            "{}: a temp file left after the group settled\n{}",
+            "{}: a temp file left after the group settled: {:?}\n{}",
             d.name,
+            tree(&d.dir).keys().filter(|k| k.contains(".peerbox-tmp-")).collect::<Vec<_>>(),
             run.context()
         );
     }
@@ -370,7 +371,9 @@ async fn history(seed: u64, steps: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn random_histories_across_three_devices_converge_and_lose_no_version() {
     let steps = env_list("PEERBOX_SYNC_STEPS", &[40])[0] as usize;
-    for seed in env_list("PEERBOX_SYNC_SEEDS", &[1, 2, 3]) {
+    // Seed 5 kills a device mid-pull of a version that is replaced before it comes
+    // back: it left a temp file behind for good until stale ones were removed.
+    for seed in env_list("PEERBOX_SYNC_SEEDS", &[1, 2, 3, 5]) {
         history(seed, steps).await;
     }
 }

@@ -81,6 +81,8 @@ pub struct TempFile {
     writing: Mutex<()>,
     /// Bytes written since writeback was last started (see [`WRITEBACK_EVERY`]).
     unflushed: std::sync::atomic::AtomicU64,
+    /// Its [`file_id`], registered as open until dropped.
+    id: (u64, u64),
 }
 
 /// Written bytes after which a temp file's writeback is started, not waited for.
@@ -402,7 +404,8 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
         .open_with(&tmp, OpenOptions::new().read(true).write(true).create(true))
         .map_err(|e| EngineError::io(&shown, e))?
         .into_std();
-    let len = file.metadata().map_err(|e| EngineError::io(&shown, e))?.len();
+    let opened = file.metadata().map_err(|e| EngineError::io(&shown, e))?;
+    let len = opened.len();
     let n = block_count(meta.size, meta.block_size) as usize;
     let mut have = vec![false; n];
     if len > 0 {
@@ -423,6 +426,8 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
     if len != meta.size {
         file.set_len(meta.size).map_err(|e| EngineError::io(&shown, e))?;
     }
+    let id = file_id(&opened);
+    lock_open_temps().insert(id);
     Ok(TempFile {
         file,
         tmp,
@@ -430,7 +435,63 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
         have: Mutex::new(have),
         writing: Mutex::new(()),
         unflushed: std::sync::atomic::AtomicU64::new(0),
+        id,
     })
+}
+
+/// A file's identity on its machine: (device, inode) on Unix. Elsewhere an open
+/// file cannot be deleted anyway, so none is needed.
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        (0, 0)
+    }
+}
+
+/// Temp files held open by this process, by [`file_id`]: a cleanup of stale temp
+/// files leaves these alone, whoever is filling them (a pull of another folder, a
+/// link download into the same tree).
+fn lock_open_temps() -> std::sync::MutexGuard<'static, HashSet<(u64, u64)>> {
+    static OPEN: std::sync::OnceLock<Mutex<HashSet<(u64, u64)>>> = std::sync::OnceLock::new();
+    OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        lock_open_temps().remove(&self.id);
+    }
+}
+
+/// Whether `name` is a temp file of a pull or link download (see [`temp_name`]).
+pub fn is_download_temp(name: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX).is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes a download temp file found at `rel` under `root` unless this process
+/// holds it open; returns whether it was removed. For temp files left by pulls
+/// that will not resume (the version they were for is no longer wanted).
+pub fn remove_stale_temp(root: &Dir, rel: &str) -> bool {
+    let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
+    if !is_download_temp(name) {
+        return false;
+    }
+    let Ok(m) = root.symlink_metadata(rel) else { return false };
+    if !m.is_file() {
+        return false;
+    }
+    // cap-std's metadata has no inode: ask through a handle, as open_temp did.
+    let Ok(f) = root.open(rel) else { return false };
+    let Ok(m) = f.into_std().metadata() else { return false };
+    if lock_open_temps().contains(&file_id(&m)) {
+        return false;
+    }
+    root.remove_file(rel).is_ok()
 }
 
 /// Whether the destination already holds exactly this content. `Err(Exists)` when
@@ -571,6 +632,33 @@ mod tests {
             let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert_eq!(left, [std::ffi::OsString::from("f.bin")], "temp file left behind");
         }
+    }
+
+    #[test]
+    fn only_stale_download_temps_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let data = vec![9u8; 100];
+        let dl = Download::prepare(d.path(), &[entry("sub/f.bin", &data)], false).unwrap();
+        let held = pending(&dl.files[0]).rel_path().to_str().unwrap().to_owned();
+        std::fs::write(d.path().join("sub/.peerbox-tmp-0123456789abcdef0123456789abcdef"), b"old").unwrap();
+        std::fs::write(d.path().join("sub/.peerbox-tmp-in-0000000000000001"), b"an upload").unwrap();
+        std::fs::write(d.path().join("sub/report.txt"), b"mine").unwrap();
+        let root = Dir::open_ambient_dir(d.path(), ambient_authority()).unwrap();
+        assert!(remove_stale_temp(&root, "sub/.peerbox-tmp-0123456789abcdef0123456789abcdef"));
+        assert!(!remove_stale_temp(&root, &held), "a temp file still being filled is kept");
+        assert!(!remove_stale_temp(&root, "sub/.peerbox-tmp-in-0000000000000001"), "not a download's");
+        assert!(!remove_stale_temp(&root, "sub/report.txt"));
+        assert!(!remove_stale_temp(&root, "sub/.peerbox-tmp-ffffffffffffffffffffffffffffffff"), "missing");
+        let mut left: Vec<String> =
+            std::fs::read_dir(d.path().join("sub")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut want = vec![held.rsplit('/').next().unwrap().to_owned(), ".peerbox-tmp-in-0000000000000001".into()];
+        want.push("report.txt".into());
+        want.sort();
+        assert_eq!(left, want);
+        // Once the download lets go of it, it is stale like any other.
+        drop(dl);
+        assert!(remove_stale_temp(&root, &held));
     }
 
     #[test]

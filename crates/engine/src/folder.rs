@@ -61,6 +61,8 @@ pub struct ScanOutcome {
     pub restamped: Vec<(String, FileStamp)>,
     /// What was left out.
     pub skipped: Vec<Skipped>,
+    /// Download temp files seen (relative paths): stale once no pull needs them.
+    pub temps: Vec<String>,
 }
 
 struct LocalEntry {
@@ -83,7 +85,7 @@ pub fn scan_folder(
     check_marker(root)?;
     let mut out = ScanOutcome::default();
     let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
-    let mut walker = Walker { ignores, found: &mut found, skipped: &mut out.skipped };
+    let mut walker = Walker { ignores, found: &mut found, skipped: &mut out.skipped, temps: &mut out.temps };
     match scope {
         None => walker.walk(root, None)?,
         Some(paths) => {
@@ -222,6 +224,7 @@ struct Walker<'a> {
     ignores: &'a Ignores,
     found: &'a mut BTreeMap<String, LocalEntry>,
     skipped: &'a mut Vec<Skipped>,
+    temps: &'a mut Vec<String>,
 }
 
 impl Walker<'_> {
@@ -251,6 +254,9 @@ impl Walker<'_> {
                 if (rel.is_none() && name == MARKER || name.starts_with(TEMP_PREFIX) || name.starts_with(".peerbox"))
                     && name != IGNORE_FILE
                 {
+                    if crate::download::is_download_temp(&name) {
+                        self.temps.push(rel.map_or_else(|| name.clone(), |r| format!("{r}/{name}")));
+                    }
                     continue;
                 }
                 let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();

@@ -110,6 +110,9 @@ pub(crate) struct Folders {
     pull_files: Arc<tokio::sync::Semaphore>,
     /// Files per batch: half the permits, so that two batches can be in flight.
     pull_batch: usize,
+    /// Download temp files each folder's scans saw: removed once a pull finds
+    /// nothing more to do (then none of them can be resumed).
+    temps: Mutex<HashMap<FolderId, HashSet<String>>>,
 }
 
 /// How a pull ended.
@@ -287,6 +290,7 @@ impl Folders {
             summaries: Mutex::new(HashMap::new()),
             pull_files: Arc::new(tokio::sync::Semaphore::new(pull_files)),
             pull_batch: pull_files / 2,
+            temps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -1272,6 +1276,7 @@ impl FolderTask {
                     s.error = None;
                 }
             });
+            self.remove_stale_temps().await;
         }
         self.retry = match end {
             PullEnd::Done => None,
@@ -1282,6 +1287,25 @@ impl FolderTask {
                 Some((tokio::time::Instant::now() + wait, wait))
             }
         };
+    }
+
+    /// Removes the temp files this folder's scans saw, now that no pull needs
+    /// them: left by a pull stopped (a crash, a kill) before a newer version
+    /// replaced the one it was for, they would otherwise stay forever.
+    async fn remove_stale_temps(&self) {
+        let Some(temps) = self.folders.temps.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id) else {
+            return;
+        };
+        let Some(row) = self.row() else { return };
+        let removed = tokio::task::spawn_blocking(move || {
+            let Ok(root) = disk::open_root(&row.path) else { return 0 };
+            temps.iter().filter(|rel| peerbox_engine::download::remove_stale_temp(&root, rel)).count()
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(folder = %hex::encode(self.id), "removed {removed} temp files no pull needs");
+        }
     }
 
     /// Pulls in rounds, until nothing more is needed that could be had or
@@ -1876,6 +1900,15 @@ fn scan_blocking(
     let scope = scope.filter(|paths| !paths.iter().any(|p| p == IGNORE_FILE));
     let ignores = folders.ignores(row);
     let out = disk::scan_folder(&row.path, &known, folders.me_short, scope.as_deref(), &ignores)?;
+    if !out.temps.is_empty() {
+        folders
+            .temps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .extend(out.temps.iter().cloned());
+    }
     for s in &out.skipped {
         tracing::warn!("{}: {}", s.path.display(), s.reason);
     }
