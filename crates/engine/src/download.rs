@@ -649,8 +649,10 @@ mod tests {
         assert!(!remove_stale_temp(&root, "sub/.peerbox-tmp-in-0000000000000001"), "not a download's");
         assert!(!remove_stale_temp(&root, "sub/report.txt"));
         assert!(!remove_stale_temp(&root, "sub/.peerbox-tmp-ffffffffffffffffffffffffffffffff"), "missing");
-        let mut left: Vec<String> =
-            std::fs::read_dir(d.path().join("sub")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(d.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
         let mut want = vec![held.rsplit('/').next().unwrap().to_owned(), ".peerbox-tmp-in-0000000000000001".into()];
         want.push("report.txt".into());
