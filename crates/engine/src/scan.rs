@@ -289,28 +289,18 @@ const SEQUENTIAL_BLOCKS: u64 = 16;
 pub fn hash_file(file: &File, size: u64, progress: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<BlockHash>> {
     let bs = block_size_for(size);
     let n = block_count(size, bs);
+    let block = |buf: &mut Vec<u8>, i: u64| {
+        let len = block_len(size, bs, i) as usize;
+        buf.resize(len, 0);
+        crate::io::read_exact_at(file, buf, i * bs as u64)?;
+        progress(len as u64);
+        Ok(hash_block(buf))
+    };
     if n <= SEQUENTIAL_BLOCKS {
         let mut buf = Vec::new();
-        return (0..n)
-            .map(|i| {
-                let len = block_len(size, bs, i) as usize;
-                buf.resize(len, 0);
-                crate::io::read_exact_at(file, &mut buf, i * bs as u64)?;
-                progress(len as u64);
-                Ok(hash_block(&buf))
-            })
-            .collect();
+        return (0..n).map(|i| block(&mut buf, i)).collect();
     }
-    (0..n)
-        .into_par_iter()
-        .map_init(Vec::new, |buf, i| {
-            let len = block_len(size, bs, i) as usize;
-            buf.resize(len, 0);
-            crate::io::read_exact_at(file, buf, i * bs as u64)?;
-            progress(len as u64);
-            Ok(hash_block(buf))
-        })
-        .collect()
+    (0..n).into_par_iter().map_init(Vec::new, block).collect()
 }
 
 /// SHA-256 of one block.

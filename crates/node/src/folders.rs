@@ -1351,21 +1351,25 @@ impl FolderTask {
             if let Some(e) = failed {
                 // A batch fetched and not finished leaves only temp files, which
                 // the next pull resumes.
-                tracing::warn!("pull failed: {e}");
-                self.set(|s| {
-                    s.error = Some(e.to_string());
-                    s.pull_failed = true;
-                });
-                return PullEnd::Stuck;
+                return self.pull_failed(&e);
             }
         }
         if let Some(f) = fetched
             && let Err(e) = self.finish_batch(f).await
         {
-            tracing::warn!("pull failed: {e}");
-            return PullEnd::Stuck;
+            return self.pull_failed(&e);
         }
         PullEnd::More
+    }
+
+    /// Shows a pull's failure on the folder until a pull finishes.
+    fn pull_failed(&self, e: &NodeError) -> PullEnd {
+        tracing::warn!("pull failed: {e}");
+        self.set(|s| {
+            s.error = Some(e.to_string());
+            s.pull_failed = true;
+        });
+        PullEnd::Stuck
     }
 
     /// The next batch to pull, with the folder's row: None when the folder is gone,
@@ -1751,13 +1755,6 @@ impl FolderTask {
     }
 }
 
-/// Fault injection for the crash and race tests. With `PEERBOX_FAULT=stall-<point>`
-/// the folder task stops for good at that point of a pull, as if the daemon had
-/// been killed there, while the rest of it runs on (the test kills it when it has
-/// seen what it needs). With `pause-<point>` and `PEERBOX_FAULT_GATE=FILE`, the
-/// first pull to get there creates `FILE.reached` and waits until FILE exists, so
-/// a test can act in that instant (a user's edit landing just then). Read once;
-/// unset, it costs a comparison.
 /// Runs `f` over `items` on blocking threads, a chunk per core at once, and
 /// returns the results in order. A batch's disk work for small files is
 /// thousands of short system calls: a hand-off to a thread per file cost more
@@ -1787,6 +1784,13 @@ where
     Ok(out)
 }
 
+/// Fault injection for the crash and race tests. With `PEERBOX_FAULT=stall-<point>`
+/// the folder task stops for good at that point of a pull, as if the daemon had
+/// been killed there, while the rest of it runs on (the test kills it when it has
+/// seen what it needs). With `pause-<point>` and `PEERBOX_FAULT_GATE=FILE`, the
+/// first pull to get there creates `FILE.reached` and waits until FILE exists, so
+/// a test can act in that instant (a user's edit landing just then). Read once;
+/// unset, it costs a comparison.
 async fn fault_point(at: &str) {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
