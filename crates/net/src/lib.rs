@@ -16,6 +16,7 @@ mod error;
 pub mod rate;
 mod swarm;
 pub mod sync;
+mod tls;
 
 pub use error::NetError;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};

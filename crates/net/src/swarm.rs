@@ -12,7 +12,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad, mdns,
-    memory_connection_limits, noise, ping, relay, tcp, tls, yamux,
+    memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -291,15 +291,15 @@ impl Network {
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
-                // TLS first: AES-GCM is several times faster than ChaCha20 here.
-                (tls::Config::new, noise::Config::new),
+                // TLS first, ours: AES-GCM, several times faster than ChaCha20 here.
+                (crate::tls::Config::new, noise::Config::new),
                 yamux::Config::default,
             )
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_quic()
             .with_dns()
             .map_err(|e| NetError::Transport(e.to_string()))?
-            .with_relay_client((tls::Config::new, noise::Config::new), yamux::Config::default)
+            .with_relay_client((crate::tls::Config::new, noise::Config::new), yamux::Config::default)
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_behaviour(|key, relay_client| {
                 let local = key.public().to_peer_id();
