@@ -97,15 +97,43 @@ impl GetRun {
 
 /// Runs `peerbox get --json LINK DEST` with a fresh home and waits for it.
 pub async fn get(link: &str, dest: &Path, extra: &[&str]) -> GetRun {
+    get_run(link, dest, extra, None).await
+}
+
+/// Like [`get`], under an open-file limit of `n` (soft and hard).
+#[cfg(target_os = "linux")]
+pub async fn get_with_open_files(link: &str, dest: &Path, n: u32) -> GetRun {
+    get_run(link, dest, &[], Some(n)).await
+}
+
+async fn get_run(link: &str, dest: &Path, extra: &[&str], open_files: Option<u32>) -> GetRun {
     let home = tempfile::tempdir().expect("home");
     let mut cmd = peerbox(home.path());
     cmd.arg("get").args(LOOPBACK).arg("--json").args(extra).arg(link).arg(dest);
+    if let Some(n) = open_files {
+        cmd = with_open_files(cmd, n);
+    }
     let out = tokio::time::timeout(STEP, cmd.output()).await.expect("get hung").expect("spawn get");
     GetRun {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// `inner` run under an open-file limit of `n`, soft and hard (so it cannot be
+/// raised), through util-linux `prlimit`.
+fn with_open_files(inner: Command, n: u32) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(inner.as_std().get_program());
+    cmd.args(inner.as_std().get_args()).kill_on_drop(true);
+    for (k, v) in inner.as_std().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
 }
 
 /// Every file (with its SHA-256) and directory under `root`, by relative path.
@@ -351,17 +379,7 @@ impl Daemon {
     /// the daemon cannot raise it), through util-linux `prlimit`.
     #[cfg(target_os = "linux")]
     pub async fn start_with_open_files(home: &Path, n: u32) -> Self {
-        let inner = peerbox(home);
-        let mut cmd = Command::new("prlimit");
-        cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(inner.as_std().get_program());
-        cmd.args(inner.as_std().get_args()).kill_on_drop(true);
-        for (k, v) in inner.as_std().get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        Self::spawn(cmd, home, &[]).await
+        Self::spawn(with_open_files(peerbox(home), n), home, &[]).await
     }
 
     async fn spawn(mut cmd: Command, home: &Path, extra: &[&str]) -> Self {

@@ -77,6 +77,27 @@ async fn two_downloaders_at_once_both_get_everything() {
     assert_eq!(file_hash(&b.join("video.bin")), want);
 }
 
+/// More files than the downloader may hold open: they arrive whole, and no temp
+/// file is left. (A download used to open every file's temp file at once.)
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_of_more_files_than_the_open_file_limit_arrives_whole() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join("many");
+    for i in 0..600usize {
+        write(&dir.join(format!("d{}/f{i}.txt", i % 7)), format!("file {i} ").repeat(i % 50 + 1).as_bytes());
+    }
+    let big: Vec<u8> = (0..5 * BLOCK + 3).map(|i| (i * 31 % 251) as u8).collect();
+    write(&dir.join("big.bin"), &big);
+    let sharer = Sharer::start(&[&dir], &[]).await;
+    let dest = tempfile::tempdir().unwrap();
+    let run = get_with_open_files(&sharer.link, dest.path(), 128).await;
+    assert_eq!(run.code, 0, "get failed: {}", run.stderr);
+    // Every file, identical, and nothing else (no temp file) in the destination.
+    assert_eq!(tree(&dest.path().join("many")), tree(&dir));
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_download_resumes_from_verified_blocks() {
     const BLOCKS: usize = 32;

@@ -71,18 +71,35 @@ pub struct Download {
 /// A temp file being filled with verified blocks.
 #[derive(Debug)]
 pub struct TempFile {
-    file: std::fs::File,
+    /// The open file, when it is. Held while writing: blocks are verified on
+    /// several threads at once, but writes to one file take the inode's lock in
+    /// the kernel anyway, and threads waiting there spin, burning the CPU the
+    /// network and the hashing need.
+    file: Mutex<Option<std::fs::File>>,
+    /// Set for a link download's temp files, which are opened on their first
+    /// block and closed once complete, so a link of any number of files holds
+    /// about a window's worth open, whatever the open-file limit. A folder pull
+    /// keeps its own open: its batches are sized to the limit.
+    reopen: Option<Arc<Dir>>,
     tmp: PathBuf,
     meta: FileMeta,
     have: Mutex<Vec<bool>>,
-    /// Held while writing: blocks are verified on several threads at once, but
-    /// writes to one file take the inode's lock in the kernel anyway, and threads
-    /// waiting there spin, burning the CPU the network and the hashing need.
-    writing: Mutex<()>,
     /// Bytes written since writeback was last started (see [`WRITEBACK_EVERY`]).
     unflushed: std::sync::atomic::AtomicU64,
-    /// Its [`file_id`], registered as open until dropped.
-    id: (u64, u64),
+    /// Its [`file_id`] once it was opened, registered as open until dropped.
+    id: Mutex<Option<(u64, u64)>>,
+}
+
+/// A temp file's open handle, held (no other thread writes meanwhile).
+pub struct OpenTemp<'a>(std::sync::MutexGuard<'a, Option<std::fs::File>>);
+
+impl std::ops::Deref for OpenTemp<'_> {
+    type Target = std::fs::File;
+
+    fn deref(&self) -> &std::fs::File {
+        // Only made by `TempFile::file`, after it put a handle there.
+        self.0.as_ref().expect("an OpenTemp holds an open file")
+    }
 }
 
 /// Written bytes after which a temp file's writeback is started, not waited for.
@@ -121,7 +138,7 @@ impl Download {
     /// ones count as done. Temp files from an earlier run are verified and reused.
     pub fn prepare(dest: &Path, entries: &[(RelPath, Entry)], overwrite: bool) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dest).map_err(|e| EngineError::io(dest, e))?;
-        let root = Dir::open_ambient_dir(dest, ambient_authority()).map_err(|e| EngineError::io(dest, e))?;
+        let root = Arc::new(Dir::open_ambient_dir(dest, ambient_authority()).map_err(|e| EngineError::io(dest, e))?);
         let mut problems = Vec::new();
 
         // Names that collide on a case-insensitive filesystem are left out, both of
@@ -182,7 +199,7 @@ impl Download {
                 if same {
                     return Ok(PlannedFile { index, path, meta, status: FileStatus::InPlace });
                 }
-                let tmp = open_temp(&root, dest, &path, &meta)?;
+                let tmp = plan_temp(&root, dest, &path, &meta)?;
                 Ok(PlannedFile { index, path, meta, status: FileStatus::Pending(Arc::new(tmp)) })
             })
             .collect();
@@ -194,7 +211,7 @@ impl Download {
                 FileStatus::Pending(t) => t.verified_bytes(),
             })
             .sum();
-        Ok(Self { root: Arc::new(root), root_path: dest.to_owned(), overwrite, files, problems, resumed_bytes })
+        Ok(Self { root, root_path: dest.to_owned(), overwrite, files, problems, resumed_bytes })
     }
 
     /// Total bytes of all files.
@@ -209,30 +226,23 @@ impl Download {
 
     /// Puts complete files in place with one durability pass for the whole batch
     /// instead of two fsyncs per file (which cost ~4 ms a file on ext4, most of a
-    /// download of small files): mtimes and modes first, then the files' data
-    /// made durable (one `syncfs` on Linux for a large batch, else an fsync per
-    /// file), then the renames, then one fsync per distinct directory. Nothing is
-    /// renamed before its data is durable, so a crash still leaves only whole
-    /// files under their names. Returns each file's outcome, in order.
+    /// download of small files): the files' data made durable (one `syncfs` on
+    /// Linux for a large batch, else an fsync per file; mtimes and modes were set
+    /// as each file completed), then the renames, then one fsync per distinct
+    /// directory. Nothing is renamed before its data is durable, so a crash still
+    /// leaves only whole files under their names. Returns each file's outcome, in
+    /// order.
     pub fn finish_batch(&self, files: &[&PlannedFile]) -> Vec<Result<PathBuf, EngineError>> {
-        let pending: Vec<(&PlannedFile, &TempFile)> = files
-            .iter()
-            .filter_map(|f| match &f.status {
-                FileStatus::Pending(t) if t.is_complete() => Some((*f, &**t)),
-                _ => None,
-            })
-            .collect();
-        for (f, tmp) in &pending {
-            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(f.meta.mtime_ns.max(0) as u64);
-            // Best effort: a filesystem without mtimes still gets the content.
-            let _ = tmp.file.set_modified(mtime);
-            set_executable(&tmp.file, f.meta.executable);
-        }
         // One pass over the whole filesystem beats thousands of fsyncs, but it also
         // flushes whatever else is dirty there: only worth it for many files.
         #[cfg(target_os = "linux")]
-        let at_once = (pending.len() >= SYNCFS_FROM)
-            .then(|| rustix::fs::syncfs(&pending[0].1.file).map_err(std::io::Error::from));
+        let at_once = (files.iter().filter(|f| matches!(&f.status, FileStatus::Pending(t) if t.is_complete())).count()
+            >= SYNCFS_FROM)
+            .then(|| {
+                // Through a handle of its own: `root` may be an `O_PATH` one, which
+                // syncfs refuses (EBADF), and the temp files are closed by now.
+                std::fs::File::open(&self.root_path).and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
+            });
         #[cfg(not(target_os = "linux"))]
         let at_once: Option<std::io::Result<()>> = None;
         let mut dirs = HashSet::new();
@@ -246,9 +256,15 @@ impl Download {
                     let synced = match &at_once {
                         Some(Ok(())) => Ok(()),
                         Some(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
-                        None => tmp.file.sync_all(),
+                        None => tmp.sync(),
                     };
-                    synced.map_err(|e| EngineError::io(&dest, e)).and_then(|()| self.place(f, tmp, &dest))
+                    synced
+                        .map_err(|e| match link_on_the_way(&self.root, &f.path) {
+                            // Reopening the temp file was refused: say why.
+                            Some(link) => symlink_refused(&dest, &self.root_path, link),
+                            None => EngineError::io(&dest, e),
+                        })
+                        .and_then(|()| self.place(f, tmp, &dest))
                 }
             };
             if r.is_ok() && matches!(f.status, FileStatus::Pending(_)) {
@@ -313,17 +329,73 @@ impl TempFile {
             return Err(BlockError::WrongHash(index));
         }
         {
-            let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-            io::write_all_at(&self.file, data, index * self.meta.block_size as u64)?;
+            let file = self.file()?;
+            io::write_all_at(&file, data, index * self.meta.block_size as u64)?;
+            self.start_writeback_now_and_then(&file, data.len() as u64);
         }
-        self.start_writeback_now_and_then(data.len() as u64);
-        let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
-        // Two copies can be written at once: the same verified bytes, counted once.
-        let fresh = !std::mem::replace(&mut have[index as usize], true);
-        Ok(Written { complete: have.iter().all(|h| *h), fresh })
+        let (complete, fresh) = {
+            let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+            // Two copies can be written at once: the same verified bytes, counted once.
+            let fresh = !std::mem::replace(&mut have[index as usize], true);
+            (have.iter().all(|h| *h), fresh)
+        };
+        if complete {
+            self.close_if_reopenable();
+        }
+        Ok(Written { complete, fresh })
     }
 
-    fn start_writeback_now_and_then(&self, wrote: u64) {
+    /// The open file, opened again (or for the first time) if it was closed.
+    pub fn file(&self) -> std::io::Result<OpenTemp<'_>> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let Some(root) = &self.reopen else {
+                return Err(std::io::Error::other("the temp file was closed"));
+            };
+            // Made only the first time: one that went missing after blocks were
+            // written must fail, never come back as zeros counted as verified.
+            let first = self.id.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+            let file = root.open_with(&self.tmp, OpenOptions::new().read(true).write(true).create(first))?.into_std();
+            let m = file.metadata()?;
+            if m.len() != self.meta.size {
+                file.set_len(self.meta.size)?;
+            }
+            self.opened(&m);
+            *slot = Some(file);
+        }
+        Ok(OpenTemp(slot))
+    }
+
+    fn opened(&self, m: &std::fs::Metadata) {
+        let id = file_id(m);
+        lock_open_temps().insert(id);
+        *self.id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    /// Makes the data durable (and closes a reopenable file again).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file()?.sync_all()?;
+        if self.reopen.is_some() {
+            self.file.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        Ok(())
+    }
+
+    /// A complete link-download temp file gets its mtime and mode now, after its
+    /// last write, and is closed (see `reopen`).
+    fn close_if_reopenable(&self) {
+        if self.reopen.is_none() {
+            return;
+        }
+        if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.meta.mtime_ns.max(0) as u64);
+            // Best effort: a filesystem without mtimes still gets the content.
+            let _ = file.set_modified(mtime);
+            set_executable(&file, self.meta.executable);
+        }
+    }
+
+    fn start_writeback_now_and_then(&self, file: &std::fs::File, wrote: u64) {
         use std::sync::atomic::Ordering;
         if self.unflushed.fetch_add(wrote, Ordering::Relaxed) + wrote < WRITEBACK_EVERY {
             return;
@@ -333,17 +405,12 @@ impl TempFile {
         // (what sync_file_range(SYNC_FILE_RANGE_WRITE) does); pages still dirty
         // stay cached. Only a hint: durability still comes from the final sync.
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);
+        let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
     }
 
     /// Whether block `index` is in (verified).
     pub fn has_block(&self, index: u64) -> bool {
         self.have.lock().unwrap_or_else(|p| p.into_inner()).get(index as usize).copied().unwrap_or(false)
-    }
-
-    /// The open temp file (for copying local blocks into it).
-    pub fn file(&self) -> &std::fs::File {
-        &self.file
     }
 
     /// The temp file's path relative to the root.
@@ -394,6 +461,7 @@ fn temp_rel(path: &RelPath, meta: &FileMeta) -> PathBuf {
     }
 }
 
+/// Opens (creating or resuming) the temp file for `path`; it stays open.
 pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
     if let Some(parent) = path.ancestors().last() {
         ensure_dir(root, dest, parent)?;
@@ -404,7 +472,53 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
         .open_with(&tmp, OpenOptions::new().read(true).write(true).create(true))
         .map_err(|e| EngineError::io(&shown, e))?
         .into_std();
-    let opened = file.metadata().map_err(|e| EngineError::io(&shown, e))?;
+    resumed(file, None, tmp, meta, &shown)
+}
+
+/// Plans the temp file for `path` of a link download: one left by an earlier run
+/// is checked (and an empty file's made) now, closed again; any other is opened
+/// by its first block (see `TempFile::reopen`).
+fn plan_temp(root: &Arc<Dir>, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+    if let Some(parent) = path.ancestors().last() {
+        ensure_dir(root, dest, parent)?;
+    }
+    let tmp = temp_rel(path, meta);
+    let shown = dest.join(&tmp);
+    let n = block_count(meta.size, meta.block_size) as usize;
+    let existing = match root.open_with(&tmp, OpenOptions::new().read(true).write(true).create(n == 0)) {
+        Ok(f) => Some(f.into_std()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(EngineError::io(&shown, e)),
+    };
+    let t = match existing {
+        Some(file) => resumed(file, Some(root.clone()), tmp, meta, &shown)?,
+        None => TempFile {
+            file: Mutex::new(None),
+            reopen: Some(root.clone()),
+            tmp,
+            meta: meta.clone(),
+            have: Mutex::new(vec![false; n]),
+            unflushed: std::sync::atomic::AtomicU64::new(0),
+            id: Mutex::new(None),
+        },
+    };
+    if t.is_complete() {
+        t.close_if_reopenable();
+    } else if t.reopen.is_some() {
+        t.file.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+    Ok(t)
+}
+
+/// A temp file just opened: the blocks it already holds are kept if they verify.
+fn resumed(
+    file: std::fs::File,
+    reopen: Option<Arc<Dir>>,
+    tmp: PathBuf,
+    meta: &FileMeta,
+    shown: &Path,
+) -> Result<TempFile, EngineError> {
+    let opened = file.metadata().map_err(|e| EngineError::io(shown, e))?;
     let len = opened.len();
     let n = block_count(meta.size, meta.block_size) as usize;
     let mut have = vec![false; n];
@@ -424,19 +538,19 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
             .collect();
     }
     if len != meta.size {
-        file.set_len(meta.size).map_err(|e| EngineError::io(&shown, e))?;
+        file.set_len(meta.size).map_err(|e| EngineError::io(shown, e))?;
     }
-    let id = file_id(&opened);
-    lock_open_temps().insert(id);
-    Ok(TempFile {
-        file,
+    let t = TempFile {
+        file: Mutex::new(Some(file)),
+        reopen,
         tmp,
         meta: meta.clone(),
         have: Mutex::new(have),
-        writing: Mutex::new(()),
         unflushed: std::sync::atomic::AtomicU64::new(0),
-        id,
-    })
+        id: Mutex::new(None),
+    };
+    t.opened(&opened);
+    Ok(t)
 }
 
 /// A file's identity on its machine: (device, inode) on Unix. Elsewhere an open
@@ -464,7 +578,9 @@ fn lock_open_temps() -> std::sync::MutexGuard<'static, HashSet<(u64, u64)>> {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        lock_open_temps().remove(&self.id);
+        if let Some(id) = self.id.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            lock_open_temps().remove(&id);
+        }
     }
 }
 
@@ -507,13 +623,7 @@ fn existing_matches(
     let m = match root.symlink_metadata(path.as_str()) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(_) if let Some(link) = link_on_the_way(root, path) => {
-            return Err(EngineError::Refused(format!(
-                "{}: {} is a symbolic link, which is never followed; nothing was written there",
-                shown.display(),
-                dest.join(link).display()
-            )));
-        }
+        Err(_) if let Some(link) = link_on_the_way(root, path) => return Err(symlink_refused(&shown, dest, link)),
         // A parent that is a file: treat as occupied.
         Err(_) => return if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) },
     };
@@ -531,6 +641,14 @@ fn existing_matches(
 }
 
 /// The first folder on the way to `path` that is a symbolic link, if any.
+fn symlink_refused(shown: &Path, dest: &Path, link: &str) -> EngineError {
+    EngineError::Refused(format!(
+        "{}: {} is a symbolic link, which is never followed; nothing was written there",
+        shown.display(),
+        dest.join(link).display()
+    ))
+}
+
 fn link_on_the_way<'a>(root: &Dir, path: &'a RelPath) -> Option<&'a str> {
     path.ancestors().find(|a| root.symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
 }
@@ -637,8 +755,9 @@ mod tests {
     #[test]
     fn only_stale_download_temps_are_removed() {
         let d = tempfile::tempdir().unwrap();
-        let data = vec![9u8; 100];
+        let data = vec![9u8; 2 * MIN_BLOCK_SIZE as usize];
         let dl = Download::prepare(d.path(), &[entry("sub/f.bin", &data)], false).unwrap();
+        pending(&dl.files[0]).write_block(0, blocks(&data)[0]).unwrap();
         let held = pending(&dl.files[0]).rel_path().to_str().unwrap().to_owned();
         std::fs::write(d.path().join("sub/.peerbox-tmp-0123456789abcdef0123456789abcdef"), b"old").unwrap();
         std::fs::write(d.path().join("sub/.peerbox-tmp-in-0000000000000001"), b"an upload").unwrap();
@@ -661,6 +780,38 @@ mod tests {
         // Once the download lets go of it, it is stale like any other.
         drop(dl);
         assert!(remove_stale_temp(&root, &held));
+    }
+
+    #[test]
+    fn a_link_downloads_temp_files_are_open_only_while_blocks_come() {
+        let d = tempfile::tempdir().unwrap();
+        let two: Vec<u8> = (0..2 * MIN_BLOCK_SIZE as usize).map(|i| (i % 11) as u8).collect();
+        let dl = Download::prepare(d.path(), &[entry("a", &two), entry("b", b"one block")], false).unwrap();
+        let temps = || {
+            std::fs::read_dir(d.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+                .count()
+        };
+        let is_open = |t: &TempFile| t.file.lock().unwrap().is_some();
+        // Nothing is made, nor held open, before a file's first block.
+        assert_eq!(temps(), 0);
+        let (a, b) = (pending(&dl.files[0]), pending(&dl.files[1]));
+        a.write_block(0, blocks(&two)[0]).unwrap();
+        assert!(is_open(a), "open while blocks still come");
+        b.write_block(0, b"one block").unwrap();
+        assert!(!is_open(b), "closed once complete");
+        a.write_block(1, blocks(&two)[1]).unwrap();
+        assert!(!is_open(a));
+        assert_eq!(temps(), 2);
+        // A temp file that went missing after its blocks were written is an error,
+        // never recreated as zeros and put in place as if verified.
+        std::fs::remove_file(d.path().join(b.rel_path())).unwrap();
+        let out = dl.finish_batch(&[&dl.files[0], &dl.files[1]]);
+        assert_eq!(std::fs::read(out[0].as_ref().unwrap()).unwrap(), two);
+        assert!(out[1].is_err(), "{:?}", out[1]);
+        assert!(!d.path().join("b").exists());
+        assert_eq!(temps(), 0);
     }
 
     #[test]

@@ -340,16 +340,17 @@ pub fn ready_pulls(
                 return Err(EngineError::Incomplete(root_path.join(rel.as_str())));
             }
             let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
-            let _ = tmp.file().set_modified(mtime);
-            set_executable(tmp.file(), meta.executable);
+            let file = tmp.file().map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+            let _ = file.set_modified(mtime);
+            set_executable(&file, meta.executable);
             Ok(())
         })
         .collect();
-    let first = files.iter().zip(&out).find(|(_, r)| r.is_ok()).map(|((_, t, _), _)| t.file());
+    let first = files.iter().zip(&out).find(|(_, r)| r.is_ok()).map(|((_, t, _), _)| *t);
     #[cfg(target_os = "linux")]
     let at_once = first
         .filter(|_| files.len() >= crate::download::SYNCFS_FROM)
-        .map(|f| rustix::fs::syncfs(f).map_err(std::io::Error::from));
+        .map(|t| t.file().and_then(|f| rustix::fs::syncfs(&*f).map_err(std::io::Error::from)));
     #[cfg(not(target_os = "linux"))]
     let at_once: Option<std::io::Result<()>> = first.and(None);
     for ((rel, tmp, _), r) in files.iter().zip(out.iter_mut()) {
@@ -359,7 +360,7 @@ pub fn ready_pulls(
         let synced = match &at_once {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
-            None => tmp.file().sync_all(),
+            None => tmp.file().and_then(|f| f.sync_all()),
         };
         *r = synced.map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e));
     }
@@ -370,7 +371,8 @@ pub fn ready_pulls(
             r?;
             // Taken from the handle, not the path: read after the rename, it could
             // already describe a user's next edit, which would then never be noticed.
-            let m = tmp.file().metadata().map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
+            let m =
+                tmp.file().and_then(|f| f.metadata()).map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
             Ok(stamp_of(&m))
         })
         .collect()
