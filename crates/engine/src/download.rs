@@ -388,10 +388,7 @@ impl TempFile {
             return;
         }
         if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.meta.mtime_ns.max(0) as u64);
-            // Best effort: a filesystem without mtimes still gets the content.
-            let _ = file.set_modified(mtime);
-            set_executable(&file, self.meta.executable);
+            set_mtime_and_mode(&file, &self.meta);
         }
     }
 
@@ -504,7 +501,7 @@ fn plan_temp(root: &Arc<Dir>, dest: &Path, path: &RelPath, meta: &FileMeta) -> R
     };
     if t.is_complete() {
         t.close_if_reopenable();
-    } else if t.reopen.is_some() {
+    } else {
         t.file.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
     Ok(t)
@@ -640,7 +637,6 @@ fn existing_matches(
     if overwrite { Ok(false) } else { Err(EngineError::Exists(shown)) }
 }
 
-/// The first folder on the way to `path` that is a symbolic link, if any.
 fn symlink_refused(shown: &Path, dest: &Path, link: &str) -> EngineError {
     EngineError::Refused(format!(
         "{}: {} is a symbolic link, which is never followed; nothing was written there",
@@ -649,6 +645,7 @@ fn symlink_refused(shown: &Path, dest: &Path, link: &str) -> EngineError {
     ))
 }
 
+/// The first folder on the way to `path` that is a symbolic link, if any.
 fn link_on_the_way<'a>(root: &Dir, path: &'a RelPath) -> Option<&'a str> {
     path.ancestors().find(|a| root.symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
 }
@@ -677,8 +674,16 @@ fn parent_of(path: &RelPath) -> &str {
     path.as_str().rsplit_once('/').map_or(".", |(p, _)| p)
 }
 
+/// Gives a received file the mtime and executable bit of `meta`. Best effort: a
+/// filesystem without mtimes or modes still gets the content.
+pub(crate) fn set_mtime_and_mode(file: &std::fs::File, meta: &FileMeta) {
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
+    let _ = file.set_modified(mtime);
+    set_executable(file, meta.executable);
+}
+
 #[cfg(unix)]
-pub(crate) fn set_executable(file: &std::fs::File, executable: bool) {
+fn set_executable(file: &std::fs::File, executable: bool) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = file.metadata() {
         let mode = m.permissions().mode();
@@ -690,7 +695,7 @@ pub(crate) fn set_executable(file: &std::fs::File, executable: bool) {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn set_executable(_: &std::fs::File, _: bool) {}
+fn set_executable(_: &std::fs::File, _: bool) {}
 
 /// Hashes of `data` split into blocks of `block_size`; a test and bench helper.
 pub fn block_hashes(data: &[u8], block_size: u32) -> Vec<BlockHash> {

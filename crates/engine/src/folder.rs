@@ -21,7 +21,7 @@ use peerbox_proto::manifest::{FileMeta, block_size_for};
 use peerbox_store::{FileRecord, FileStamp};
 
 use crate::EngineError;
-use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_executable, sync_parent};
+use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_mtime_and_mode, sync_parent};
 use crate::ignores::{IGNORE_FILE, Ignores};
 use crate::scan::{Skipped, Stamp, stamp_of};
 
@@ -339,10 +339,8 @@ pub fn ready_pulls(
             if !tmp.is_complete() {
                 return Err(EngineError::Incomplete(root_path.join(rel.as_str())));
             }
-            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(meta.mtime_ns.max(0) as u64);
             let file = tmp.file().map_err(|e| EngineError::io(&root_path.join(rel.as_str()), e))?;
-            let _ = file.set_modified(mtime);
-            set_executable(&file, meta.executable);
+            set_mtime_and_mode(&file, meta);
             Ok(())
         })
         .collect();
