@@ -342,6 +342,17 @@ pub fn link_addrs(link: &str) -> Vec<String> {
     l.addrs.iter().filter_map(|a| peerbox_net::Multiaddr::try_from(a.clone()).ok()).map(|a| a.to_string()).collect()
 }
 
+/// The `host:port` of a link's first TCP address.
+pub fn tcp_of(link: &str) -> String {
+    link_addrs(link)
+        .into_iter()
+        .find_map(|a| {
+            let parts: Vec<&str> = a.split('/').collect();
+            (parts.get(3) == Some(&"tcp")).then(|| format!("{}:{}", parts[2], parts[4]))
+        })
+        .expect("a TCP address")
+}
+
 /// Changes one character of a link's payload (keeping it base58), as a typo would.
 pub fn tamper(link: &str, at: usize) -> String {
     let mut chars: Vec<char> = link.chars().collect();

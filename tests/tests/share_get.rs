@@ -307,3 +307,45 @@ async fn output_into_a_closed_pipe_ends_the_command_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// A TCP front for `target` that takes the first `drop` connections, waits for the
+/// dialer's first bytes, and resets them: what a sharer does while its half-open
+/// connections are full. Later connections pass through. Counts the resets.
+#[allow(clippy::unwrap_used)]
+async fn busy_front(target: String, drop: usize) -> (String, Arc<Mutex<usize>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reset = Arc::new(Mutex::new(0));
+    let counted = reset.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else { return };
+            if *counted.lock().unwrap() < drop {
+                let mut first = [0u8; 1];
+                let _ = c.read(&mut first).await;
+                c.set_zero_linger().unwrap();
+                *counted.lock().unwrap() += 1;
+                continue;
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut up = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+            });
+        }
+    });
+    (format!("/ip4/127.0.0.1/tcp/{port}"), reset)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sharer_that_hangs_up_while_busy_is_dialled_again() {
+    let data = pattern(3 * BLOCK + 5, 9);
+    let sharer = FakeSharer::honest(vec![("busy.bin", data.clone())]).await;
+    let (front, reset) = busy_front(tcp_of(&sharer.link), 3).await;
+    let out = tempfile::tempdir().unwrap();
+    let run = get(&relink(&sharer.link, &[&front]), out.path(), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(*reset.lock().unwrap(), 3, "the getter did not go through the busy front");
+    assert_eq!(std::fs::read(out.path().join("busy.bin")).unwrap(), data);
+}

@@ -594,13 +594,7 @@ async fn row20_ten_thousand_handshakes_leave_the_daemon_working_and_bounded() {
     put(&file, &pattern(3 * BLOCK, 1));
     let d = Daemon::start(&tmp.path().join("home")).await;
     let link = d.ok(&["share", s(&file)]).await;
-    let tcp = link_addrs(&link)
-        .into_iter()
-        .find_map(|a| {
-            let parts: Vec<&str> = a.split('/').collect();
-            (parts.get(3) == Some(&"tcp")).then(|| format!("{}:{}", parts[2], parts[4]))
-        })
-        .expect("a TCP address");
+    let tcp = tcp_of(&link);
     // 10,000 connections that start a handshake with junk, 500 at a time.
     let mut opened = 0usize;
     for _ in 0..20 {

@@ -47,6 +47,12 @@ const PUNCH_GRACE: Duration = Duration::from_secs(3);
 /// How long a dial that found no address waits for mDNS to see the peer on the
 /// LAN (its answers take a moment after start).
 const MDNS_GRACE: Duration = Duration::from_secs(5);
+/// How often a dial goes again when the listener took the connection and dropped it
+/// before the handshake finished: what a peer does while its half-open connections
+/// are at `MAX_PENDING_INCOMING`, say under a handshake flood. Backing off from
+/// `BUSY_BACKOFF`, doubling, the last try starts about 8 s after the first.
+const BUSY_RETRIES: u32 = 5;
+const BUSY_BACKOFF: Duration = Duration::from_millis(250);
 /// How long start-up waits for bootstrap peers to answer.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one relay (`daemon --relay`) gives others. Generous enough for a link
@@ -230,6 +236,10 @@ enum Command {
     },
     /// A dial's wait for mDNS ran out.
     MdnsGraceOver {
+        peer: PeerId,
+    },
+    /// A dial hung up on by a busy listener is due to try again.
+    RedialBusy {
         peer: PeerId,
     },
 }
@@ -430,6 +440,7 @@ impl Network {
             unpunchable: HashSet::new(),
             mdns_waiting: HashSet::new(),
             mdns_waited: HashSet::new(),
+            busy_redials: HashMap::new(),
         };
         tokio::spawn(event_loop.run());
         let network = Self { commands, control, peer_id, limiter, listening };
@@ -681,6 +692,8 @@ struct EventLoop {
     mdns_waiting: HashSet<PeerId>,
     /// Peers that had their mDNS wait during the current dial.
     mdns_waited: HashSet<PeerId>,
+    /// The current dial's addresses and how often a busy listener made it go again.
+    busy_redials: HashMap<PeerId, (u32, Vec<Multiaddr>)>,
 }
 
 impl EventLoop {
@@ -777,8 +790,18 @@ impl EventLoop {
                 }
                 self.looked_up.remove(&peer);
                 self.mdns_waited.remove(&peer);
+                self.busy_redials.insert(peer, (0, addrs.clone()));
                 self.dials.entry(peer).or_default().push(reply);
                 self.start_dial(peer, addrs);
+            }
+            Command::RedialBusy { peer } => {
+                if self.dials.contains_key(&peer)
+                    && !self.swarm.is_connected(&peer)
+                    && let Some((_, addrs)) = self.busy_redials.get(&peer)
+                {
+                    let addrs = addrs.clone();
+                    self.start_dial(peer, addrs);
+                }
             }
         }
     }
@@ -813,6 +836,7 @@ impl EventLoop {
             self.after(MDNS_GRACE, Command::MdnsGraceOver { peer });
             return;
         }
+        self.busy_redials.remove(&peer);
         for reply in self.dials.remove(&peer).unwrap_or_default() {
             let _ = reply.send(Err(NetError::Unreachable { peer, reason: reason.clone() }));
         }
@@ -831,6 +855,7 @@ impl EventLoop {
 
     fn answer_dials(&mut self, peer: PeerId) {
         if self.swarm.is_connected(&peer) {
+            self.busy_redials.remove(&peer);
             for reply in self.dials.remove(&peer).unwrap_or_default() {
                 let _ = reply.send(Ok(()));
             }
@@ -1010,6 +1035,17 @@ impl EventLoop {
                 self.report_kind(peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                if hung_up_on(&error)
+                    && self.dials.contains_key(&peer)
+                    && let Some((tries, _)) = self.busy_redials.get_mut(&peer)
+                    && *tries < BUSY_RETRIES
+                {
+                    let delay = BUSY_BACKOFF * 2u32.pow(*tries);
+                    *tries += 1;
+                    tracing::debug!(%peer, ?delay, "the peer hung up during the handshake; dialling again");
+                    self.after(delay, Command::RedialBusy { peer });
+                    return;
+                }
                 self.dial_failed(peer, error.to_string());
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
@@ -1103,6 +1139,35 @@ impl EventLoop {
 }
 
 /// The relay's PeerId in a relayed address (`…/p2p/<relay>/p2p-circuit…`).
+/// Whether a dial failed because the listener dropped a connection it had taken,
+/// rather than refusing it or failing the handshake: the sign of a busy listener.
+fn hung_up_on(error: &libp2p::swarm::DialError) -> bool {
+    let libp2p::swarm::DialError::Transport(errors) = error else {
+        return false;
+    };
+    errors.iter().any(|(_, e)| chain_has_hang_up(e))
+}
+
+fn chain_has_hang_up(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
+                return true;
+            }
+            // An io::Error's `source` skips the error it wraps.
+            if let Some(inner) = io.get_ref()
+                && chain_has_hang_up(inner)
+            {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
+}
+
 fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
     let mut last = None;
     for p in addr.iter() {
