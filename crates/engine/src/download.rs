@@ -12,7 +12,7 @@
 //! All paths are opened through a `cap_std` handle on the destination, so neither a
 //! hostile name nor a symlink can lead a write outside it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -170,9 +170,27 @@ impl Download {
             }
         }
 
+        // A folder that is not there yet holds neither files nor temp files: what
+        // goes in it needs no lookups (most downloads make a new folder).
+        let absent: HashSet<String> = wanted
+            .iter()
+            .filter_map(|(_, path, _)| path.ancestors().last())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|p| root.symlink_metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound))
+            .map(str::to_owned)
+            .collect();
+        let in_absent = |path: &RelPath| path.ancestors().last().is_some_and(|p| absent.contains(p));
+
         // Check every destination before writing anything.
-        let checks: Vec<Result<bool, EngineError>> =
-            wanted.par_iter().map(|(_, path, meta)| existing_matches(&root, dest, path, meta, overwrite)).collect();
+        let checks: Vec<Result<bool, EngineError>> = wanted
+            .par_iter()
+            .map(
+                |(_, path, meta)| {
+                    if in_absent(path) { Ok(false) } else { existing_matches(&root, dest, path, meta, overwrite) }
+                },
+            )
+            .collect();
         let mut in_place = Vec::with_capacity(wanted.len());
         let mut conflicts = Vec::new();
         for c in checks {
@@ -191,6 +209,17 @@ impl Download {
         for d in &dirs {
             ensure_dir(&root, dest, d.as_str())?;
         }
+        // Each folder a temp file goes in, once (not once per file: thousands of
+        // files usually share a few folders).
+        let parents: BTreeSet<&str> = wanted
+            .iter()
+            .zip(&in_place)
+            .filter(|(_, same)| !**same)
+            .filter_map(|((_, path, _), _)| path.ancestors().last())
+            .collect();
+        for parent in parents {
+            ensure_dir(&root, dest, parent)?;
+        }
 
         let files: Vec<Result<PlannedFile, EngineError>> = wanted
             .into_par_iter()
@@ -199,7 +228,7 @@ impl Download {
                 if same {
                     return Ok(PlannedFile { index, path, meta, status: FileStatus::InPlace });
                 }
-                let tmp = plan_temp(&root, dest, &path, &meta)?;
+                let tmp = plan_temp(&root, dest, &path, &meta, in_absent(&path))?;
                 Ok(PlannedFile { index, path, meta, status: FileStatus::Pending(Arc::new(tmp)) })
             })
             .collect();
@@ -288,12 +317,14 @@ impl Download {
 
     /// Renames one durable temp file into place, checking the destination once more.
     fn place(&self, file: &PlannedFile, tmp: &TempFile, dest: &Path) -> Result<PathBuf, EngineError> {
-        // The destination may have appeared while we downloaded.
-        if !self.overwrite
-            && !existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false)?
-            && self.root.symlink_metadata(file.path.as_str()).is_ok()
-        {
-            return Err(EngineError::WouldOverwrite(vec![dest.to_owned()]));
+        // The destination may have appeared while we downloaded. Without
+        // `overwrite`, only nothing or this very content may be there.
+        if !self.overwrite {
+            match existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false) {
+                Ok(_) => {}
+                Err(EngineError::Exists(_)) => return Err(EngineError::WouldOverwrite(vec![dest.to_owned()])),
+                Err(e) => return Err(e),
+            }
         }
         self.root.rename(&tmp.tmp, &self.root, file.path.as_str()).map_err(|e| EngineError::io(dest, e))?;
         Ok(dest.to_owned())
@@ -474,18 +505,26 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
 
 /// Plans the temp file for `path` of a link download: one left by an earlier run
 /// is checked (and an empty file's made) now, closed again; any other is opened
-/// by its first block (see `TempFile::reopen`).
-fn plan_temp(root: &Arc<Dir>, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
-    if let Some(parent) = path.ancestors().last() {
-        ensure_dir(root, dest, parent)?;
-    }
+/// by its first block (see `TempFile::reopen`). Its folder exists already; `new`
+/// when this download made it, so no earlier run left anything there.
+fn plan_temp(
+    root: &Arc<Dir>,
+    dest: &Path,
+    path: &RelPath,
+    meta: &FileMeta,
+    new: bool,
+) -> Result<TempFile, EngineError> {
     let tmp = temp_rel(path, meta);
     let shown = dest.join(&tmp);
     let n = block_count(meta.size, meta.block_size) as usize;
-    let existing = match root.open_with(&tmp, OpenOptions::new().read(true).write(true).create(n == 0)) {
-        Ok(f) => Some(f.into_std()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(EngineError::io(&shown, e)),
+    let existing = if new && n > 0 {
+        None
+    } else {
+        match root.open_with(&tmp, OpenOptions::new().read(true).write(true).create(n == 0)) {
+            Ok(f) => Some(f.into_std()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(EngineError::io(&shown, e)),
+        }
     };
     let t = match existing {
         Some(file) => resumed(file, Some(root.clone()), tmp, meta, &shown)?,
