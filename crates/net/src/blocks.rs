@@ -31,6 +31,8 @@ pub const MAX_SESSIONS: usize = 64;
 pub const READ_AHEAD: usize = 4;
 /// Requests a session accepts before it stops reading more: the per-peer budget.
 pub const MAX_QUEUED: usize = 512;
+/// What a sharer gathers before writing to the stream.
+const SEND_BUFFER: usize = 64 << 10;
 /// How long a new stream may take to say what it wants.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often a session may ask for one block: an honest downloader asks once, and
@@ -202,7 +204,11 @@ async fn serve_blocks<S>(peer: PeerId, stream: S, share: Arc<dyn ShareReader>) -
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (rd, mut wr) = futures::AsyncReadExt::split(stream);
+    let (rd, wr) = futures::AsyncReadExt::split(stream);
+    // Small blocks and their headers go out many to a write, not two writes (each
+    // its own yamux frame and TLS record) per block; a block as big as the buffer
+    // bypasses it.
+    let mut wr = futures::io::BufWriter::with_capacity(SEND_BUFFER, wr);
     // Dropped whenever a block read finishes first: it must keep partial frames.
     let mut rd = FrameReader::new(rd);
     let mut queue: VecDeque<(u32, u32, u32)> = VecDeque::new();
@@ -223,6 +229,10 @@ where
         }
         let can_read = !client_done && queue.len() < MAX_QUEUED;
         tokio::select! {
+            // Blocks already read go first, into the buffer; it is flushed as soon
+            // as the next read is not ready, so a slow read never holds back
+            // blocks read before it.
+            biased;
             Some(done) = reads.next(), if !reads.is_empty() => {
                 let (req, result) = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
                 // Checked before every block sent, not when it is asked for: a getter
@@ -241,10 +251,8 @@ where
                     }
                     Err(reason) => wr.write_all(&ServerMsg::Missing { req, reason }.encode()).await?,
                 }
-                if reads.is_empty() && queue.is_empty() {
-                    wr.flush().await?;
-                }
             }
+            flushed = wr.flush(), if !wr.buffer().is_empty() => flushed?,
             frame = tokio::time::timeout(IDLE_TIMEOUT, rd.next()), if can_read => {
                 let Ok(frame) = frame else { return Err(SessionError::Timeout) };
                 match frame? {
@@ -381,7 +389,11 @@ where
     let mut out = Vec::new();
     loop {
         out.clear();
-        while in_flight.len() < window.max(1) {
+        // Topped up once an eighth of the window is answered, not after every
+        // answer: a write per 32 small blocks instead of per block, while the
+        // sharer always has most of a window to work on.
+        let refill = window.saturating_sub(in_flight.len()) >= (window / 8).max(1);
+        while refill && in_flight.len() < window.max(1) {
             let Some(r) = requests.next() else { break };
             out.extend_from_slice(&ClientMsg::Get { req: next_id, file: r.file, block: r.block }.encode());
             in_flight.insert(next_id, r);
