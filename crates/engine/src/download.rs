@@ -275,6 +275,9 @@ impl Download {
         #[cfg(not(target_os = "linux"))]
         let at_once: Option<std::io::Result<()>> = None;
         let mut dirs = HashSet::new();
+        // Each folder is opened once per batch; the renames and last checks then go
+        // by name within it, instead of resolving both paths from the root per file.
+        let mut folders: HashMap<&str, Option<Dir>> = HashMap::new();
         let mut out: Vec<Result<PathBuf, EngineError>> = Vec::with_capacity(files.len());
         for f in files {
             let dest = self.final_path(&f.path);
@@ -293,7 +296,11 @@ impl Download {
                             Some(link) => symlink_refused(&dest, &self.root_path, link),
                             None => EngineError::io(&dest, e),
                         })
-                        .and_then(|()| self.place(f, tmp, &dest))
+                        .and_then(|()| {
+                            let parent = parent_of(&f.path);
+                            let folder = folders.entry(parent).or_insert_with(|| self.root.open_dir(parent).ok());
+                            self.place(f, tmp, &dest, folder.as_ref())
+                        })
                 }
             };
             if r.is_ok() && matches!(f.status, FileStatus::Pending(_)) {
@@ -315,18 +322,33 @@ impl Download {
         out
     }
 
-    /// Renames one durable temp file into place, checking the destination once more.
-    fn place(&self, file: &PlannedFile, tmp: &TempFile, dest: &Path) -> Result<PathBuf, EngineError> {
+    /// Renames one durable temp file into place, checking the destination once more;
+    /// by name within `folder` (the file's, opened through the root) when given.
+    fn place(
+        &self,
+        file: &PlannedFile,
+        tmp: &TempFile,
+        dest: &Path,
+        folder: Option<&Dir>,
+    ) -> Result<PathBuf, EngineError> {
+        let by_name = folder.and_then(|d| {
+            let name = RelPath::new(file.path.file_name()).ok()?;
+            Some((d, name, tmp.tmp.file_name()?, dest.parent()?))
+        });
+        let (dir, path, tmp_path, dir_shown): (&Dir, &RelPath, &Path, &Path) = match &by_name {
+            Some((d, name, tmp_name, shown)) => (d, name, Path::new(tmp_name), shown),
+            None => (&self.root, &file.path, &tmp.tmp, &self.root_path),
+        };
         // The destination may have appeared while we downloaded. Without
         // `overwrite`, only nothing or this very content may be there.
         if !self.overwrite {
-            match existing_matches(&self.root, &self.root_path, &file.path, &file.meta, false) {
+            match existing_matches(dir, dir_shown, path, &file.meta, false) {
                 Ok(_) => {}
                 Err(EngineError::Exists(_)) => return Err(EngineError::WouldOverwrite(vec![dest.to_owned()])),
                 Err(e) => return Err(e),
             }
         }
-        self.root.rename(&tmp.tmp, &self.root, file.path.as_str()).map_err(|e| EngineError::io(dest, e))?;
+        dir.rename(tmp_path, dir, path.as_str()).map_err(|e| EngineError::io(dest, e))?;
         Ok(dest.to_owned())
     }
 }
@@ -918,6 +940,27 @@ mod tests {
         pending(&dl.files[0]).write_block(0, b"new").unwrap();
         dl.finish_batch(&[&dl.files[0]]).remove(0).unwrap();
         assert_eq!(std::fs::read(d.path().join("diff")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_file_that_appears_in_a_new_folder_during_the_download_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let entries = [entry("new/a", b"aaa"), entry("new/b", b"bbb"), entry("new/c", b"ccc")];
+        let dl = Download::prepare(d.path(), &entries, false).unwrap();
+        for (f, data) in dl.files.iter().zip([b"aaa", b"bbb", b"ccc"]) {
+            pending(f).write_block(0, data).unwrap();
+        }
+        // Someone writes into the folder this download made, while it runs.
+        std::fs::write(d.path().join("new/b"), b"mine").unwrap();
+        std::fs::write(d.path().join("new/c"), b"ccc").unwrap();
+        let done: Vec<_> = dl.finish_batch(&dl.files.iter().collect::<Vec<_>>());
+        assert_eq!(done[0].as_ref().unwrap(), &d.path().join("new/a"));
+        let err = done[1].as_ref().unwrap_err();
+        assert!(matches!(err, EngineError::WouldOverwrite(v) if v == &[d.path().join("new/b")]), "{err}");
+        assert!(done[2].is_ok(), "the same content may be replaced by itself");
+        assert_eq!(std::fs::read(d.path().join("new/a")).unwrap(), b"aaa");
+        assert_eq!(std::fs::read(d.path().join("new/b")).unwrap(), b"mine");
+        assert_eq!(std::fs::read(d.path().join("new/c")).unwrap(), b"ccc");
     }
 
     #[test]
