@@ -200,6 +200,13 @@ async fn send_manifest<S: AsyncWrite + Unpin>(stream: &mut S, entries: &[Entry])
 
 type ReadResult = (u32, Result<Bytes, MissingReason>);
 
+/// Blocks shorter than this (small files, and files' tails) are read several to a
+/// blocking task, up to `SMALL_BATCH_BYTES`: one task per 4 KiB block cost more in
+/// thread hand-offs than the read. A slow read holds back at most the few small
+/// blocks before it in its batch.
+const SMALL_BLOCK: u64 = 64 << 10;
+const SMALL_BATCH_BYTES: u64 = 256 << 10;
+
 async fn serve_blocks<S>(peer: PeerId, stream: S, share: Arc<dyn ShareReader>) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -212,16 +219,29 @@ where
     // Dropped whenever a block read finishes first: it must keep partial frames.
     let mut rd = FrameReader::new(rd);
     let mut queue: VecDeque<(u32, u32, u32)> = VecDeque::new();
-    let mut reads: FuturesOrdered<tokio::task::JoinHandle<ReadResult>> = FuturesOrdered::new();
+    let mut reads: FuturesOrdered<tokio::task::JoinHandle<Vec<ReadResult>>> = FuturesOrdered::new();
     let mut client_done = false;
     // Asks per block, for blocks that exist (so the map is bounded by the share).
     let mut asked: HashMap<(u32, u32), u8> = HashMap::new();
     let mut misses = 0usize;
     loop {
         while reads.len() < READ_AHEAD {
-            let Some((req, file, block)) = queue.pop_front() else { break };
+            let Some(first) = queue.pop_front() else { break };
+            let mut batch = vec![first];
+            let mut bytes = small_len(share.entries(), first.1, first.2);
+            while let Some(small) = bytes
+                && let Some(&(_, file, block)) = queue.front()
+                && let Some(len) = small_len(share.entries(), file, block)
+                && small + len <= SMALL_BATCH_BYTES
+                && let Some(next) = queue.pop_front()
+            {
+                bytes = Some(small + len);
+                batch.push(next);
+            }
             let share = share.clone();
-            reads.push_back(tokio::task::spawn_blocking(move || (req, share.read_block(file, block))));
+            reads.push_back(tokio::task::spawn_blocking(move || {
+                batch.into_iter().map(|(req, file, block)| (req, share.read_block(file, block))).collect()
+            }));
         }
         if client_done && reads.is_empty() {
             wr.close().await?;
@@ -234,8 +254,9 @@ where
             // blocks read before it.
             biased;
             Some(done) = reads.next(), if !reads.is_empty() => {
-                let (req, result) = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
-                // Checked before every block sent, not when it is asked for: a getter
+                let batch = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
+                // Checked before every read sent (one block, or a few small ones), not
+                // when it is asked for: a getter
                 // asks for a whole window at once, and a slow (rate-limited) session
                 // would otherwise go on serving all it had queued after a revoke.
                 if !share.still_valid() {
@@ -244,12 +265,14 @@ where
                     wr.close().await?;
                     return Ok(());
                 }
-                match result {
-                    Ok(data) => {
-                        wr.write_all(&block_header(req, data.len())).await?;
-                        wr.write_all(&data).await?;
+                for (req, result) in batch {
+                    match result {
+                        Ok(data) => {
+                            wr.write_all(&block_header(req, data.len())).await?;
+                            wr.write_all(&data).await?;
+                        }
+                        Err(reason) => wr.write_all(&ServerMsg::Missing { req, reason }.encode()).await?,
                     }
-                    Err(reason) => wr.write_all(&ServerMsg::Missing { req, reason }.encode()).await?,
                 }
             }
             flushed = wr.flush(), if !wr.buffer().is_empty() => flushed?,
@@ -279,6 +302,20 @@ where
                 }
             }
         }
+    }
+}
+
+/// The length of block `block` of entry `file` when it is a small one (see
+/// `SMALL_BLOCK`); `None` for a big block or one that does not exist.
+fn small_len(entries: &[Entry], file: u32, block: u32) -> Option<u64> {
+    match entries.get(file as usize) {
+        Some(Entry { kind: peerbox_proto::EntryKind::File(f), .. })
+            if (block as u64) < peerbox_proto::manifest::block_count(f.size, f.block_size) =>
+        {
+            let len = peerbox_proto::manifest::block_len(f.size, f.block_size, block as u64) as u64;
+            (len < SMALL_BLOCK).then_some(len)
+        }
+        _ => None,
     }
 }
 
