@@ -308,11 +308,11 @@ async fn output_into_a_closed_pipe_ends_the_command_quietly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
 
-/// A TCP front for `target` that takes the first `drop` connections, waits for the
+/// A TCP front for `target` that takes the first `resets` connections, waits for the
 /// dialer's first bytes, and resets them: what a sharer does while its half-open
 /// connections are full. Later connections pass through. Counts the resets.
 #[allow(clippy::unwrap_used)]
-async fn busy_front(target: String, drop: usize) -> (String, Arc<Mutex<usize>>) {
+async fn busy_front(target: String, resets: usize) -> (String, Arc<Mutex<usize>>) {
     use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -321,7 +321,7 @@ async fn busy_front(target: String, drop: usize) -> (String, Arc<Mutex<usize>>) 
     tokio::spawn(async move {
         loop {
             let Ok((mut c, _)) = listener.accept().await else { return };
-            if *counted.lock().unwrap() < drop {
+            if *counted.lock().unwrap() < resets {
                 let mut first = [0u8; 1];
                 let _ = c.read(&mut first).await;
                 c.set_zero_linger().unwrap();

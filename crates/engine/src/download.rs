@@ -181,16 +181,13 @@ impl Download {
             .map(str::to_owned)
             .collect();
         let in_absent = |path: &RelPath| path.ancestors().last().is_some_and(|p| absent.contains(p));
+        let check = |path: &RelPath, meta: &FileMeta| {
+            if in_absent(path) { Ok(false) } else { existing_matches(&root, dest, path, meta, overwrite) }
+        };
 
         // Check every destination before writing anything.
-        let checks: Vec<Result<bool, EngineError>> = wanted
-            .par_iter()
-            .map(
-                |(_, path, meta)| {
-                    if in_absent(path) { Ok(false) } else { existing_matches(&root, dest, path, meta, overwrite) }
-                },
-            )
-            .collect();
+        let checks: Vec<Result<bool, EngineError>> =
+            wanted.par_iter().map(|(_, path, meta)| check(path, meta)).collect();
         let mut in_place = Vec::with_capacity(wanted.len());
         let mut conflicts = Vec::new();
         for c in checks {

@@ -256,9 +256,9 @@ where
             Some(done) = reads.next(), if !reads.is_empty() => {
                 let batch = done.map_err(|e| SessionError::Protocol(e.to_string()))?;
                 // Checked before every read sent (one block, or a few small ones), not
-                // when it is asked for: a getter
-                // asks for a whole window at once, and a slow (rate-limited) session
-                // would otherwise go on serving all it had queued after a revoke.
+                // when it is asked for: a getter asks for a whole window at once, and a
+                // slow (rate-limited) session would otherwise go on serving all it had
+                // queued after a revoke.
                 if !share.still_valid() {
                     tracing::info!(%peer, "link revoked or expired mid-session; closing");
                     wr.write_all(&ServerMsg::Refused(Refusal::Unknown).encode()).await?;
@@ -305,28 +305,28 @@ where
     }
 }
 
-/// The length of block `block` of entry `file` when it is a small one (see
-/// `SMALL_BLOCK`); `None` for a big block or one that does not exist.
-fn small_len(entries: &[Entry], file: u32, block: u32) -> Option<u64> {
+/// The length of block `block` of manifest entry `file`; `None` if there is no
+/// such block.
+fn block_len_of(entries: &[Entry], file: u32, block: u32) -> Option<u64> {
     match entries.get(file as usize) {
         Some(Entry { kind: peerbox_proto::EntryKind::File(f), .. })
             if (block as u64) < peerbox_proto::manifest::block_count(f.size, f.block_size) =>
         {
-            let len = peerbox_proto::manifest::block_len(f.size, f.block_size, block as u64) as u64;
-            (len < SMALL_BLOCK).then_some(len)
+            Some(peerbox_proto::manifest::block_len(f.size, f.block_size, block as u64) as u64)
         }
         _ => None,
     }
 }
 
+/// The length of block `block` of entry `file` when it is a small one (see
+/// `SMALL_BLOCK`); `None` for a big block or one that does not exist.
+fn small_len(entries: &[Entry], file: u32, block: u32) -> Option<u64> {
+    block_len_of(entries, file, block).filter(|len| *len < SMALL_BLOCK)
+}
+
 /// Whether block `block` of manifest entry `file` exists.
 fn exists(entries: &[Entry], file: u32, block: u32) -> bool {
-    match entries.get(file as usize) {
-        Some(Entry { kind: peerbox_proto::EntryKind::File(f), .. }) => {
-            (block as u64) < peerbox_proto::manifest::block_count(f.size, f.block_size)
-        }
-        _ => false,
-    }
+    block_len_of(entries, file, block).is_some()
 }
 
 /// A block to fetch: entry index and block index.

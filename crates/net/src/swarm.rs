@@ -1138,7 +1138,6 @@ impl EventLoop {
     }
 }
 
-/// The relay's PeerId in a relayed address (`…/p2p/<relay>/p2p-circuit…`).
 /// Whether a dial failed because the listener dropped a connection it had taken,
 /// rather than refusing it or failing the handshake: the sign of a busy listener.
 fn hung_up_on(error: &libp2p::swarm::DialError) -> bool {
@@ -1168,6 +1167,7 @@ fn chain_has_hang_up(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The relay's PeerId in a relayed address (`…/p2p/<relay>/p2p-circuit…`).
 fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
     let mut last = None;
     for p in addr.iter() {
