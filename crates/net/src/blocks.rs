@@ -32,7 +32,7 @@ pub const READ_AHEAD: usize = 4;
 /// Requests a session accepts before it stops reading more: the per-peer budget.
 pub const MAX_QUEUED: usize = 512;
 /// What a sharer gathers before writing to the stream.
-const SEND_BUFFER: usize = 64 << 10;
+pub(crate) const SEND_BUFFER: usize = 64 << 10;
 /// How long a new stream may take to say what it wants.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often a session may ask for one block: an honest downloader asks once, and

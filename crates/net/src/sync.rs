@@ -132,7 +132,10 @@ pub async fn serve_stream<S>(peer: PeerId, stream: S, source: Arc<dyn SyncSource
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (rd, mut wr) = futures::AsyncReadExt::split(stream);
+    let (rd, wr) = futures::AsyncReadExt::split(stream);
+    // Small blocks and their headers go out many to a write, not two writes (each
+    // its own yamux frame and TLS record) per block.
+    let mut wr = futures::io::BufWriter::with_capacity(crate::blocks::SEND_BUFFER, wr);
     // Dropped whenever a block read finishes first: it must keep partial frames.
     let mut rd = FrameReader::new(rd);
     let mut served = Served::default();
@@ -158,9 +161,8 @@ where
                 for a in answers {
                     served.answer(&mut wr, a).await?;
                 }
-                if reading.is_none() {
-                    wr.flush().await?;
-                }
+                // Out now, not when the next read is done: that read may be slow.
+                wr.flush().await?;
                 continue;
             }
             frame = tokio::time::timeout(IDLE, rd.next_with(parse_header)), if !ended && queued.len() < QUEUED_ASKS => {
