@@ -81,6 +81,9 @@ pub struct TempFile {
     /// about a window's worth open, whatever the open-file limit. A folder pull
     /// keeps its own open: its batches are sized to the limit.
     reopen: Option<Arc<Dir>>,
+    /// A folder pull's file of one block: made by that block's write (see
+    /// [`lazy_temp`]), then kept open like the pull's others.
+    keep_open: bool,
     tmp: PathBuf,
     meta: FileMeta,
     have: Mutex<Vec<bool>>,
@@ -425,7 +428,7 @@ impl TempFile {
     /// Makes the data durable (and closes a reopenable file again).
     pub fn sync(&self) -> std::io::Result<()> {
         self.file()?.sync_all()?;
-        if self.reopen.is_some() {
+        if self.reopen.is_some() && !self.keep_open {
             self.file.lock().unwrap_or_else(|p| p.into_inner()).take();
         }
         Ok(())
@@ -434,7 +437,7 @@ impl TempFile {
     /// A complete link-download temp file gets its mtime and mode now, after its
     /// last write, and is closed (see `reopen`).
     fn close_if_reopenable(&self) {
-        if self.reopen.is_none() {
+        if self.reopen.is_none() || self.keep_open {
             return;
         }
         if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -509,10 +512,8 @@ fn temp_rel(path: &RelPath, meta: &FileMeta) -> PathBuf {
 }
 
 /// Opens (creating or resuming) the temp file for `path`; it stays open.
+/// Its folder exists.
 pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
-    if let Some(parent) = path.ancestors().last() {
-        ensure_dir(root, dest, parent)?;
-    }
     let tmp = temp_rel(path, meta);
     let shown = dest.join(&tmp);
     let file = root
@@ -520,6 +521,23 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
         .map_err(|e| EngineError::io(&shown, e))?
         .into_std();
     resumed(file, None, tmp, meta, &shown)
+}
+
+/// The temp file for pulling a file of at most one block into `path`, whose
+/// folder exists. Made by the block's write, not now: there is nothing to resume
+/// (a file left by an earlier run is written over whole), and creating thousands
+/// of small files while their blocks are on the way overlaps the two.
+pub(crate) fn lazy_temp(root: &Arc<Dir>, path: &RelPath, meta: &FileMeta) -> TempFile {
+    TempFile {
+        file: Mutex::new(None),
+        reopen: Some(root.clone()),
+        keep_open: true,
+        tmp: temp_rel(path, meta),
+        meta: meta.clone(),
+        have: Mutex::new(vec![false; block_count(meta.size, meta.block_size) as usize]),
+        unflushed: std::sync::atomic::AtomicU64::new(0),
+        id: Mutex::new(None),
+    }
 }
 
 /// Plans the temp file for `path` of a link download: one left by an earlier run
@@ -550,6 +568,7 @@ fn plan_temp(
         None => TempFile {
             file: Mutex::new(None),
             reopen: Some(root.clone()),
+            keep_open: false,
             tmp,
             meta: meta.clone(),
             have: Mutex::new(vec![false; n]),
@@ -598,6 +617,7 @@ fn resumed(
     let t = TempFile {
         file: Mutex::new(Some(file)),
         reopen,
+        keep_open: false,
         tmp,
         meta: meta.clone(),
         have: Mutex::new(have),

@@ -12,16 +12,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use peerbox_proto::RelPath;
 use peerbox_proto::index::Version;
-use peerbox_proto::manifest::{FileMeta, block_size_for};
+use peerbox_proto::manifest::{FileMeta, block_count, block_size_for};
 use peerbox_store::{FileRecord, FileStamp};
 
 use crate::EngineError;
-use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, open_temp, set_mtime_and_mode, sync_parent};
+use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, lazy_temp, open_temp, set_mtime_and_mode, sync_parent};
 use crate::ignores::{IGNORE_FILE, Ignores};
 use crate::scan::{Skipped, Stamp, stamp_of};
 
@@ -307,8 +308,16 @@ pub fn local_stamp(root: &Dir, rel: &RelPath) -> Option<Stamp> {
     Some(stamp_of(&f.metadata().ok()?))
 }
 
-/// Opens (or resumes) the temp file for pulling `meta` into `rel`.
-pub fn start_pull(root: &Dir, root_path: &Path, rel: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+/// Starts the temp file for pulling `meta` into `rel`: a file of several blocks
+/// is opened now, keeping the blocks an earlier run left that verify; one of a
+/// single block is made by its write.
+pub fn start_pull(root: &Arc<Dir>, root_path: &Path, rel: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+    if let Some(parent) = rel.ancestors().last() {
+        ensure_dir(root, root_path, parent)?;
+    }
+    if block_count(meta.size, meta.block_size) <= 1 {
+        return Ok(lazy_temp(root, rel, meta));
+    }
     open_temp(root, root_path, rel, meta)
 }
 
@@ -382,6 +391,10 @@ pub fn ready_pulls(
 /// kept first: among the file's versions when the folder keeps `keep` > 0 of them,
 /// else in the trash. The rename is durable once [`sync_dirs`] has run over the
 /// batch's directories.
+///
+/// `folder` is the file's folder, opened through the root for the whole batch
+/// (see [`open_folders`]): the check and the rename then go by name, where each
+/// through the root opens the folder again, twice for a rename.
 pub fn place_pull(
     root: &Dir,
     root_path: &Path,
@@ -389,9 +402,14 @@ pub fn place_pull(
     tmp: &TempFile,
     expected: Option<FileStamp>,
     keep: u32,
+    folder: Option<&Dir>,
 ) -> Result<(), ApplyError> {
     let shown = root_path.join(rel.as_str());
-    let current = local_stamp(root, rel);
+    let by_name = folder.and_then(|d| Some((d, RelPath::new(rel.file_name()).ok()?, tmp.rel_path().file_name()?)));
+    let current = match &by_name {
+        Some((d, name, _)) => local_stamp(d, name),
+        None => local_stamp(root, rel),
+    };
     if current != expected && !(expected.is_none() && current.is_none()) {
         return Err(ApplyError::LocalChanged(rel.to_string()));
     }
@@ -403,8 +421,30 @@ pub fn place_pull(
         }
     }
     // Over the old file, if it is still there (hard-linked aside): one atomic step.
-    root.rename(tmp.rel_path(), root, rel.as_str()).map_err(|e| EngineError::io(&shown, e))?;
+    match &by_name {
+        Some((d, name, tmp_name)) => d.rename(tmp_name, d, name.as_str()),
+        None => root.rename(tmp.rel_path(), root, rel.as_str()),
+    }
+    .map_err(|e| EngineError::io(&shown, e))?;
     Ok(())
+}
+
+/// The folders of `rels`, each opened once through the root (None where that
+/// fails: those files go by their paths from the root, which report why).
+pub fn open_folders<'a>(root: &Dir, rels: impl IntoIterator<Item = &'a RelPath>) -> HashMap<String, Option<Dir>> {
+    let mut out = HashMap::new();
+    for rel in rels {
+        let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
+        if !out.contains_key(parent) {
+            out.insert(parent.to_owned(), root.open_dir(parent).ok());
+        }
+    }
+    out
+}
+
+/// The folder of `rel` among those [`open_folders`] opened.
+pub fn folder_of<'a>(folders: &'a HashMap<String, Option<Dir>>, rel: &RelPath) -> Option<&'a Dir> {
+    folders.get(rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p))?.as_ref()
 }
 
 /// Makes the renames of a batch durable: one fsync per distinct directory of
@@ -833,6 +873,74 @@ mod tests {
         assert!(matches!(restore_version(&root, &rel, "../../x", 3), Err(EngineError::NoSuchVersion(_))));
         // Another file's versions are its own, even with a similar name.
         assert!(versions(&root, &RelPath::new("docs/report.pdf").unwrap()).unwrap().is_empty());
+    }
+
+    fn meta_of(data: &[u8], mtime_ns: i64) -> FileMeta {
+        FileMeta {
+            size: data.len() as u64,
+            mtime_ns,
+            executable: false,
+            block_size: block_size_for(data.len() as u64),
+            blocks: vec![crate::hash_block(data)],
+        }
+    }
+
+    /// Places a pulled temp file the way a batch does: its folder opened once.
+    fn place(dir: &Dir, root: &Path, rel: &RelPath, tmp: &TempFile) -> Result<(), ApplyError> {
+        let folders = open_folders(dir, [rel]);
+        place_pull(dir, root, rel, tmp, None, 0, folder_of(&folders, rel))
+    }
+
+    #[test]
+    fn a_pulled_small_file_is_made_by_its_write_and_put_in_place_by_name() {
+        let (_d, root) = setup();
+        let dir = Arc::new(open_root(&root).unwrap());
+        let (rel, data) = (RelPath::new("docs/note.txt").unwrap(), b"hello from a member".to_vec());
+        let meta = meta_of(&data, 1_600_000_000_000_000_000);
+        let tmp = start_pull(&dir, &root, &rel, &meta).unwrap();
+        let tmp_path = root.join(tmp.rel_path());
+        assert!(root.join("docs").is_dir(), "its folder is made at once");
+        assert!(!tmp_path.exists(), "the file waits for its block");
+
+        tmp.write_block(0, &data).unwrap();
+        assert!(tmp_path.exists());
+        let stamps = ready_pulls(&root, &[(&rel, &tmp, &meta)]);
+        let stamp = *stamps[0].as_ref().unwrap();
+        place(&dir, &root, &rel, &tmp).unwrap();
+        assert_eq!(std::fs::read(root.join("docs/note.txt")).unwrap(), data);
+        assert!(!tmp_path.exists());
+        assert_eq!(local_stamp(&dir, &rel), Some(stamp), "the stamp said beforehand is the one in place");
+    }
+
+    #[test]
+    fn a_small_pull_writes_over_a_temp_file_an_earlier_run_left() {
+        let (_d, root) = setup();
+        let dir = Arc::new(open_root(&root).unwrap());
+        let (rel, data) = (RelPath::new("a.bin").unwrap(), vec![7u8; 3000]);
+        let meta = meta_of(&data, 0);
+        let tmp = start_pull(&dir, &root, &rel, &meta).unwrap();
+        // Same name (same path and content), other bytes: a run killed mid-write.
+        std::fs::write(root.join(tmp.rel_path()), vec![1u8; 3000]).unwrap();
+        tmp.write_block(0, &data).unwrap();
+        ready_pulls(&root, &[(&rel, &tmp, &meta)]).remove(0).unwrap();
+        place(&dir, &root, &rel, &tmp).unwrap();
+        assert_eq!(std::fs::read(root.join("a.bin")).unwrap(), data);
+    }
+
+    #[test]
+    fn a_file_that_appeared_where_a_pull_goes_is_kept() {
+        let (_d, root) = setup();
+        let dir = Arc::new(open_root(&root).unwrap());
+        let (rel, data) = (RelPath::new("in/x.txt").unwrap(), b"theirs".to_vec());
+        let meta = meta_of(&data, 0);
+        let tmp = start_pull(&dir, &root, &rel, &meta).unwrap();
+        tmp.write_block(0, &data).unwrap();
+        ready_pulls(&root, &[(&rel, &tmp, &meta)]).remove(0).unwrap();
+        std::fs::write(root.join("in/x.txt"), b"mine, just saved").unwrap();
+        let r = place(&dir, &root, &rel, &tmp);
+        assert!(matches!(r, Err(ApplyError::LocalChanged(_))), "{r:?}");
+        assert_eq!(std::fs::read(root.join("in/x.txt")).unwrap(), b"mine, just saved");
+        assert!(root.join(tmp.rel_path()).exists(), "the pulled copy waits for the next pull");
     }
 
     #[test]

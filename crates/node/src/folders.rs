@@ -145,6 +145,63 @@ struct Fetched {
     _open: tokio::sync::OwnedSemaphorePermit,
 }
 
+/// What a finished batch changed.
+struct Finished {
+    /// Records changed.
+    changed: usize,
+    /// Everything the batch planned was done and recorded.
+    whole: bool,
+    /// The folder's sequence before and after the batch recorded its changes.
+    seqs: Option<(u64, u64)>,
+}
+
+/// A pull's plan, worked out from the whole index and taken a batch at a time:
+/// working it out reads every record of every member, which for a folder of
+/// many small files cost a quarter of a batch's time when done per batch.
+struct Plan {
+    key: PlanKey,
+    /// What is left to do, in order.
+    actions: std::collections::VecDeque<Action>,
+    /// The blocks this device had when it was made.
+    blocks: LocalBlocks,
+    /// Every batch taken from it so far was done whole.
+    clean: bool,
+}
+
+/// What a [`Plan`] was made from: when any of it moves, except by the pull's
+/// own commits, the plan is made again.
+struct PlanKey {
+    row: FolderRow,
+    members: Vec<Member>,
+    /// How far each member's index has been read.
+    heard: Vec<u64>,
+    /// This device's sequence.
+    seq: u64,
+    pins: Pins,
+    ignores: Arc<Ignores>,
+}
+
+impl PlanKey {
+    fn same(&self, other: &Self) -> bool {
+        self.row == other.row
+            && self.members == other.members
+            && self.heard == other.heard
+            && self.seq == other.seq
+            && self.pins.0 == other.pins.0
+            && Arc::ptr_eq(&self.ignores, &other.ignores)
+    }
+
+    /// Takes in this pull's own commit, which moved the sequence from `before`
+    /// to `after`: if nothing else wrote in between, the plan still holds.
+    fn committed(&mut self, seqs: Option<(u64, u64)>) {
+        if let Some((before, after)) = seqs
+            && before == self.seq
+        {
+            self.seq = after;
+        }
+    }
+}
+
 /// What a folder's [`Summary`] is computed from, besides its records.
 struct SummaryKey {
     generation: u64,
@@ -1007,6 +1064,20 @@ fn same_bytes(a: &FileRecord, b: &FileRecord) -> bool {
         && a.blocks == b.blocks
 }
 
+/// Whether a member's `remote` record could give this device something to pull,
+/// against its `local` one: what [`needs`] would look at, leaving out what
+/// depends on the other members, the patterns and the pins.
+fn might_take(remote: &FileRecord, local: Option<&FileRecord>) -> bool {
+    match local {
+        None => !remote.deleted,
+        Some(l) => match remote.version.relation(&l.version) {
+            Relation::Newer | Relation::Concurrent => true,
+            Relation::Equal => !l.have,
+            Relation::Older => false,
+        },
+    }
+}
+
 /// What this device needs from its members. `ignored` names what the folder's
 /// patterns leave out: neither fetched nor deleted here.
 fn needs(
@@ -1323,27 +1394,32 @@ impl FolderTask {
         // A batch's content is fetched while the one before it is made durable and
         // put in place: those steps wait on the disk, fetching waits on the network.
         let mut fetched: Option<Fetched> = None;
+        let mut plan: Option<Plan> = None;
         // A batch that changed nothing: nothing more can be done now.
         let mut stalled = false;
         for _round in 0..=PULL_ROUNDS {
-            let next = if stalled { None } else { self.plan_batch(fetched.as_ref()) };
+            let next = if stalled { None } else { self.plan_batch(&mut plan, fetched.as_ref()) };
             let (finished, next) = match (fetched.take(), next) {
                 (None, None) => {
                     self.set(|s| s.state = "idle".into());
                     // Members announcing news wake us, and a retry comes later.
                     return if stalled { PullEnd::Stuck } else { PullEnd::Done };
                 }
-                (None, Some((row, plan))) => (None, Some(self.fetch_batch(&row, plan).await)),
+                (None, Some((row, batch, blocks))) => (None, Some(self.fetch_batch(&row, batch, blocks).await)),
                 (Some(f), None) => (Some(self.finish_batch(f).await), None),
-                (Some(f), Some((row, plan))) => {
-                    let (done, next) = tokio::join!(self.finish_batch(f), self.fetch_batch(&row, plan));
+                (Some(f), Some((row, batch, blocks))) => {
+                    let (done, next) = tokio::join!(self.finish_batch(f), self.fetch_batch(&row, batch, blocks));
                     (Some(done), Some(next))
                 }
             };
             let failed = match (finished, next) {
                 (Some(Err(e)), _) | (_, Some(Err(e))) => Some(e),
                 (finished, next) => {
-                    stalled |= matches!(finished, Some(Ok(0)));
+                    if let (Some(Ok(f)), Some(p)) = (&finished, &mut plan) {
+                        p.key.committed(f.seqs);
+                        p.clean &= f.whole;
+                    }
+                    stalled |= matches!(finished, Some(Ok(Finished { changed: 0, .. })));
                     fetched = next.and_then(Result::ok);
                     None
                 }
@@ -1372,45 +1448,73 @@ impl FolderTask {
         PullEnd::Stuck
     }
 
-    /// The next batch to pull, with the folder's row: None when the folder is gone,
-    /// paused or unplugged, or needs nothing more. Leaves out what `in_flight`
-    /// holds, which the index does not show as done yet.
-    fn plan_batch(&self, in_flight: Option<&Fetched>) -> Option<(FolderRow, Vec<Action>)> {
+    /// The next batch to pull, with the folder's row and the blocks this device
+    /// has: None when the folder is gone, paused or unplugged, or needs nothing
+    /// more. Taken from `plan`, worked out again when what it was made from has
+    /// changed; a fresh one leaves out what `in_flight` holds, which the index
+    /// does not show as done yet.
+    fn plan_batch(
+        &self,
+        plan: &mut Option<Plan>,
+        in_flight: Option<&Fetched>,
+    ) -> Option<(FolderRow, Vec<Action>, LocalBlocks)> {
         let row = self.row()?;
         if row.paused.is_some() || disk::check_marker(&row.path).is_err() {
             return None;
         }
-        let (local, remote, members) = {
+        let key = {
             let st = lock(&self.folders.store);
-            (
-                st.files(&self.id).unwrap_or_default(),
-                st.remote_files(&self.id).unwrap_or_default(),
-                st.members(&self.id).unwrap_or_default(),
-            )
-        };
-        let pins = Pins::load(&row);
-        let ignores = self.folders.ignores(&row);
-        let mut plan = needs(&row, &local, &remote, &members, self.folders.me_short, &|p| pins.covers(p), &ignores);
-        if let Some(f) = in_flight {
-            plan.retain(|a| !f.paths.contains(&a.remote.path));
-        }
-        if row.mode == FolderMode::OnDemand {
-            for a in &mut plan {
-                if !a.remote.dir && !a.remote.deleted && !pins.covers(&a.remote.path) {
-                    a.sources.clear();
-                    a.remote.have = false;
-                }
+            let members = st.members(&self.id).unwrap_or_default();
+            let heard = members.iter().map(|m| st.remote_seq(&self.id, &m.peer).unwrap_or(0)).collect();
+            PlanKey {
+                seq: st.folder_seq(&self.id).unwrap_or(0),
+                pins: Pins::load(&row),
+                ignores: self.folders.ignores(&row),
+                row,
+                members,
+                heard,
             }
-        }
-        for a in &mut plan {
-            a.sources.retain(|p| !self.folders.offends(p));
-        }
-        if plan.is_empty() {
+        };
+        let current = plan.as_ref().filter(|p| p.key.same(&key));
+        if current.is_some_and(|p| p.actions.is_empty() && p.clean) {
+            // Done as planned, and nothing it was made from has moved since.
             return None;
         }
+        // Used up with something left undone, it is worked out afresh: what did
+        // not arrive is tried again, and only an empty fresh plan ends the pull.
+        if current.is_none_or(|p| p.actions.is_empty()) {
+            let (local, remote) = {
+                let st = lock(&self.folders.store);
+                (st.files(&self.id).unwrap_or_default(), st.remote_files(&self.id).unwrap_or_default())
+            };
+            let (row, pins) = (&key.row, &key.pins);
+            let mut actions =
+                needs(row, &local, &remote, &key.members, self.folders.me_short, &|p| pins.covers(p), &key.ignores);
+            if let Some(f) = in_flight {
+                actions.retain(|a| !f.paths.contains(&a.remote.path));
+            }
+            if row.mode == FolderMode::OnDemand {
+                for a in &mut actions {
+                    if !a.remote.dir && !a.remote.deleted && !pins.covers(&a.remote.path) {
+                        a.sources.clear();
+                        a.remote.have = false;
+                    }
+                }
+            }
+            let blocks = local_block_index(row, &local);
+            *plan = Some(Plan { key, actions: actions.into(), blocks, clean: true });
+        }
+        let plan = plan.as_mut()?;
+        let n = plan.actions.len().min(self.folders.pull_batch);
+        let mut batch: Vec<Action> = plan.actions.drain(..n).collect();
+        if batch.is_empty() {
+            return None;
+        }
+        for a in &mut batch {
+            a.sources.retain(|p| !self.folders.offends(p));
+        }
         self.set(|s| s.state = "syncing".into());
-        plan.truncate(self.folders.pull_batch);
-        Some((row, plan))
+        Some((plan.key.row.clone(), batch, plan.blocks.clone()))
     }
 
     /// Says that this disk refused something a pull needed (full, read-only): the
@@ -1425,7 +1529,12 @@ impl FolderTask {
 
     /// Carries out what a plan needs no content for (deletes, folders, conflict
     /// copies), then fetches the content of its files into temp files.
-    async fn fetch_batch(&self, row: &FolderRow, plan: Vec<Action>) -> Result<Fetched, NodeError> {
+    async fn fetch_batch(
+        &self,
+        row: &FolderRow,
+        plan: Vec<Action>,
+        local_blocks: LocalBlocks,
+    ) -> Result<Fetched, NodeError> {
         let timer = std::time::Instant::now();
         let paths = plan.iter().map(|a| a.remote.path.clone()).collect();
         let root = Arc::new(disk::open_root(&row.path)?);
@@ -1433,7 +1542,6 @@ impl FolderTask {
         let mut rescan = Vec::new();
         // Files needing content: start temp files, reuse local blocks, then fetch.
         let mut to_start: Vec<(Action, RelPath, FileMeta)> = Vec::new();
-        let local_blocks = local_block_index(row, &lock(&self.folders.store).files(&self.id).unwrap_or_default());
         for a in plan {
             let Ok(rel) = RelPath::new(&a.remote.path) else { continue };
             if cfg!(windows) && rel.segments().any(peerbox_proto::path::is_windows_unsafe) {
@@ -1538,10 +1646,10 @@ impl FolderTask {
     }
 
     /// Makes a fetched batch's complete files durable, puts them in place and
-    /// records them with the rest of its changes; returns how many records changed.
-    async fn finish_batch(&self, batch: Fetched) -> Result<usize, NodeError> {
+    /// records them with the rest of its changes.
+    async fn finish_batch(&self, batch: Fetched) -> Result<Finished, NodeError> {
         // The permits go last: after every temp file of the batch is closed.
-        let Fetched { _open, row, root, paths: _, mut done, mut rescan, pulls, timer, prepared, fetched } = batch;
+        let Fetched { _open, row, root, paths, mut done, mut rescan, pulls, timer, prepared, fetched } = batch;
         let row = &row;
         let finishing = timer.elapsed();
         // Durable as one batch; renamed; then each directory synced once.
@@ -1563,9 +1671,14 @@ impl FolderTask {
             })
             .collect();
         let results = {
+            let rels: Vec<RelPath> = placing.iter().map(|p| p.1.clone()).collect();
+            let r = root.clone();
+            let dirs = tokio::task::spawn_blocking(move || disk::open_folders(&r, &rels))
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
             let (root, path, keep) = (root.clone(), row.path.clone(), row.keep_versions);
             in_blocking_chunks(placing, move |(landed, rel, tmp, expected)| {
-                let r = disk::place_pull(&root, &path, &rel, &tmp, expected, keep);
+                let r = disk::place_pull(&root, &path, &rel, &tmp, expected, keep, disk::folder_of(&dirs, &rel));
                 (landed, rel, r)
             })
             .await?
@@ -1598,8 +1711,13 @@ impl FolderTask {
         fault_point("before-commit").await;
         let placed_at = timer.elapsed();
         let n = done.len();
+        let mut seqs = None;
         if n > 0 {
-            let seq = lock(&self.folders.store).put_files(&self.id, &mut done)?;
+            let (before, seq) = {
+                let mut st = lock(&self.folders.store);
+                (st.folder_seq(&self.id)?, st.put_files(&self.id, &mut done)?)
+            };
+            seqs = Some((before, seq));
             self.folders.publish_seq(&self.id, seq);
         }
         tracing::debug!(
@@ -1611,10 +1729,11 @@ impl FolderTask {
         if !unplaced.is_empty() {
             lock(&self.folders.store).forget_landings(&self.id, &unplaced)?;
         }
+        let whole = n == paths.len() && rescan.is_empty();
         if !rescan.is_empty() {
             let _ = self.kick.try_send(Kick::Scan(rescan));
         }
-        Ok(n)
+        Ok(Finished { changed: n, whole, seqs })
     }
 
     /// Makes the complete temp files of `pulls` durable, as one batch (see
@@ -2229,6 +2348,12 @@ async fn poll_member(
         }
         let sender_rw = lock(&folders.store).members(&id)?.iter().any(|m| m.peer == peer.to_bytes() && m.read_write);
         let got = !valid.is_empty();
+        // Looked at before storing: a pull plans from the whole index, and most
+        // news is a member taking our own changes, which gives nothing to pull.
+        let news = sender_rw && {
+            let st = lock(&folders.store);
+            valid.iter().any(|r| st.file(&id, &r.path).map_or(true, |l| might_take(r, l.as_ref())))
+        };
         lock(&folders.store).put_remote(&id, &peer.to_bytes(), &valid, last)?;
         if sender_rw && merge_members(folders, id, &peer, members)? {
             folders.kick(&id, Kick::Members);
@@ -2236,7 +2361,9 @@ async fn poll_member(
         if got {
             // What members have shows in the drive (remote-only and syncing entries).
             folders.set_state(&id, |s| s.revision += 1);
-            let _ = kick.try_send(Kick::Pull);
+            if news {
+                let _ = kick.try_send(Kick::Pull);
+            }
         } else if asked.elapsed() < Duration::from_secs(1) {
             // Honest members hold an empty answer (long-poll); one that answers
             // at once is not allowed to make us spin.
@@ -2529,5 +2656,40 @@ mod tests {
         assert_eq!(pull_window([meta(4096), meta(1 << 30)].iter()), PULL_WINDOW);
         assert_eq!(pull_window([meta(0)].iter()), PULL_WINDOW_MAX, "empty files need no blocks");
         assert_eq!(pull_window(std::iter::empty()), PULL_WINDOW_MAX);
+    }
+
+    fn record(path: &str, version: peerbox_proto::index::Version, deleted: bool, have: bool) -> FileRecord {
+        FileRecord {
+            path: path.into(),
+            dir: false,
+            deleted,
+            size: 1,
+            mtime_ns: 0,
+            executable: false,
+            block_size: block_size_for(1),
+            blocks: vec![[1; 32]],
+            version,
+            seq: 0,
+            modified_by: 1,
+            have,
+            local: None,
+        }
+    }
+
+    #[test]
+    fn only_news_that_could_be_pulled_wakes_a_pull() {
+        let v1 = peerbox_proto::index::Version::default().bump(1);
+        let mine = record("a", v1.clone(), false, true);
+        // A member that took our version (what a sync mostly sends back): nothing.
+        assert!(!might_take(&record("a", v1.clone(), false, true), Some(&mine)));
+        assert!(!might_take(&record("a", peerbox_proto::index::Version::default(), false, true), Some(&mine)));
+        // Its own change, or one made at once with ours: a pull decides.
+        assert!(might_take(&record("a", v1.bump(2), false, true), Some(&mine)));
+        assert!(might_take(&record("a", peerbox_proto::index::Version::default().bump(2), false, true), Some(&mine)));
+        // Something we know of but do not have (on demand, reverted), or never saw.
+        assert!(might_take(&record("a", v1.clone(), false, true), Some(&record("a", v1.clone(), false, false))));
+        assert!(might_take(&record("b", v1.clone(), false, true), None));
+        // The delete of a file we never had.
+        assert!(!might_take(&record("c", v1, true, true), None));
     }
 }
