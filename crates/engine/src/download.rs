@@ -84,6 +84,11 @@ pub struct TempFile {
     /// A folder pull's file of one block: made by that block's write (see
     /// [`lazy_temp`]), then kept open like the pull's others.
     keep_open: bool,
+    /// For such a file, its folder: there (on Linux) it is made without a name,
+    /// and given its own when put in place (see [`TempFile::name_as`]).
+    folder: Option<Arc<Dir>>,
+    /// It has no name yet.
+    unnamed: std::sync::atomic::AtomicBool,
     tmp: PathBuf,
     meta: FileMeta,
     have: Mutex<Vec<bool>>,
@@ -408,15 +413,41 @@ impl TempFile {
             // Made only the first time: one that went missing after blocks were
             // written must fail, never come back as zeros counted as verified.
             let first = self.id.lock().unwrap_or_else(|p| p.into_inner()).is_none();
-            let file = root.open_with(&self.tmp, OpenOptions::new().read(true).write(true).create(first))?.into_std();
+            let unnamed = match &self.folder {
+                Some(folder) if first => unnamed::create(folder),
+                _ => None,
+            };
+            self.unnamed.store(unnamed.is_some(), std::sync::atomic::Ordering::Relaxed);
+            let file = match unnamed {
+                Some(file) => file,
+                None => root.open_with(&self.tmp, OpenOptions::new().read(true).write(true).create(first))?.into_std(),
+            };
             let m = file.metadata()?;
-            if m.len() != self.meta.size {
+            // A file made for its one block gets its length from that write.
+            if m.len() != self.meta.size && !(self.keep_open && m.len() == 0) {
                 file.set_len(self.meta.size)?;
             }
             self.opened(&m);
             *slot = Some(file);
         }
         Ok(OpenTemp(slot))
+    }
+
+    /// Whether the file is still without a name (see [`lazy_temp`]).
+    pub fn is_unnamed(&self) -> bool {
+        self.unnamed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Gives a file still without a name the name `name` in its folder; fails
+    /// with `AlreadyExists` if something has it, which is left alone.
+    pub fn name_as(&self, name: &str) -> std::io::Result<()> {
+        let (Some(folder), true) = (&self.folder, self.is_unnamed()) else {
+            return Err(std::io::Error::other("the temp file has a name already"));
+        };
+        let file = self.file()?;
+        unnamed::link(&file, folder, name)?;
+        self.unnamed.store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn opened(&self, m: &std::fs::Metadata) {
@@ -527,16 +558,82 @@ pub(crate) fn open_temp(root: &Dir, dest: &Path, path: &RelPath, meta: &FileMeta
 /// folder exists. Made by the block's write, not now: there is nothing to resume
 /// (a file left by an earlier run is written over whole), and creating thousands
 /// of small files while their blocks are on the way overlaps the two.
-pub(crate) fn lazy_temp(root: &Arc<Dir>, path: &RelPath, meta: &FileMeta) -> TempFile {
+pub(crate) fn lazy_temp(root: &Arc<Dir>, path: &RelPath, meta: &FileMeta, folder: Option<Arc<Dir>>) -> TempFile {
     TempFile {
         file: Mutex::new(None),
         reopen: Some(root.clone()),
         keep_open: true,
+        folder,
+        unnamed: false.into(),
         tmp: temp_rel(path, meta),
         meta: meta.clone(),
         have: Mutex::new(vec![false; block_count(meta.size, meta.block_size) as usize]),
         unflushed: std::sync::atomic::AtomicU64::new(0),
         id: Mutex::new(None),
+    }
+}
+
+/// Files made without a name (`O_TMPFILE`) and named once complete: a pulled
+/// small file then costs one entry in its folder, where a named temp file costs
+/// three changes (made, renamed away, renamed in) and as many watcher events.
+/// Where the filesystem or the system cannot, files get temp names as before.
+mod unnamed {
+    #[cfg(target_os = "linux")]
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use cap_std::fs::Dir;
+
+    /// Cleared for the rest of the run once the filesystem could not make one,
+    /// or naming one failed for a reason other than the name being taken (its
+    /// content is then lost and fetched again).
+    #[cfg(target_os = "linux")]
+    static WORKS: AtomicBool = AtomicBool::new(true);
+
+    /// A new file without a name in `folder`, if this system makes them.
+    #[cfg(target_os = "linux")]
+    pub(super) fn create(folder: &Dir) -> Option<std::fs::File> {
+        use rustix::fs::{Mode, OFlags};
+        if !WORKS.load(Ordering::Relaxed) {
+            return None;
+        }
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        match rustix::fs::openat(folder, ".", flags, Mode::from_raw_mode(0o666)) {
+            Ok(fd) => Some(fd.into()),
+            // This filesystem or kernel cannot (an old kernel takes the flag for
+            // O_DIRECTORY); anything else, the named create reports.
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+                WORKS.store(false, Ordering::Relaxed);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn create(_: &Dir) -> Option<std::fs::File> {
+        None
+    }
+
+    /// Links `file`, made by [`create`], as `name` in `folder`. Through
+    /// /proc/self/fd: linking by the handle itself needs a capability a user's
+    /// daemon does not have.
+    #[cfg(target_os = "linux")]
+    pub(super) fn link(file: &std::fs::File, folder: &Dir, name: &str) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let at = format!("/proc/self/fd/{}", file.as_raw_fd());
+        rustix::fs::linkat(rustix::fs::CWD, at.as_str(), folder, name, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(
+            |e| {
+                if e != rustix::io::Errno::EXIST {
+                    WORKS.store(false, Ordering::Relaxed);
+                }
+                e.into()
+            },
+        )
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn link(_: &std::fs::File, _: &Dir, _: &str) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -569,6 +666,8 @@ fn plan_temp(
             file: Mutex::new(None),
             reopen: Some(root.clone()),
             keep_open: false,
+            folder: None,
+            unnamed: false.into(),
             tmp,
             meta: meta.clone(),
             have: Mutex::new(vec![false; n]),
@@ -618,6 +717,8 @@ fn resumed(
         file: Mutex::new(Some(file)),
         reopen,
         keep_open: false,
+        folder: None,
+        unnamed: false.into(),
         tmp,
         meta: meta.clone(),
         have: Mutex::new(have),

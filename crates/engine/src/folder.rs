@@ -311,12 +311,22 @@ pub fn local_stamp(root: &Dir, rel: &RelPath) -> Option<Stamp> {
 /// Starts the temp file for pulling `meta` into `rel`: a file of several blocks
 /// is opened now, keeping the blocks an earlier run left that verify; one of a
 /// single block is made by its write.
-pub fn start_pull(root: &Arc<Dir>, root_path: &Path, rel: &RelPath, meta: &FileMeta) -> Result<TempFile, EngineError> {
+///
+/// `folder` is the file's folder, opened once for the batch (see
+/// [`open_folders`]); a small file is made there without a name where the system
+/// can, and named when put in place.
+pub fn start_pull(
+    root: &Arc<Dir>,
+    root_path: &Path,
+    rel: &RelPath,
+    meta: &FileMeta,
+    folder: Option<&Arc<Dir>>,
+) -> Result<TempFile, EngineError> {
     if let Some(parent) = rel.ancestors().last() {
         ensure_dir(root, root_path, parent)?;
     }
     if block_count(meta.size, meta.block_size) <= 1 {
-        return Ok(lazy_temp(root, rel, meta));
+        return Ok(lazy_temp(root, rel, meta, folder.cloned()));
     }
     open_temp(root, root_path, rel, meta)
 }
@@ -402,7 +412,7 @@ pub fn place_pull(
     tmp: &TempFile,
     expected: Option<FileStamp>,
     keep: u32,
-    folder: Option<&Dir>,
+    folder: Option<&Arc<Dir>>,
 ) -> Result<(), ApplyError> {
     let shown = root_path.join(rel.as_str());
     let by_name = folder.and_then(|d| Some((d, RelPath::new(rel.file_name()).ok()?, tmp.rel_path().file_name()?)));
@@ -412,6 +422,22 @@ pub fn place_pull(
     };
     if current != expected && !(expected.is_none() && current.is_none()) {
         return Err(ApplyError::LocalChanged(rel.to_string()));
+    }
+    if tmp.is_unnamed() {
+        let r = if current.is_none() {
+            // Named in place: if a file took the name since the check, it stays.
+            tmp.name_as(rel.file_name()).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => ApplyError::LocalChanged(rel.to_string()),
+                _ => EngineError::io(&shown, e).into(),
+            })
+        } else {
+            // Over a file: under its temp name first, then renamed as any other.
+            let tmp_name = tmp.rel_path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            tmp.name_as(tmp_name).map_err(|e| EngineError::io(&root_path.join(tmp.rel_path()), e).into())
+        };
+        if current.is_none() || r.is_err() {
+            return r;
+        }
     }
     if current.is_some() {
         if keep > 0 {
@@ -431,19 +457,36 @@ pub fn place_pull(
 
 /// The folders of `rels`, each opened once through the root (None where that
 /// fails: those files go by their paths from the root, which report why).
-pub fn open_folders<'a>(root: &Dir, rels: impl IntoIterator<Item = &'a RelPath>) -> HashMap<String, Option<Dir>> {
+pub fn open_folders<'a>(root: &Dir, rels: impl IntoIterator<Item = &'a RelPath>) -> Folders {
     let mut out = HashMap::new();
     for rel in rels {
         let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
         if !out.contains_key(parent) {
-            out.insert(parent.to_owned(), root.open_dir(parent).ok());
+            out.insert(parent.to_owned(), root.open_dir(parent).ok().map(Arc::new));
         }
     }
     out
 }
 
+/// [`open_folders`] for files about to be pulled: the folders missing are made
+/// first (one that cannot be is left out; its files' pulls say why).
+pub fn make_folders<'a>(root: &Dir, root_path: &Path, rels: impl IntoIterator<Item = &'a RelPath>) -> Folders {
+    let mut out = HashMap::new();
+    for rel in rels {
+        let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
+        if !out.contains_key(parent) {
+            let made = ensure_dir(root, root_path, parent).is_ok();
+            out.insert(parent.to_owned(), made.then(|| root.open_dir(parent).ok().map(Arc::new)).flatten());
+        }
+    }
+    out
+}
+
+/// Folders of a batch of files, by path from the root (see [`open_folders`]).
+pub type Folders = HashMap<String, Option<Arc<Dir>>>;
+
 /// The folder of `rel` among those [`open_folders`] opened.
-pub fn folder_of<'a>(folders: &'a HashMap<String, Option<Dir>>, rel: &RelPath) -> Option<&'a Dir> {
+pub fn folder_of<'a>(folders: &'a Folders, rel: &RelPath) -> Option<&'a Arc<Dir>> {
     folders.get(rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p))?.as_ref()
 }
 
@@ -886,30 +929,58 @@ mod tests {
     }
 
     /// Places a pulled temp file the way a batch does: its folder opened once.
-    fn place(dir: &Dir, root: &Path, rel: &RelPath, tmp: &TempFile) -> Result<(), ApplyError> {
+    fn place(
+        dir: &Dir,
+        root: &Path,
+        rel: &RelPath,
+        tmp: &TempFile,
+        expected: Option<FileStamp>,
+    ) -> Result<(), ApplyError> {
         let folders = open_folders(dir, [rel]);
-        place_pull(dir, root, rel, tmp, None, 0, folder_of(&folders, rel))
+        place_pull(dir, root, rel, tmp, expected, 0, folder_of(&folders, rel))
+    }
+
+    /// A pulled small file started the way a batch starts it, and its block written.
+    fn pulled(dir: &Arc<Dir>, root: &Path, rel: &RelPath, data: &[u8]) -> TempFile {
+        let meta = meta_of(data, 1_600_000_000_000_000_000);
+        let folders = make_folders(dir, root, [rel]);
+        let tmp = start_pull(dir, root, rel, &meta, folder_of(&folders, rel)).unwrap();
+        assert!(!root.join(tmp.rel_path()).exists(), "the file waits for its block");
+        tmp.write_block(0, data).unwrap();
+        ready_pulls(root, &[(rel, &tmp, &meta)]).remove(0).unwrap();
+        tmp
     }
 
     #[test]
-    fn a_pulled_small_file_is_made_by_its_write_and_put_in_place_by_name() {
+    fn a_pulled_small_file_gets_a_name_only_in_place() {
         let (_d, root) = setup();
         let dir = Arc::new(open_root(&root).unwrap());
         let (rel, data) = (RelPath::new("docs/note.txt").unwrap(), b"hello from a member".to_vec());
-        let meta = meta_of(&data, 1_600_000_000_000_000_000);
-        let tmp = start_pull(&dir, &root, &rel, &meta).unwrap();
-        let tmp_path = root.join(tmp.rel_path());
-        assert!(root.join("docs").is_dir(), "its folder is made at once");
-        assert!(!tmp_path.exists(), "the file waits for its block");
+        let tmp = pulled(&dir, &root, &rel, &data);
+        // Linux makes it without a name: nothing half-done shows in the folder.
+        assert_eq!(tmp.is_unnamed(), cfg!(target_os = "linux"));
+        let names = || std::fs::read_dir(root.join("docs")).unwrap().count();
+        assert_eq!(names(), usize::from(!tmp.is_unnamed()));
+        let stamp = stamp_of(&tmp.file().unwrap().metadata().unwrap());
 
-        tmp.write_block(0, &data).unwrap();
-        assert!(tmp_path.exists());
-        let stamps = ready_pulls(&root, &[(&rel, &tmp, &meta)]);
-        let stamp = *stamps[0].as_ref().unwrap();
-        place(&dir, &root, &rel, &tmp).unwrap();
+        place(&dir, &root, &rel, &tmp, None).unwrap();
         assert_eq!(std::fs::read(root.join("docs/note.txt")).unwrap(), data);
-        assert!(!tmp_path.exists());
+        assert_eq!(names(), 1, "the file, and no temp file");
         assert_eq!(local_stamp(&dir, &rel), Some(stamp), "the stamp said beforehand is the one in place");
+    }
+
+    #[test]
+    fn a_pulled_small_file_replaces_the_one_it_was_pulled_over() {
+        let (_d, root) = setup();
+        let dir = Arc::new(open_root(&root).unwrap());
+        let rel = RelPath::new("r.txt").unwrap();
+        std::fs::write(root.join("r.txt"), b"old").unwrap();
+        let old = local_stamp(&dir, &rel);
+        let tmp = pulled(&dir, &root, &rel, b"new");
+        place(&dir, &root, &rel, &tmp, old).unwrap();
+        assert_eq!(std::fs::read(root.join("r.txt")).unwrap(), b"new");
+        let trashed = trash_list(&root).unwrap();
+        assert_eq!(trashed.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), ["r.txt"], "the old one is kept");
     }
 
     #[test]
@@ -918,12 +989,14 @@ mod tests {
         let dir = Arc::new(open_root(&root).unwrap());
         let (rel, data) = (RelPath::new("a.bin").unwrap(), vec![7u8; 3000]);
         let meta = meta_of(&data, 0);
-        let tmp = start_pull(&dir, &root, &rel, &meta).unwrap();
+        // No folder handle: a named temp file, as where files cannot be made unnamed.
+        let tmp = start_pull(&dir, &root, &rel, &meta, None).unwrap();
         // Same name (same path and content), other bytes: a run killed mid-write.
         std::fs::write(root.join(tmp.rel_path()), vec![1u8; 3000]).unwrap();
         tmp.write_block(0, &data).unwrap();
+        assert!(!tmp.is_unnamed());
         ready_pulls(&root, &[(&rel, &tmp, &meta)]).remove(0).unwrap();
-        place(&dir, &root, &rel, &tmp).unwrap();
+        place(&dir, &root, &rel, &tmp, None).unwrap();
         assert_eq!(std::fs::read(root.join("a.bin")).unwrap(), data);
     }
 
@@ -931,16 +1004,18 @@ mod tests {
     fn a_file_that_appeared_where_a_pull_goes_is_kept() {
         let (_d, root) = setup();
         let dir = Arc::new(open_root(&root).unwrap());
-        let (rel, data) = (RelPath::new("in/x.txt").unwrap(), b"theirs".to_vec());
-        let meta = meta_of(&data, 0);
-        let tmp = start_pull(&dir, &root, &rel, &meta).unwrap();
-        tmp.write_block(0, &data).unwrap();
-        ready_pulls(&root, &[(&rel, &tmp, &meta)]).remove(0).unwrap();
+        let rel = RelPath::new("in/x.txt").unwrap();
+        let tmp = pulled(&dir, &root, &rel, b"theirs");
         std::fs::write(root.join("in/x.txt"), b"mine, just saved").unwrap();
-        let r = place(&dir, &root, &rel, &tmp);
+        let r = place(&dir, &root, &rel, &tmp, None);
         assert!(matches!(r, Err(ApplyError::LocalChanged(_))), "{r:?}");
         assert_eq!(std::fs::read(root.join("in/x.txt")).unwrap(), b"mine, just saved");
-        assert!(root.join(tmp.rel_path()).exists(), "the pulled copy waits for the next pull");
+        if tmp.is_unnamed() {
+            // Saved after the check, just before the naming: still kept.
+            let e = tmp.name_as("x.txt").unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+            assert_eq!(std::fs::read(root.join("in/x.txt")).unwrap(), b"mine, just saved");
+        }
     }
 
     #[test]

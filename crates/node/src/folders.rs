@@ -131,6 +131,8 @@ enum PullEnd {
 struct Fetched {
     row: FolderRow,
     root: Arc<Dir>,
+    /// The folders of its files, each opened once (see [`disk::make_folders`]).
+    folders: Arc<disk::Folders>,
     /// Every path the batch's plan covered: left out of the next plan until this
     /// one is recorded.
     paths: HashSet<String>,
@@ -1501,7 +1503,7 @@ impl FolderTask {
                     }
                 }
             }
-            let blocks = local_block_index(row, &local);
+            let blocks = local_block_index(&local);
             *plan = Some(Plan { key, actions: actions.into(), blocks, clean: true });
         }
         let plan = plan.as_mut()?;
@@ -1611,12 +1613,21 @@ impl FolderTask {
         };
         // Declared after the permits, so dropped (closing the files) before them.
         let mut pulls: Vec<(Action, RelPath, FileMeta, Arc<TempFile>)> = Vec::new();
+        let folders = {
+            let (root, path) = (root.clone(), row.path.clone());
+            let rels: Vec<RelPath> = to_start.iter().map(|(_, r, _)| r.clone()).collect();
+            Arc::new(
+                tokio::task::spawn_blocking(move || disk::make_folders(&root, &path, &rels))
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))?,
+            )
+        };
         let started = {
-            let (root, path, lb) = (root.clone(), row.path.clone(), local_blocks.clone());
+            let (root, path, lb, dirs) = (root.clone(), row.path.clone(), local_blocks.clone(), folders.clone());
             let files: Vec<(RelPath, FileMeta)> = to_start.iter().map(|(_, r, m)| (r.clone(), m.clone())).collect();
             in_blocking_chunks(files, move |(rel, meta)| {
-                let t = disk::start_pull(&root, &path, &rel, &meta)?;
-                copy_local_blocks(&t, &meta, &lb);
+                let t = disk::start_pull(&root, &path, &rel, &meta, disk::folder_of(&dirs, &rel))?;
+                copy_local_blocks(&root, &t, &meta, &lb);
                 Ok::<_, EngineError>(t)
             })
             .await?
@@ -1642,14 +1653,14 @@ impl FolderTask {
         self.fetch(row, &pulls).await;
         self.set(|s| s.transfers.clear());
         let fetched = timer.elapsed();
-        Ok(Fetched { row: row.clone(), root, paths, done, rescan, pulls, timer, prepared, fetched, _open })
+        Ok(Fetched { row: row.clone(), root, folders, paths, done, rescan, pulls, timer, prepared, fetched, _open })
     }
 
     /// Makes a fetched batch's complete files durable, puts them in place and
     /// records them with the rest of its changes.
     async fn finish_batch(&self, batch: Fetched) -> Result<Finished, NodeError> {
         // The permits go last: after every temp file of the batch is closed.
-        let Fetched { _open, row, root, paths, mut done, mut rescan, pulls, timer, prepared, fetched } = batch;
+        let Fetched { _open, row, root, folders, paths, mut done, mut rescan, pulls, timer, prepared, fetched } = batch;
         let row = &row;
         let finishing = timer.elapsed();
         // Durable as one batch; renamed; then each directory synced once.
@@ -1671,14 +1682,9 @@ impl FolderTask {
             })
             .collect();
         let results = {
-            let rels: Vec<RelPath> = placing.iter().map(|p| p.1.clone()).collect();
-            let r = root.clone();
-            let dirs = tokio::task::spawn_blocking(move || disk::open_folders(&r, &rels))
-                .await
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
             let (root, path, keep) = (root.clone(), row.path.clone(), row.keep_versions);
             in_blocking_chunks(placing, move |(landed, rel, tmp, expected)| {
-                let r = disk::place_pull(&root, &path, &rel, &tmp, expected, keep, disk::folder_of(&dirs, &rel));
+                let r = disk::place_pull(&root, &path, &rel, &tmp, expected, keep, disk::folder_of(&folders, &rel));
                 (landed, rel, r)
             })
             .await?
@@ -1946,13 +1952,14 @@ fn adopt(remote: &FileRecord, stamp: Option<peerbox_store::FileStamp>, have: boo
     FileRecord { have, local: stamp, seq: 0, ..remote.clone() }
 }
 
-/// Blocks present on this device, by hash: where to copy them from.
-type LocalBlocks = Arc<HashMap<[u8; 32], (PathBuf, u64, u32)>>;
+/// Blocks present on this device, by hash: where to copy them from (the file,
+/// relative to the folder; offset; length).
+type LocalBlocks = Arc<HashMap<[u8; 32], (Arc<str>, u64, u32)>>;
 
-fn local_block_index(row: &FolderRow, local: &[FileRecord]) -> LocalBlocks {
+fn local_block_index(local: &[FileRecord]) -> LocalBlocks {
     let mut map = HashMap::new();
     for r in local.iter().filter(|r| r.have && !r.deleted && !r.dir) {
-        let path = r.path.split('/').fold(row.path.clone(), |p, s| p.join(s));
+        let path: Arc<str> = r.path.as_str().into();
         for (i, h) in r.blocks.iter().enumerate() {
             map.entry(*h).or_insert((
                 path.clone(),
@@ -1966,16 +1973,16 @@ fn local_block_index(row: &FolderRow, local: &[FileRecord]) -> LocalBlocks {
 
 /// Copies blocks we already have locally (a rename, a move, a duplicate) into the
 /// temp file; each copy is verified like a downloaded block.
-fn copy_local_blocks(tmp: &TempFile, meta: &FileMeta, local: &LocalBlocks) {
+fn copy_local_blocks(root: &Dir, tmp: &TempFile, meta: &FileMeta, local: &LocalBlocks) {
     let mut buf = Vec::new();
     for b in tmp.missing() {
         let Some((path, offset, len)) = local.get(&meta.blocks[b as usize]) else { continue };
         if *len != block_len(meta.size, meta.block_size, b) {
             continue;
         }
-        let Ok(f) = std::fs::File::open(path) else { continue };
+        let Ok(f) = root.open(&**path) else { continue };
         buf.resize(*len as usize, 0);
-        if peerbox_engine::io::read_at(&f, &mut buf, *offset).is_ok() {
+        if peerbox_engine::io::read_at(&f.into_std(), &mut buf, *offset).is_ok() {
             let _ = tmp.write_block(b, &buf);
         }
     }
