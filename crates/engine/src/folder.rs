@@ -313,7 +313,7 @@ pub fn local_stamp(root: &Dir, rel: &RelPath) -> Option<Stamp> {
 /// single block is made by its write.
 ///
 /// `folder` is the file's folder, opened once for the batch (see
-/// [`open_folders`]); a small file is made there without a name where the system
+/// [`make_folders`]); a small file is made there without a name where the system
 /// can, and named when put in place.
 pub fn start_pull(
     root: &Arc<Dir>,
@@ -403,7 +403,7 @@ pub fn ready_pulls(
 /// batch's directories.
 ///
 /// `folder` is the file's folder, opened through the root for the whole batch
-/// (see [`open_folders`]): the check and the rename then go by name, where each
+/// (see [`make_folders`]): the check and the rename then go by name, where each
 /// through the root opens the folder again, twice for a rename.
 pub fn place_pull(
     root: &Dir,
@@ -455,21 +455,9 @@ pub fn place_pull(
     Ok(())
 }
 
-/// The folders of `rels`, each opened once through the root (None where that
-/// fails: those files go by their paths from the root, which report why).
-pub fn open_folders<'a>(root: &Dir, rels: impl IntoIterator<Item = &'a RelPath>) -> Folders {
-    let mut out = HashMap::new();
-    for rel in rels {
-        let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
-        if !out.contains_key(parent) {
-            out.insert(parent.to_owned(), root.open_dir(parent).ok().map(Arc::new));
-        }
-    }
-    out
-}
-
-/// [`open_folders`] for files about to be pulled: the folders missing are made
-/// first (one that cannot be is left out; its files' pulls say why).
+/// The folders of `rels`, each made if missing and opened once through the
+/// root. One that cannot be is left out: its files go by their paths from the
+/// root, which report why.
 pub fn make_folders<'a>(root: &Dir, root_path: &Path, rels: impl IntoIterator<Item = &'a RelPath>) -> Folders {
     let mut out = HashMap::new();
     for rel in rels {
@@ -482,10 +470,10 @@ pub fn make_folders<'a>(root: &Dir, root_path: &Path, rels: impl IntoIterator<It
     out
 }
 
-/// Folders of a batch of files, by path from the root (see [`open_folders`]).
+/// Folders of a batch of files, by path from the root (see [`make_folders`]).
 pub type Folders = HashMap<String, Option<Arc<Dir>>>;
 
-/// The folder of `rel` among those [`open_folders`] opened.
+/// The folder of `rel` among those [`make_folders`] opened.
 pub fn folder_of<'a>(folders: &'a Folders, rel: &RelPath) -> Option<&'a Arc<Dir>> {
     folders.get(rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p))?.as_ref()
 }
@@ -936,7 +924,7 @@ mod tests {
         tmp: &TempFile,
         expected: Option<FileStamp>,
     ) -> Result<(), ApplyError> {
-        let folders = open_folders(dir, [rel]);
+        let folders = make_folders(dir, root, [rel]);
         place_pull(dir, root, rel, tmp, expected, 0, folder_of(&folders, rel))
     }
 
