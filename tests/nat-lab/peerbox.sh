@@ -13,7 +13,8 @@
 #   3. a link whose addresses are all gone is resolved through the DHT;
 #   4. (cone) after two friends' daemons downloaded the link (a2 next to Alice, b1
 #      behind the other NAT), a getter pulls blocks from all three seeders, whose
-#      uploads are then capped at 4 Mbit/s like home uplinks (tc tbf);
+#      uploads are then capped at 4 Mbit/s like home uplinks (tc tbf; Dave, on the
+#      getter's node, also by his own upload limit);
 #   5. with 50 ms delay and 2 % loss on the public links the transfer still completes
 #      and verifies.
 # Binary: $PEERBOX_BIN (default: target/debug/peerbox of this clone).
@@ -166,6 +167,11 @@ scenario() { # NAME NAT_A NAT_B EXPECTED_KIND
       lab_exec "$n" tc qdisc replace dev eth0 root tbf rate 4mbit burst 32kb latency 400ms ||
         { bad "4. cap $n's upload with tc tbf (kernel sch_tbf)"; ok4=0; }
     done
+    # Once Dave and the getter find each other's addresses on b1, their traffic
+    # goes over b1's loopback, past tc: uncapped, Dave sent all 8 MiB before the
+    # others' sessions opened. His own upload limit caps that path too.
+    pb b1 "$RUN/dave" settings --upload-limit 512KiB --limit-lan true >/dev/null ||
+      { bad "4. cap dave's upload with peerbox settings"; ok4=0; }
     if ((ok4)) && out=$(get b1 swarm "$LINK" --no-mdns --bootstrap "$BOOT"); then
       local served
       served=$(json_field "$out" 'len([b for b in v["sources"].values() if b > 0])')
