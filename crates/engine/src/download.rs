@@ -849,7 +849,7 @@ pub(crate) fn sync_parent(root: &Dir, path: &RelPath) -> std::io::Result<()> {
 }
 
 /// The folder holding `path`, relative to the root (`.` for the root itself).
-fn parent_of(path: &RelPath) -> &str {
+pub(crate) fn parent_of(path: &RelPath) -> &str {
     path.as_str().rsplit_once('/').map_or(".", |(p, _)| p)
 }
 

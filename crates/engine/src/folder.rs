@@ -22,7 +22,9 @@ use peerbox_proto::manifest::{FileMeta, block_count, block_size_for};
 use peerbox_store::{FileRecord, FileStamp};
 
 use crate::EngineError;
-use crate::download::{TEMP_PREFIX, TempFile, ensure_dir, lazy_temp, open_temp, set_mtime_and_mode, sync_parent};
+use crate::download::{
+    TEMP_PREFIX, TempFile, ensure_dir, lazy_temp, open_temp, parent_of, set_mtime_and_mode, sync_parent,
+};
 use crate::ignores::{IGNORE_FILE, Ignores};
 use crate::scan::{Skipped, Stamp, stamp_of};
 
@@ -312,9 +314,10 @@ pub fn local_stamp(root: &Dir, rel: &RelPath) -> Option<Stamp> {
 /// is opened now, keeping the blocks an earlier run left that verify; one of a
 /// single block is made by its write.
 ///
-/// `folder` is the file's folder, opened once for the batch (see
+/// `folder` is the file's folder, made and opened once for the batch (see
 /// [`make_folders`]); a small file is made there without a name where the system
-/// can, and named when put in place.
+/// can, and named when put in place. Without it, the folder is made here, or
+/// the reason it cannot be is returned.
 pub fn start_pull(
     root: &Arc<Dir>,
     root_path: &Path,
@@ -322,7 +325,9 @@ pub fn start_pull(
     meta: &FileMeta,
     folder: Option<&Arc<Dir>>,
 ) -> Result<TempFile, EngineError> {
-    if let Some(parent) = rel.ancestors().last() {
+    if folder.is_none()
+        && let Some(parent) = rel.ancestors().last()
+    {
         ensure_dir(root, root_path, parent)?;
     }
     if block_count(meta.size, meta.block_size) <= 1 {
@@ -461,7 +466,7 @@ pub fn place_pull(
 pub fn make_folders<'a>(root: &Dir, root_path: &Path, rels: impl IntoIterator<Item = &'a RelPath>) -> Folders {
     let mut out = HashMap::new();
     for rel in rels {
-        let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
+        let parent = parent_of(rel);
         if !out.contains_key(parent) {
             let made = ensure_dir(root, root_path, parent).is_ok();
             out.insert(parent.to_owned(), made.then(|| root.open_dir(parent).ok().map(Arc::new)).flatten());
@@ -475,7 +480,7 @@ pub type Folders = HashMap<String, Option<Arc<Dir>>>;
 
 /// The folder of `rel` among those [`make_folders`] opened.
 pub fn folder_of<'a>(folders: &'a Folders, rel: &RelPath) -> Option<&'a Arc<Dir>> {
-    folders.get(rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p))?.as_ref()
+    folders.get(parent_of(rel))?.as_ref()
 }
 
 /// Makes the renames of a batch durable: one fsync per distinct directory of
@@ -487,7 +492,7 @@ pub fn sync_dirs<'a>(
 ) -> Result<(), EngineError> {
     let mut seen = HashSet::new();
     for rel in rels {
-        let parent = rel.as_str().rsplit_once('/').map_or(".", |(p, _)| p);
+        let parent = parent_of(rel);
         if seen.insert(parent.to_owned()) {
             sync_parent(root, rel).map_err(|e| EngineError::io(&root_path.join(parent), e))?;
         }

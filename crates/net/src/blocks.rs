@@ -31,7 +31,8 @@ pub const MAX_SESSIONS: usize = 64;
 pub const READ_AHEAD: usize = 4;
 /// Requests a session accepts before it stops reading more: the per-peer budget.
 pub const MAX_QUEUED: usize = 512;
-/// What a sharer gathers before writing to the stream.
+/// What a server gathers before writing to a stream: link blocks here, folder-sync
+/// answers in `sync`.
 pub(crate) const SEND_BUFFER: usize = 64 << 10;
 /// How long a new stream may take to say what it wants.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
