@@ -2575,9 +2575,9 @@ impl SyncSource for FolderSource {
         let mut held = 0;
         let mut out = Vec::new();
         for chunk in asks.chunks(32) {
-            let recs: Vec<Option<FileRecord>> = {
+            let recs: Vec<Option<peerbox_store::BlockSource>> = {
                 let st = lock(&self.0.store);
-                chunk.iter().map(|a| st.file(&a.folder, &a.path).ok().flatten()).collect()
+                chunk.iter().map(|a| st.block_source(&a.folder, &a.path, a.index).ok().flatten()).collect()
             };
             for (a, rec) in chunk.iter().zip(recs) {
                 let f = folders.entry(a.folder).or_insert_with(|| {
@@ -2614,7 +2614,7 @@ fn pull_window<'a>(files: impl Iterator<Item = &'a FileMeta>) -> usize {
 fn read_served_block(
     root: &cap_std::fs::Dir,
     ignores: &Ignores,
-    rec: &FileRecord,
+    rec: &peerbox_store::BlockSource,
     path: &str,
     index: u32,
     hash: [u8; 32],
@@ -2623,13 +2623,12 @@ fn read_served_block(
     if ignores.is_ignored(rel.as_str(), false) {
         return None;
     }
-    if rec.deleted || rec.dir || !rec.have || rec.blocks.get(index as usize) != Some(&hash) {
+    if !rec.servable || rec.hash != Some(hash) {
         return None;
     }
     let f = root.open(rel.as_str()).ok()?.into_std();
     let len = block_len(rec.size, rec.block_size, index as u64) as usize;
-    let mut buf = vec![0u8; len];
-    peerbox_engine::io::read_at(&f, &mut buf, index as u64 * rec.block_size as u64).ok()?;
+    let buf = peerbox_engine::io::read_new(&f, len, index as u64 * rec.block_size as u64).ok()?;
     // The file may have changed since it was scanned: serve only what matches.
     // Unchanged since (its stamp, taken after the read, is the index's), it is
     // what was hashed; only a changed one is hashed again here.

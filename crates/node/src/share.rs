@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use libp2p::PeerId;
 use peerbox_engine::{HashCache, Scanned, Stamp, stamp_of};
 use peerbox_net::blocks::{BlockSource, ShareReader};
@@ -191,10 +191,9 @@ impl ShareReader for OpenShare {
         }
         let f = self.file(file).ok_or(MissingReason::Changed)?;
         let len = block_len(meta.size, meta.block_size, block as u64) as usize;
-        let mut buf = BytesMut::zeroed(len);
-        peerbox_engine::io::read_at(&f, &mut buf, block as u64 * meta.block_size as u64)
+        let buf = peerbox_engine::io::read_new(&f, len, block as u64 * meta.block_size as u64)
             .map_err(|_| MissingReason::Unreadable)?;
-        Ok(buf.freeze())
+        Ok(Bytes::from(buf))
     }
 
     fn still_valid(&self) -> bool {

@@ -124,6 +124,21 @@ pub struct FileRecord {
 const FILE_COLS: &str =
     "path, dir, deleted, size, mtime_ns, executable, block_size, blocks, version, seq, modified_by, have";
 
+/// One block of a file as this device's record has it (see [`Store::block_source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSource {
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The file's block size.
+    pub block_size: u32,
+    /// The block's hash; `None` past the file's last block.
+    pub hash: Option<[u8; 32]>,
+    /// A file this device has the content of (not a folder, not deleted).
+    pub servable: bool,
+    /// The file on disk when it was last scanned.
+    pub local: Option<FileStamp>,
+}
+
 /// A record's values in `FILE_COLS` order: what every table of file records
 /// stores, so the three that do cannot drift apart.
 fn file_values(f: &FileRecord) -> [Value; 12] {
@@ -347,6 +362,30 @@ impl Store {
                 let mut f = file_from_row(r)?;
                 f.local = local_from_row(r, 12)?;
                 Ok(f)
+            })
+            .optional()?)
+    }
+
+    /// What serving block `index` of `path` needs from its record, without the
+    /// rest of its block list: for a large file that list is most of the row,
+    /// and a member pulling it asks once per block.
+    pub fn block_source(&self, folder: &FolderId, path: &str, index: u32) -> Result<Option<BlockSource>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT dir, deleted, have, size, block_size, substr(blocks, ?3 * 32 + 1, 32),
+                    local_size, local_mtime_ns, local_inode
+             FROM files WHERE folder_id = ?1 AND path = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![&folder[..], path, i64::from(index)], |r| {
+                let (dir, deleted, have): (bool, bool, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                let hash: Vec<u8> = r.get(5)?;
+                Ok(BlockSource {
+                    size: r.get::<_, i64>(3)? as u64,
+                    block_size: r.get(4)?,
+                    hash: hash.try_into().ok(),
+                    servable: have && !deleted && !dir,
+                    local: local_from_row(r, 6)?,
+                })
             })
             .optional()?)
     }

@@ -19,7 +19,7 @@ use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::StoreError;
-pub use folders::{DEFAULT_KEEP_VERSIONS, FileRecord, FolderMode, FolderRow, JoinRequest, Member};
+pub use folders::{BlockSource, DEFAULT_KEEP_VERSIONS, FileRecord, FolderMode, FolderRow, JoinRequest, Member};
 pub use transfers::TransferRow;
 
 /// Result alias for store operations.
@@ -507,16 +507,7 @@ mod tests {
         let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
         let id = [7; 16];
         let before = s.generation();
-        s.add_folder(&FolderRow {
-            id,
-            name: "f".into(),
-            path: dir.path().join("f"),
-            mode: FolderMode::SendReceive,
-            read_write: true,
-            paused: None,
-            keep_versions: 0,
-        })
-        .unwrap();
+        s.add_folder(&folder_row(id, dir.path())).unwrap();
         let added = s.generation();
         assert!(added > before);
         s.folders().unwrap();
@@ -543,6 +534,55 @@ mod tests {
         assert!(local > added);
         s.put_remote(&id, b"peer", &[rec], 1).unwrap();
         assert!(s.generation() > local);
+    }
+
+    fn folder_row(id: [u8; 16], dir: &Path) -> FolderRow {
+        FolderRow {
+            id,
+            name: "f".into(),
+            path: dir.join("f"),
+            mode: FolderMode::SendReceive,
+            read_write: true,
+            paused: None,
+            keep_versions: 0,
+        }
+    }
+
+    #[test]
+    fn a_block_source_is_the_record_s_hash_at_that_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
+        let id = [7; 16];
+        s.add_folder(&folder_row(id, dir.path())).unwrap();
+        let stamp = FileStamp { size: 300_000, mtime_ns: 5, inode: 9 };
+        let rec = |path: &str, deleted: bool| FileRecord {
+            path: path.into(),
+            dir: false,
+            deleted,
+            size: 300_000,
+            mtime_ns: 0,
+            executable: false,
+            block_size: 1 << 17,
+            blocks: vec![[1; 32], [2; 32], [3; 32]],
+            version: Default::default(),
+            seq: 0,
+            modified_by: 1,
+            have: true,
+            local: Some(stamp),
+        };
+        s.put_files(&id, &mut [rec("a", false), rec("gone", true)]).unwrap();
+        let at = |path: &str, i: u32| s.block_source(&id, path, i).unwrap();
+        let first = at("a", 0).unwrap();
+        assert_eq!(
+            first,
+            BlockSource { size: 300_000, block_size: 1 << 17, hash: Some([1; 32]), servable: true, local: Some(stamp) }
+        );
+        assert_eq!(at("a", 2).unwrap().hash, Some([3; 32]));
+        assert_eq!(at("a", 3).unwrap().hash, None, "past the last block");
+        assert_eq!(at("a", u32::MAX).unwrap().hash, None);
+        assert!(!at("gone", 0).unwrap().servable, "a deleted file serves nothing");
+        assert_eq!(at("missing", 0), None);
+        assert_eq!(s.block_source(&[8; 16], "a", 0).unwrap(), None, "another folder");
     }
 
     fn file(path: &str, size: u64) -> SharedEntry {
