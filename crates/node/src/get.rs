@@ -778,7 +778,12 @@ impl Plan {
             // A complete file is put in place with the others of its batch at the
             // end of the round (`finish_complete`): one durability pass for all.
             match tmp.write_block(req.block as u64, &data) {
-                Ok(w) if w.fresh => Ok(Wrote::Kept(len)),
+                Ok(w) if w.fresh => {
+                    if w.complete {
+                        dl.completed();
+                    }
+                    Ok(Wrote::Kept(len))
+                }
                 Ok(_) => Ok(Wrote::Nothing),
                 Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
                 Err(e) => {
