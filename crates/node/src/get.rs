@@ -43,6 +43,8 @@ const QUEUED_BYTES: u64 = 8 << 20;
 const WRITING_BYTES: u64 = 16 << 20;
 /// Verified writes running at once, at most (small blocks).
 const MAX_WRITES: usize = 4;
+/// Bytes of received blocks handed to one blocking task to verify and write.
+const WRITE_BATCH_BYTES: usize = 1 << 20;
 /// How long a download looks for other sources in the DHT before it starts.
 const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
 /// Sources used at once besides the sharer.
@@ -692,36 +694,55 @@ impl Plan {
         tokio::pin!(all_in);
         while open || !writes.is_empty() {
             tokio::select! {
-                r = rx.recv(), if open && writes.len() < max_writes => match r {
-                    None => open = false,
-                    Some((req, Ok(data))) => writes.push(self.write(req, data)),
-                    Some((req, Err(reason))) => {
-                        requests.failed(req);
-                        tracing::warn!(file = req.file, block = req.block, "sharer cannot serve a block: {reason:?}");
-                        error = Some(NodeError::Incomplete(format!("the sharer could not serve some blocks ({reason:?}); the shared files may have changed")));
+                r = rx.recv(), if open && writes.len() < max_writes => {
+                    // What else has arrived goes along in the same blocking task:
+                    // small files come as many small blocks, and a hand-off to a
+                    // thread per block cost more than its write.
+                    let mut batch = Vec::new();
+                    let mut bytes = 0;
+                    let mut next = r;
+                    if next.is_none() {
+                        open = false;
                     }
-                },
-                Some((req, w)) = writes.next(), if !writes.is_empty() => match w {
-                    Ok(Ok(Wrote::Kept(len))) => {
-                        requests.arrived(req);
-                        kept += len;
-                        progress.send_modify(|p| p.done_bytes += len);
-                    }
-                    Ok(Ok(Wrote::Nothing)) => requests.arrived(req),
-                    Ok(Ok(Wrote::Bad)) => {
-                        requests.failed(req);
-                        bad += 1;
-                        if bad == BAD_BLOCKS_LIMIT {
-                            error = Some(NodeError::BadSource);
+                    while let Some((req, got)) = next.take() {
+                        match got {
+                            Ok(data) => {
+                                bytes += data.len();
+                                batch.push((req, data));
+                            }
+                            Err(reason) => {
+                                requests.failed(req);
+                                tracing::warn!(file = req.file, block = req.block, "sharer cannot serve a block: {reason:?}");
+                                error = Some(NodeError::Incomplete(format!("the sharer could not serve some blocks ({reason:?}); the shared files may have changed")));
+                            }
+                        }
+                        if bytes < WRITE_BATCH_BYTES {
+                            next = rx.try_recv().ok();
                         }
                     }
-                    Ok(Err(e)) => {
-                        requests.failed(req);
-                        if error.is_none() || !matches!(e, NodeError::Engine(_)) {
-                            error = Some(e);
-                        }
+                    if !batch.is_empty() {
+                        writes.push(self.write(batch));
                     }
-                    Err(e) => error = Some(NodeError::Internal(e.to_string())),
+                }
+                Some(done) = writes.next(), if !writes.is_empty() => for (req, w) in done {
+                    match w {
+                        Ok(Ok(Wrote::Kept(len))) => kept += arrived(&requests, progress, req, len),
+                        Ok(Ok(Wrote::Nothing)) => requests.arrived(req),
+                        Ok(Ok(Wrote::Bad)) => {
+                            requests.failed(req);
+                            bad += 1;
+                            if bad == BAD_BLOCKS_LIMIT {
+                                error = Some(NodeError::BadSource);
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            requests.failed(req);
+                            if error.is_none() || !matches!(e, NodeError::Engine(_)) {
+                                error = Some(e);
+                            }
+                        }
+                        Err(e) => error = Some(NodeError::Internal(e)),
+                    }
                 },
                 // Other sessions brought in what this one still waits for.
                 () = &mut all_in, if open => {
@@ -738,15 +759,13 @@ impl Plan {
                 break;
             }
         }
-        while let Some((req, w)) = writes.next().await {
-            match w {
-                Ok(Ok(Wrote::Kept(len))) => {
-                    requests.arrived(req);
-                    kept += len;
-                    progress.send_modify(|p| p.done_bytes += len);
+        while let Some(done) = writes.next().await {
+            for (req, w) in done {
+                match w {
+                    Ok(Ok(Wrote::Kept(len))) => kept += arrived(&requests, progress, req, len),
+                    Ok(Ok(Wrote::Nothing)) => requests.arrived(req),
+                    _ => requests.failed(req),
                 }
-                Ok(Ok(Wrote::Nothing)) => requests.arrived(req),
-                _ => requests.failed(req),
             }
         }
         // What it was still asked for goes back to the round's other sessions.
@@ -761,39 +780,69 @@ impl Plan {
         (kept, error)
     }
 
-    /// Verifies and writes one block on a blocking thread.
+    /// Verifies and writes blocks on a blocking thread, one after the other.
     fn write(
         &self,
-        req: BlockRequest,
-        data: bytes::Bytes,
-    ) -> impl Future<Output = (BlockRequest, Result<Result<Wrote, NodeError>, tokio::task::JoinError>)> + use<> {
+        batch: Vec<(BlockRequest, bytes::Bytes)>,
+    ) -> impl Future<Output = Vec<(BlockRequest, WriteResult)>> + use<> {
         let dl = self.dl.clone();
-        let idx = self.by_entry.get(&req.file).copied();
+        let at: Vec<Option<usize>> = batch.iter().map(|(req, _)| self.by_entry.get(&req.file).copied()).collect();
         let bad = self.bad_blocks.clone();
+        let reqs: Vec<BlockRequest> = batch.iter().map(|(req, _)| *req).collect();
         let task = tokio::task::spawn_blocking(move || {
-            let Some(idx) = idx else { return Ok(Wrote::Nothing) };
-            let f = &dl.files[idx];
-            let FileStatus::Pending(tmp) = &f.status else { return Ok(Wrote::Nothing) };
-            let len = data.len() as u64;
-            // A complete file is put in place with the others of its batch at the
-            // end of the round (`finish_complete`): one durability pass for all.
-            match tmp.write_block(req.block as u64, &data) {
-                Ok(w) if w.fresh => {
-                    if w.complete {
-                        dl.completed();
-                    }
-                    Ok(Wrote::Kept(len))
-                }
-                Ok(_) => Ok(Wrote::Nothing),
-                Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
-                Err(e) => {
-                    *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                    tracing::warn!(path = %f.path, "discarded a block from the sharer: {e}");
-                    Ok(Wrote::Bad)
-                }
-            }
+            batch
+                .into_iter()
+                .zip(at)
+                .map(|((req, data), idx)| write_one(&dl, &bad, req, &data, idx))
+                .collect::<Vec<_>>()
         });
-        async move { (req, task.await) }
+        async move {
+            match task.await {
+                Ok(done) => reqs.into_iter().zip(done.into_iter().map(Ok)).collect(),
+                Err(e) => reqs.into_iter().map(|req| (req, Err(e.to_string()))).collect(),
+            }
+        }
+    }
+}
+
+/// Counts a block verified and written: its `len` bytes.
+fn arrived(requests: &SessionBlocks, progress: &watch::Sender<GetProgress>, req: BlockRequest, len: u64) -> u64 {
+    requests.arrived(req);
+    progress.send_modify(|p| p.done_bytes += len);
+    len
+}
+
+/// What came of writing one block, or why its blocking task did not run.
+type WriteResult = Result<Result<Wrote, NodeError>, String>;
+
+/// Verifies and writes one block of the file at `idx` in `dl.files`.
+fn write_one(
+    dl: &Download,
+    bad: &Mutex<u64>,
+    req: BlockRequest,
+    data: &[u8],
+    idx: Option<usize>,
+) -> Result<Wrote, NodeError> {
+    let Some(idx) = idx else { return Ok(Wrote::Nothing) };
+    let f = &dl.files[idx];
+    let FileStatus::Pending(tmp) = &f.status else { return Ok(Wrote::Nothing) };
+    let len = data.len() as u64;
+    // A complete file is put in place with the others of its batch at the
+    // end of the round (`finish_complete`): one durability pass for all.
+    match tmp.write_block(req.block as u64, data) {
+        Ok(w) if w.fresh => {
+            if w.complete {
+                dl.completed();
+            }
+            Ok(Wrote::Kept(len))
+        }
+        Ok(_) => Ok(Wrote::Nothing),
+        Err(BlockError::Io(e)) => Err(NodeError::io(&dl.final_path(&f.path), e)),
+        Err(e) => {
+            *bad.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            tracing::warn!(path = %f.path, "discarded a block from the sharer: {e}");
+            Ok(Wrote::Bad)
+        }
     }
 }
 
