@@ -2575,9 +2575,9 @@ impl SyncSource for FolderSource {
         let mut held = 0;
         let mut out = Vec::new();
         for chunk in asks.chunks(32) {
-            let recs: Vec<Option<peerbox_store::BlockSource>> = {
+            let recs: Vec<Option<peerbox_store::BlockRecord>> = {
                 let st = lock(&self.0.store);
-                chunk.iter().map(|a| st.block_source(&a.folder, &a.path, a.index).ok().flatten()).collect()
+                chunk.iter().map(|a| st.block_record(&a.folder, &a.path, a.index).ok().flatten()).collect()
             };
             for (a, rec) in chunk.iter().zip(recs) {
                 let f = folders.entry(a.folder).or_insert_with(|| {
@@ -2614,7 +2614,7 @@ fn pull_window<'a>(files: impl Iterator<Item = &'a FileMeta>) -> usize {
 fn read_served_block(
     root: &cap_std::fs::Dir,
     ignores: &Ignores,
-    rec: &peerbox_store::BlockSource,
+    rec: &peerbox_store::BlockRecord,
     path: &str,
     index: u32,
     hash: [u8; 32],

@@ -124,9 +124,9 @@ pub struct FileRecord {
 const FILE_COLS: &str =
     "path, dir, deleted, size, mtime_ns, executable, block_size, blocks, version, seq, modified_by, have";
 
-/// One block of a file as this device's record has it (see [`Store::block_source`]).
+/// One block of a file as this device's record has it (see [`Store::block_record`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockSource {
+pub struct BlockRecord {
     /// The file's size in bytes.
     pub size: u64,
     /// The file's block size.
@@ -369,7 +369,7 @@ impl Store {
     /// What serving block `index` of `path` needs from its record, without the
     /// rest of its block list: for a large file that list is most of the row,
     /// and a member pulling it asks once per block.
-    pub fn block_source(&self, folder: &FolderId, path: &str, index: u32) -> Result<Option<BlockSource>> {
+    pub fn block_record(&self, folder: &FolderId, path: &str, index: u32) -> Result<Option<BlockRecord>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT dir, deleted, have, size, block_size, substr(blocks, ?3 * 32 + 1, 32),
                     local_size, local_mtime_ns, local_inode
@@ -379,7 +379,7 @@ impl Store {
             .query_row(params![&folder[..], path, i64::from(index)], |r| {
                 let (dir, deleted, have): (bool, bool, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
                 let hash: Vec<u8> = r.get(5)?;
-                Ok(BlockSource {
+                Ok(BlockRecord {
                     size: r.get::<_, i64>(3)? as u64,
                     block_size: r.get(4)?,
                     hash: hash.try_into().ok(),

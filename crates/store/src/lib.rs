@@ -19,7 +19,7 @@ use peerbox_proto::manifest::{BlockHash, Entry, EntryKind, FileMeta};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::StoreError;
-pub use folders::{BlockSource, DEFAULT_KEEP_VERSIONS, FileRecord, FolderMode, FolderRow, JoinRequest, Member};
+pub use folders::{BlockRecord, DEFAULT_KEEP_VERSIONS, FileRecord, FolderMode, FolderRow, JoinRequest, Member};
 pub use transfers::TransferRow;
 
 /// Result alias for store operations.
@@ -549,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn a_block_source_is_the_record_s_hash_at_that_index() {
+    fn a_block_record_is_the_record_s_hash_at_that_index() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
         let id = [7; 16];
@@ -571,18 +571,18 @@ mod tests {
             local: Some(stamp),
         };
         s.put_files(&id, &mut [rec("a", false), rec("gone", true)]).unwrap();
-        let at = |path: &str, i: u32| s.block_source(&id, path, i).unwrap();
+        let at = |path: &str, i: u32| s.block_record(&id, path, i).unwrap();
         let first = at("a", 0).unwrap();
         assert_eq!(
             first,
-            BlockSource { size: 300_000, block_size: 1 << 17, hash: Some([1; 32]), servable: true, local: Some(stamp) }
+            BlockRecord { size: 300_000, block_size: 1 << 17, hash: Some([1; 32]), servable: true, local: Some(stamp) }
         );
         assert_eq!(at("a", 2).unwrap().hash, Some([3; 32]));
         assert_eq!(at("a", 3).unwrap().hash, None, "past the last block");
         assert_eq!(at("a", u32::MAX).unwrap().hash, None);
         assert!(!at("gone", 0).unwrap().servable, "a deleted file serves nothing");
         assert_eq!(at("missing", 0), None);
-        assert_eq!(s.block_source(&[8; 16], "a", 0).unwrap(), None, "another folder");
+        assert_eq!(s.block_record(&[8; 16], "a", 0).unwrap(), None, "another folder");
     }
 
     fn file(path: &str, size: u64) -> SharedEntry {
