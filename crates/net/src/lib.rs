@@ -15,6 +15,7 @@ pub mod drop;
 mod error;
 pub mod rate;
 mod swarm;
+mod mux;
 pub mod sync;
 mod tls;
 
