@@ -13,16 +13,19 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
 use peerbox_proto::RelPath;
-use peerbox_proto::blocks::{ClientMsg, MANIFEST_PART_BYTES, MissingReason, Refusal, ServerMsg, Tag, block_header};
+use peerbox_proto::blocks::{
+    ClientMsg, MANIFEST_PART_BYTES, MissingReason, Refusal, ServerMsg, Tag, block_header, parse_header,
+};
 use peerbox_proto::manifest::{ContentHasher, Entry, EntryError, MAX_ENTRIES};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::frame::{FrameReader, ReadError, read_frame};
+use crate::Buffers;
+use crate::frame::{FrameReader, ReadError, read_frame, read_header};
 
 /// Sessions a sharer serves at once; more are told `Busy`.
 pub const MAX_SESSIONS: usize = 64;
@@ -410,13 +413,15 @@ fn tag_of(m: &ServerMsg) -> Tag {
 pub type Fetched = (BlockRequest, Result<Bytes, MissingReason>);
 
 /// Fetches `requests` over an opened session with up to `window` in flight, sending
-/// each answer to `results` (unverified: the caller checks hashes). Returns when
-/// every request is answered, or on the first protocol or connection error.
+/// each answer to `results` (unverified: the caller checks hashes). Blocks arrive
+/// in buffers from `buffers`; the caller gives them back once written. Returns
+/// when every request is answered, or on the first protocol or connection error.
 pub async fn fetch<S>(
     mut stream: S,
     requests: impl IntoIterator<Item = BlockRequest>,
     window: usize,
     results: mpsc::Sender<Fetched>,
+    buffers: Buffers,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -445,12 +450,13 @@ where
             stream.close().await?;
             return Ok(());
         }
-        let frame =
-            tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await.map_err(|_| SessionError::Timeout)??;
-        let Some((tag, payload)) = frame else {
+        let answer = tokio::time::timeout(IDLE_TIMEOUT, read_answer(&mut stream, &buffers))
+            .await
+            .map_err(|_| SessionError::Timeout)??;
+        let Some(msg) = answer else {
             return Err(SessionError::Protocol("the sharer closed the session early".into()));
         };
-        let (req, result) = match ServerMsg::decode(tag, payload).map_err(|e| SessionError::Protocol(e.to_string()))? {
+        let (req, result) = match msg {
             ServerMsg::Block { req, data } => (req, Ok(data)),
             ServerMsg::Missing { req, reason } => (req, Err(reason)),
             ServerMsg::Refused(r) => return Err(SessionError::Refused(r)),
@@ -464,6 +470,27 @@ where
             return Ok(());
         }
     }
+}
+
+/// Reads the sharer's next frame; `Ok(None)` on a clean end. A block's bytes
+/// go straight into a buffer from `buffers` (after its request number), so the
+/// buffer holds the block alone and can be given back whole.
+async fn read_answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffers: &Buffers,
+) -> Result<Option<ServerMsg>, SessionError> {
+    let Some(header) = read_header(stream).await? else { return Ok(None) };
+    let (tag, len) = parse_header(header).map_err(ReadError::from)?;
+    if tag == Tag::Block && len >= 4 {
+        let mut req = [0u8; 4];
+        stream.read_exact(&mut req).await.map_err(ReadError::from)?;
+        let mut data = buffers.take(len - 4);
+        stream.read_exact(&mut data).await.map_err(ReadError::from)?;
+        return Ok(Some(ServerMsg::Block { req: u32::from_be_bytes(req), data: data.freeze() }));
+    }
+    let mut payload = BytesMut::zeroed(len);
+    stream.read_exact(&mut payload).await.map_err(ReadError::from)?;
+    ServerMsg::decode(tag, payload.freeze()).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]
@@ -538,7 +565,7 @@ mod tests {
         assert_eq!(opened.entries.len(), 1);
         let (tx, mut rx) = mpsc::channel(4);
         let reqs: Vec<_> = (0..6).map(|block| BlockRequest { file: 0, block }).collect();
-        let client = tokio::spawn(fetch(opened.stream, reqs, 3, tx));
+        let client = tokio::spawn(fetch(opened.stream, reqs, 3, tx, Buffers::default()));
         let mut got = vec![Vec::new(); 6];
         while let Some((r, data)) = rx.recv().await {
             got[r.block as usize] = data.unwrap().to_vec();
@@ -568,7 +595,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         // A million requests for block 0: the sharer stops after a few.
         let reqs = std::iter::repeat_n(BlockRequest { file: 0, block: 0 }, 1_000_000);
-        let client = tokio::spawn(fetch(opened.stream, reqs, 64, tx));
+        let client = tokio::spawn(fetch(opened.stream, reqs, 64, tx, Buffers::default()));
         let mut answered = 0;
         while rx.recv().await.is_some() {
             answered += 1;

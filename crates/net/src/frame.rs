@@ -28,6 +28,16 @@ pub async fn read_frame_with<R: AsyncRead + Unpin, T>(
     r: &mut R,
     parse: impl Fn([u8; HEADER_LEN]) -> Result<(T, usize), FrameError>,
 ) -> Result<Option<(T, Bytes)>, ReadError> {
+    let Some(header) = read_header(r).await? else { return Ok(None) };
+    let (tag, len) = parse(header)?;
+    let mut buf = BytesMut::zeroed(len);
+    r.read_exact(&mut buf).await?;
+    Ok(Some((tag, buf.freeze())))
+}
+
+/// Reads a frame's header, unchecked; `Ok(None)` on a clean end of stream
+/// between frames. The caller checks it before reading the payload.
+pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<[u8; HEADER_LEN]>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -40,10 +50,7 @@ pub async fn read_frame_with<R: AsyncRead + Unpin, T>(
         }
         got += n;
     }
-    let (tag, len) = parse(header)?;
-    let mut buf = BytesMut::zeroed(len);
-    r.read_exact(&mut buf).await?;
-    Ok(Some((tag, buf.freeze())))
+    Ok(Some(header))
 }
 
 /// Reads frames from a stream, keeping what it has read of a frame between calls:

@@ -11,14 +11,16 @@
 //! into the server side.
 
 pub mod blocks;
+mod buffers;
 pub mod drop;
 mod error;
+mod mux;
 pub mod rate;
 mod swarm;
-mod mux;
 pub mod sync;
 mod tls;
 
+pub use buffers::Buffers;
 pub use error::NetError;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
 pub use swarm::{

@@ -9,17 +9,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::PeerId;
 use peerbox_proto::index::{
-    FolderId, SyncFrame, SyncRefusal, SyncRequest, SyncResponse, WireMember, WireRecord, parse_header,
+    FolderId, SyncFrame, SyncRefusal, SyncRequest, SyncResponse, TAG_BLOCK, WireMember, WireRecord, parse_header,
 };
 use peerbox_proto::manifest::BlockHash;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::Buffers;
 use crate::blocks::SessionError;
-use crate::frame::{FrameReader, read_frame_with};
+use crate::frame::{FrameReader, ReadError, read_frame_with, read_header};
 
 /// How long a long-polled index request is held before an empty answer.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
@@ -345,12 +346,14 @@ pub struct FolderBlock {
 
 /// Fetches `blocks` of `folder` with up to `window` requests written ahead; each
 /// answer (unverified bytes, or `None` if the peer lacks it) goes to `results`.
+/// Blocks arrive in buffers from `buffers`; the caller gives them back once written.
 pub async fn fetch_blocks<S>(
     mut stream: S,
     folder: FolderId,
     blocks: Vec<FolderBlock>,
     window: usize,
     results: mpsc::Sender<(FolderBlock, Option<Bytes>)>,
+    buffers: Buffers,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -386,7 +389,10 @@ where
             stream.close().await?;
             return Ok(());
         };
-        let (got, data) = match read(&mut stream, IDLE).await? {
+        let answer = tokio::time::timeout(IDLE, read_pulled(&mut stream, &buffers))
+            .await
+            .map_err(|_| SessionError::Timeout)??;
+        let (got, data) = match answer {
             Some(SyncFrame::Block { req, data }) => (req, Some(data)),
             Some(SyncFrame::Response(SyncResponse::Missing { req })) => (req, None),
             Some(SyncFrame::Response(SyncResponse::Refused(r))) => {
@@ -402,6 +408,24 @@ where
             return Ok(());
         }
     }
+}
+
+/// Reads a puller's next frame; `Ok(None)` on a clean end. A block's bytes go
+/// straight into a buffer from `buffers` (after its request number), so the
+/// buffer holds the block alone and can be given back whole.
+async fn read_pulled<S: AsyncRead + Unpin>(s: &mut S, buffers: &Buffers) -> Result<Option<SyncFrame>, SessionError> {
+    let Some(header) = read_header(s).await? else { return Ok(None) };
+    let (tag, len) = parse_header(header).map_err(ReadError::from)?;
+    if tag == TAG_BLOCK && len >= 4 {
+        let mut req = [0u8; 4];
+        s.read_exact(&mut req).await?;
+        let mut data = buffers.take(len - 4);
+        s.read_exact(&mut data).await?;
+        return Ok(Some(SyncFrame::Block { req: u32::from_be_bytes(req), data: data.freeze() }));
+    }
+    let mut payload = BytesMut::zeroed(len);
+    s.read_exact(&mut payload).await?;
+    SyncFrame::decode(tag, payload.freeze()).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]
@@ -458,7 +482,7 @@ mod tests {
         let (a, b) = tokio::io::duplex(256 * 1024);
         let server = tokio::spawn(serve_stream(PeerId::random(), b.compat(), src));
         let (tx, mut rx) = mpsc::channel(1024);
-        fetch_blocks(a.compat(), [1; 16], asks, window, tx).await.expect("fetch");
+        fetch_blocks(a.compat(), [1; 16], asks, window, tx, Buffers::default()).await.expect("fetch");
         server.await.expect("join").expect("served");
         let mut got = Vec::new();
         while let Some(x) = rx.recv().await {

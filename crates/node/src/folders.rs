@@ -1808,7 +1808,8 @@ impl FolderTask {
                 }
                 let Ok(stream) = net.open_stream(peer, PROTOCOL).await else { return };
                 let (tx, mut rx) = mpsc::channel::<(FolderBlock, Option<Bytes>)>(8);
-                let fetch = tokio::spawn(proto_sync::fetch_blocks(stream, folder, blocks, window, tx));
+                let buffers = peerbox_net::Buffers::default();
+                let fetch = tokio::spawn(proto_sync::fetch_blocks(stream, folder, blocks, window, tx, buffers.clone()));
                 // Verify and write several blocks at once (hashing is the costly part),
                 // a bounded number so memory stays bounded too.
                 let mut writes = futures::stream::FuturesUnordered::new();
@@ -1837,8 +1838,16 @@ impl FolderTask {
                                     }
                                 }
                                 if !batch.is_empty() {
+                                    let buffers = buffers.clone();
                                     writes.push(tokio::task::spawn_blocking(move || {
-                                        batch.into_iter().map(|(tmp, i, data)| tmp.write_block(i as u64, &data)).collect::<Vec<_>>()
+                                        batch
+                                            .into_iter()
+                                            .map(|(tmp, i, data)| {
+                                                let wrote = tmp.write_block(i as u64, &data);
+                                                buffers.give_back(data);
+                                                wrote
+                                            })
+                                            .collect::<Vec<_>>()
                                     }));
                                 }
                             }

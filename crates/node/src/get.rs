@@ -684,7 +684,8 @@ impl Plan {
         let window = b.window.min(window_cap);
         let max_writes = b.writes;
         let (tx, mut rx) = mpsc::channel(b.queued);
-        let session = tokio::spawn(blocks::fetch(stream, requests.clone(), window, tx));
+        let buffers = peerbox_net::Buffers::default();
+        let session = tokio::spawn(blocks::fetch(stream, requests.clone(), window, tx, buffers.clone()));
         let mut writes = FuturesUnordered::new();
         let mut kept = 0u64;
         let mut error = None;
@@ -721,7 +722,7 @@ impl Plan {
                         }
                     }
                     if !batch.is_empty() {
-                        writes.push(self.write(batch));
+                        writes.push(self.write(batch, &buffers));
                     }
                 }
                 Some(done) = writes.next(), if !writes.is_empty() => for (req, w) in done {
@@ -780,20 +781,27 @@ impl Plan {
         (kept, error)
     }
 
-    /// Verifies and writes blocks on a blocking thread, one after the other.
+    /// Verifies and writes blocks on a blocking thread, one after the other, and
+    /// gives their buffers back to `buffers`.
     fn write(
         &self,
         batch: Vec<(BlockRequest, bytes::Bytes)>,
+        buffers: &peerbox_net::Buffers,
     ) -> impl Future<Output = Vec<(BlockRequest, WriteResult)>> + use<> {
         let dl = self.dl.clone();
         let at: Vec<Option<usize>> = batch.iter().map(|(req, _)| self.by_entry.get(&req.file).copied()).collect();
         let bad = self.bad_blocks.clone();
         let reqs: Vec<BlockRequest> = batch.iter().map(|(req, _)| *req).collect();
+        let buffers = buffers.clone();
         let task = tokio::task::spawn_blocking(move || {
             batch
                 .into_iter()
                 .zip(at)
-                .map(|((req, data), idx)| write_one(&dl, &bad, req, &data, idx))
+                .map(|((req, data), idx)| {
+                    let wrote = write_one(&dl, &bad, req, &data, idx);
+                    buffers.give_back(data);
+                    wrote
+                })
                 .collect::<Vec<_>>()
         });
         async move {

@@ -243,7 +243,9 @@ pub enum SyncResponse {
 
 const TAG_REQUEST: u8 = 40;
 const TAG_RESPONSE: u8 = 41;
-const TAG_BLOCK: u8 = 42;
+/// The tag of a block frame: a request number (4 bytes, big-endian), then the
+/// block. Public so a reader can put the block straight where it goes.
+pub const TAG_BLOCK: u8 = 42;
 
 /// A decoded frame of the sync protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
