@@ -7,6 +7,7 @@
 //! (the share server implements `net`'s `BlockSource` over the index and disk;
 //! downloads hand `net`'s blocks to `engine`'s verified writer).
 
+mod alloc;
 pub mod api;
 mod drops;
 mod error;
@@ -133,6 +134,7 @@ pub struct ShareOutcome {
 impl Node {
     /// Starts a node.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        alloc::reuse_freed_buffers();
         let open_files = raise_open_file_limit();
         let mut home = Home::open(&config.home)?;
         let keypair = if config.serve {
