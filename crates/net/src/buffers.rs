@@ -18,14 +18,26 @@ const MAX_FREE_BYTES: usize = 64 << 20;
 /// stream and the tasks that write them.
 #[derive(Clone, Default, Debug)]
 pub struct Buffers {
-    free: Arc<Mutex<Vec<BytesMut>>>,
+    free: Arc<Mutex<Free>>,
+}
+
+#[derive(Default, Debug)]
+struct Free {
+    buffers: Vec<BytesMut>,
+    /// Their capacities, summed.
+    bytes: usize,
 }
 
 impl Buffers {
     /// A buffer of exactly `len` bytes, to be overwritten: it holds an earlier
     /// block's bytes, or zeros.
     pub fn take(&self, len: usize) -> BytesMut {
-        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let b = free.buffers.pop();
+            free.bytes -= b.as_ref().map_or(0, BytesMut::capacity);
+            b
+        };
         match reused {
             Some(mut b) if b.capacity() >= len => {
                 // Only bytes past what the buffer held before are zeroed.
@@ -45,9 +57,9 @@ impl Buffers {
     pub fn give_back(&self, data: Bytes) {
         let Ok(b) = data.try_into_mut() else { return };
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let kept: usize = free.iter().map(BytesMut::capacity).sum();
-        if kept + b.capacity() <= MAX_FREE_BYTES {
-            free.push(b);
+        if free.bytes + b.capacity() <= MAX_FREE_BYTES {
+            free.bytes += b.capacity();
+            free.buffers.push(b);
         }
     }
 }
@@ -86,7 +98,9 @@ mod tests {
         for b in many {
             buffers.give_back(b.freeze());
         }
-        let kept: usize = buffers.free.lock().unwrap().iter().map(BytesMut::capacity).sum();
+        let free = buffers.free.lock().unwrap();
+        let kept: usize = free.buffers.iter().map(BytesMut::capacity).sum();
+        assert_eq!(kept, free.bytes);
         assert!(kept <= MAX_FREE_BYTES, "kept {kept}");
         assert!(kept >= MAX_FREE_BYTES / 2, "kept only {kept}");
     }
