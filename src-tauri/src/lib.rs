@@ -128,6 +128,8 @@ fn instance_id(home: &Path) -> String {
 /// Starts the node for the home (`PEERBOX_HOME` or the platform default) and
 /// opens the window. Returns when the app quits.
 pub fn run() -> ExitCode {
+    // Before any thread starts (see the function).
+    peerbox_node::tune_allocator();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

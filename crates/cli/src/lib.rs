@@ -547,6 +547,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the command line in `std::env::args` and returns the exit code.
 pub fn main() -> ExitCode {
+    // Before the runtime's threads start (see the function).
+    peerbox_node::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Runtime::new() {

@@ -34,6 +34,7 @@ use peerbox_proto::blocks::PROTOCOL;
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use alloc::tune_allocator;
 pub use api::{PeerInfo, Request};
 pub use drops::{DropOutcome, DropProgress};
 pub use error::{ApiError, NodeError};
@@ -134,7 +135,7 @@ pub struct ShareOutcome {
 impl Node {
     /// Starts a node.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        alloc::reuse_freed_buffers();
+        tune_allocator();
         let open_files = raise_open_file_limit();
         let mut home = Home::open(&config.home)?;
         let keypair = if config.serve {
