@@ -329,7 +329,12 @@ where
     match read(stream, timeout).await? {
         Some(SyncFrame::Response(r)) => Ok(r),
         Some(_) => Err(SessionError::Protocol("unexpected block".into())),
-        None => Err(SessionError::Protocol("stream closed".into())),
+        // Lost, not refused: libp2p-stream drops inbound streams it has no room
+        // for, and the other side never saw the request.
+        None => Err(SessionError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the stream ended before an answer",
+        ))),
     }
 }
 
@@ -512,6 +517,29 @@ mod tests {
         }
         let batches = src.batches.load(std::sync::atomic::Ordering::Relaxed);
         assert!(batches >= 10, "memory held per read is bounded: {batches} batches");
+    }
+
+    /// A stream the other side drops unread (as libp2p-stream does when its
+    /// accept queue is full) is a lost request, which the joiner asks again, not
+    /// a protocol violation.
+    #[tokio::test]
+    async fn a_request_whose_stream_is_dropped_unanswered_is_lost_not_refused() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        drop(b);
+        let join = SyncRequest::Join { folder: [1; 16], secret: [2; 32], proof: None };
+        let got = request(&mut a.compat(), join.clone(), Duration::from_secs(5)).await;
+        assert!(matches!(got, Err(SessionError::Io(_))), "{got:?}");
+
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move {
+            let mut b = b.compat();
+            let first = read_frame_with(&mut b, parse_header).await.expect("the request arrives");
+            assert!(first.is_some());
+            // Closed without an answer.
+        });
+        let got = request(&mut a.compat(), join, Duration::from_secs(5)).await;
+        server.await.unwrap();
+        assert!(matches!(got, Err(SessionError::Io(_))), "{got:?}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
