@@ -35,8 +35,6 @@ use tokio::sync::{mpsc, watch};
 use crate::NodeError;
 use crate::share::{SharedStore, lock};
 
-/// How often a device asks to join before it gives up on a stream that was lost.
-const JOIN_ATTEMPTS: u32 = 3;
 /// Debounce for watcher events: long enough to coalesce an editor's save dance,
 /// short enough that a change reaches peers well within a second.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -596,32 +594,18 @@ impl Folders {
     ) -> Result<FolderId, NodeError> {
         let path = path.to_owned();
         let addrs: Vec<Multiaddr> = link.addrs.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()).collect();
-        let mut attempt = 1;
-        let answer = loop {
-            tokio::time::timeout(Duration::from_secs(30), self.net.dial(peer, addrs.clone())).await.map_err(
-                |_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }),
-            )??;
+        tokio::time::timeout(Duration::from_secs(30), self.net.dial(peer, addrs.clone()))
+            .await
+            .map_err(|_| NodeError::Net(peerbox_net::NetError::Unreachable { peer, reason: "timed out".into() }))??;
+        // The owner gets bursts of sync streams from the members already in, and
+        // a join landing in one can be dropped unread (see `retry_early`). Asking
+        // again is safe: a device that is already a member gets the same answer.
+        let join = SyncRequest::Join { folder, secret: link.secret, proof };
+        let answer = crate::get::retry_early(|| async {
             let mut stream = self.net.open_stream(peer, PROTOCOL).await?;
-            let asked = proto_sync::request(
-                &mut stream,
-                SyncRequest::Join { folder, secret: link.secret, proof },
-                Duration::from_secs(30),
-            )
-            .await;
-            match asked {
-                // libp2p-stream drops an inbound stream that arrives while the
-                // owner's accept loop is still taking the one before (a member's
-                // pulls and polls come in bursts): the stream is reset before the
-                // owner reads it. Asking again on a new stream is safe, as the
-                // owner answers a device that is already a member the same way.
-                Err(peerbox_net::blocks::SessionError::Io(e)) if attempt < JOIN_ATTEMPTS => {
-                    tracing::info!(%peer, attempt, "the join request was lost ({e}); asking again");
-                    tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await;
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+            Ok::<_, NodeError>(proto_sync::request(&mut stream, join.clone(), Duration::from_secs(30)).await?)
+        })
+        .await?;
         let (name, read_write, members, pending) = match answer {
             SyncResponse::Joined { name, read_write, members, pending } => (name, read_write, members, pending),
             SyncResponse::Refused(r) => {
