@@ -13,9 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::FuturesOrdered;
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
 use peerbox_proto::RelPath;
 use peerbox_proto::blocks::{
@@ -25,7 +25,7 @@ use peerbox_proto::manifest::{ContentHasher, Entry, EntryError, MAX_ENTRIES};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::Buffers;
-use crate::frame::{FrameReader, ReadError, read_frame, read_header};
+use crate::frame::{FrameReader, Read, ReadError, read_frame, read_frame_or_block};
 
 /// Sessions a sharer serves at once; more are told `Busy`.
 pub const MAX_SESSIONS: usize = 64;
@@ -472,25 +472,19 @@ where
     }
 }
 
-/// Reads the sharer's next frame; `Ok(None)` on a clean end. A block's bytes
-/// go straight into a buffer from `buffers` (after its request number), so the
-/// buffer holds the block alone and can be given back whole.
+/// Reads the sharer's next frame; `Ok(None)` on a clean end. A block arrives
+/// in a buffer from `buffers`.
 async fn read_answer<S: AsyncRead + Unpin>(
     stream: &mut S,
     buffers: &Buffers,
 ) -> Result<Option<ServerMsg>, SessionError> {
-    let Some(header) = read_header(stream).await? else { return Ok(None) };
-    let (tag, len) = parse_header(header).map_err(ReadError::from)?;
-    if tag == Tag::Block && len >= 4 {
-        let mut req = [0u8; 4];
-        stream.read_exact(&mut req).await.map_err(ReadError::from)?;
-        let mut data = buffers.take(len - 4);
-        stream.read_exact(&mut data).await.map_err(ReadError::from)?;
-        return Ok(Some(ServerMsg::Block { req: u32::from_be_bytes(req), data: data.freeze() }));
+    match read_frame_or_block(stream, parse_header, Tag::Block, buffers).await? {
+        None => Ok(None),
+        Some(Read::Block { req, data }) => Ok(Some(ServerMsg::Block { req, data })),
+        Some(Read::Frame(tag, payload)) => {
+            ServerMsg::decode(tag, payload).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
+        }
     }
-    let mut payload = BytesMut::zeroed(len);
-    stream.read_exact(&mut payload).await.map_err(ReadError::from)?;
-    ServerMsg::decode(tag, payload.freeze()).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]

@@ -35,9 +35,41 @@ pub async fn read_frame_with<R: AsyncRead + Unpin, T>(
     Ok(Some((tag, buf.freeze())))
 }
 
+/// A frame read by [`read_frame_or_block`].
+pub(crate) enum Read<T> {
+    /// A block: its request number, and its bytes in a buffer of their own.
+    Block { req: u32, data: Bytes },
+    /// Any other frame: its tag and payload.
+    Frame(T, Bytes),
+}
+
+/// Reads one frame as [`read_frame_with`] does, except a frame tagged `block`
+/// (a request number, then a block): the request number is read apart and the
+/// block straight into a buffer from `buffers`, so that buffer holds the block
+/// alone and can be given back whole once it is written.
+pub(crate) async fn read_frame_or_block<R: AsyncRead + Unpin, T: PartialEq>(
+    r: &mut R,
+    parse: impl Fn([u8; HEADER_LEN]) -> Result<(T, usize), FrameError>,
+    block: T,
+    buffers: &crate::Buffers,
+) -> Result<Option<Read<T>>, ReadError> {
+    let Some(header) = read_header(r).await? else { return Ok(None) };
+    let (tag, len) = parse(header)?;
+    if tag == block && len >= 4 {
+        let mut req = [0u8; 4];
+        r.read_exact(&mut req).await?;
+        let mut data = buffers.take(len - 4);
+        r.read_exact(&mut data).await?;
+        return Ok(Some(Read::Block { req: u32::from_be_bytes(req), data: data.freeze() }));
+    }
+    let mut payload = BytesMut::zeroed(len);
+    r.read_exact(&mut payload).await?;
+    Ok(Some(Read::Frame(tag, payload.freeze())))
+}
+
 /// Reads a frame's header, unchecked; `Ok(None)` on a clean end of stream
 /// between frames. The caller checks it before reading the payload.
-pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<[u8; HEADER_LEN]>, ReadError> {
+async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<[u8; HEADER_LEN]>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {

@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
+use bytes::Bytes;
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::PeerId;
 use peerbox_proto::index::{
     FolderId, SyncFrame, SyncRefusal, SyncRequest, SyncResponse, TAG_BLOCK, WireMember, WireRecord, parse_header,
@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::Buffers;
 use crate::blocks::SessionError;
-use crate::frame::{FrameReader, ReadError, read_frame_with, read_header};
+use crate::frame::{FrameReader, Read, read_frame_or_block, read_frame_with};
 
 /// How long a long-polled index request is held before an empty answer.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
@@ -415,22 +415,16 @@ where
     }
 }
 
-/// Reads a puller's next frame; `Ok(None)` on a clean end. A block's bytes go
-/// straight into a buffer from `buffers` (after its request number), so the
-/// buffer holds the block alone and can be given back whole.
+/// Reads a puller's next frame; `Ok(None)` on a clean end. A block arrives in
+/// a buffer from `buffers`.
 async fn read_pulled<S: AsyncRead + Unpin>(s: &mut S, buffers: &Buffers) -> Result<Option<SyncFrame>, SessionError> {
-    let Some(header) = read_header(s).await? else { return Ok(None) };
-    let (tag, len) = parse_header(header).map_err(ReadError::from)?;
-    if tag == TAG_BLOCK && len >= 4 {
-        let mut req = [0u8; 4];
-        s.read_exact(&mut req).await?;
-        let mut data = buffers.take(len - 4);
-        s.read_exact(&mut data).await?;
-        return Ok(Some(SyncFrame::Block { req: u32::from_be_bytes(req), data: data.freeze() }));
+    match read_frame_or_block(s, parse_header, TAG_BLOCK, buffers).await? {
+        None => Ok(None),
+        Some(Read::Block { req, data }) => Ok(Some(SyncFrame::Block { req, data })),
+        Some(Read::Frame(tag, payload)) => {
+            SyncFrame::decode(tag, payload).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
+        }
     }
-    let mut payload = BytesMut::zeroed(len);
-    s.read_exact(&mut payload).await?;
-    SyncFrame::decode(tag, payload.freeze()).map(Some).map_err(|e| SessionError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! Keeping freed memory costs resident memory in every heap that keeps it, and
 //! glibc makes up to eight heaps (arenas) per core as threads contend. A
 //! daemon indexing 100,000 files peaked at 153 MiB with glibc's defaults and
-//! 161 MiB with the thresholds alone; with one arena per core, 128 and 136 MiB
+//! 161 MiB with the thresholds alone; with one arena per core, 99 and 117 MiB
 //! (no slower on the 1 GiB link).
 
 /// Allocations from this size on get pages of their own (`mmap`) and return
