@@ -35,9 +35,14 @@ use tokio::sync::{mpsc, watch};
 use crate::NodeError;
 use crate::share::{SharedStore, lock};
 
-/// Debounce for watcher events: long enough to coalesce an editor's save dance,
+/// Debounce for watcher events while a file may still be written (created or
+/// modified, not yet closed): long enough to coalesce an editor's save dance,
 /// short enough that a change reaches peers well within a second.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+/// The wait instead when every path's last event says its change is complete (a
+/// write closed, a rename, a delete): only enough quiet to gather the rest of a
+/// burst. Within [`DEBOUNCE`] of the first event, whatever keeps coming.
+const SETTLED: Duration = Duration::from_millis(25);
 /// Full rescans catch whatever the watcher missed.
 const FULL_RESCAN: Duration = Duration::from_secs(60);
 /// Watcher events queued before we give up on them and rescan everything.
@@ -240,6 +245,8 @@ struct Running {
 enum Kick {
     /// Rescan these paths (empty: everything).
     Scan(Vec<String>),
+    /// The watcher saw these change.
+    Changed(Pending),
     /// Members announced something: pull.
     Pull,
     /// Membership changed: (re)start member tasks.
@@ -1209,7 +1216,7 @@ impl FolderTask {
             let k = tokio::select! {
                 k = kicks.recv() => match k { Some(k) => k, None => return },
                 _ = changes.wake.notified() => match changes.take() {
-                    Some(paths) => Kick::Scan(paths),
+                    Some(p) => Kick::Changed(p),
                     None => continue,
                 },
                 _ = rescan.tick() => Kick::Scan(vec![]),
@@ -1218,46 +1225,53 @@ impl FolderTask {
                     Kick::Pull
                 }
             };
-            match k {
-                Kick::Scan(paths) => {
-                    // Coalesce whatever else arrives within the debounce window.
-                    let mut all = paths;
-                    let mut full = all.is_empty();
-                    let mut pull = false;
-                    let deadline = tokio::time::sleep(DEBOUNCE);
-                    tokio::pin!(deadline);
-                    loop {
-                        tokio::select! {
-                            _ = &mut deadline => break,
-                            _ = changes.wake.notified() => {
-                                if let Some(p) = changes.take() {
-                                    full |= p.is_empty();
-                                    all.extend(p);
-                                }
-                            }
-                            more = kicks.recv() => match more {
-                                Some(Kick::Scan(p)) => { full |= p.is_empty(); all.extend(p); }
-                                Some(Kick::Pull) => pull = true,
-                                Some(Kick::Members) => t.start_members(),
-                                None => return,
-                            },
+            let pending = match k {
+                Kick::Scan(paths) => Pending::asked(paths),
+                Kick::Changed(p) => p,
+                Kick::Pull => {
+                    t.pull().await;
+                    continue;
+                }
+                Kick::Members => {
+                    t.start_members();
+                    continue;
+                }
+            };
+            // Coalesce whatever else arrives before the scan is due.
+            let mut pending = pending;
+            let mut pull = false;
+            let first = tokio::time::Instant::now();
+            let mut latest = first;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(pending.scan_at(first, latest)) => break,
+                    _ = changes.wake.notified() => {
+                        if let Some(p) = changes.take() {
+                            pending.merge(p);
+                            latest = tokio::time::Instant::now();
                         }
                     }
-                    let confirm = all.iter().any(|p| p == "!confirm");
-                    all.retain(|p| !p.starts_with('!'));
-                    full |= all.is_empty();
-                    if confirm {
-                        let _ = lock(&t.folders.store).set_paused(&t.id, None);
-                        t.scan_confirmed(if full { None } else { Some(all) }).await;
-                    } else {
-                        t.scan(if full { None } else { Some(all) }).await;
-                    }
-                    if pull {
-                        t.pull().await;
-                    }
+                    more = kicks.recv() => match more {
+                        Some(Kick::Scan(p)) => pending.merge(Pending::asked(p)),
+                        Some(Kick::Changed(p)) => pending.merge(p),
+                        Some(Kick::Pull) => pull = true,
+                        Some(Kick::Members) => t.start_members(),
+                        None => return,
+                    },
                 }
-                Kick::Pull => t.pull().await,
-                Kick::Members => t.start_members(),
+            }
+            let mut all: Vec<String> = pending.paths.into_keys().collect();
+            let confirm = all.iter().any(|p| p == "!confirm");
+            all.retain(|p| !p.starts_with('!'));
+            let full = all.is_empty();
+            if confirm {
+                let _ = lock(&t.folders.store).set_paused(&t.id, None);
+                t.scan_confirmed(if full { None } else { Some(all) }).await;
+            } else {
+                t.scan(if full { None } else { Some(all) }).await;
+            }
+            if pull {
+                t.pull().await;
             }
         }
     }
@@ -2169,23 +2183,24 @@ fn adopt_same_bytes(
     Ok(())
 }
 
-/// Paths the watcher saw change, waiting for the folder task. Bounded: past
+/// Paths the watcher saw change, waiting for the folder task, each with whether
+/// its last event said the change is complete ([`settles`]). Bounded: past
 /// [`WATCH_QUEUE`] paths it degrades to "rescan everything".
 #[derive(Default)]
 struct Changes {
-    pending: Mutex<(HashSet<String>, bool)>,
+    pending: Mutex<(HashMap<String, bool>, bool)>,
     wake: tokio::sync::Notify,
 }
 
 impl Changes {
-    fn add(&self, paths: impl IntoIterator<Item = String>, full: bool) {
+    fn add(&self, paths: impl IntoIterator<Item = String>, settled: bool, full: bool) {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if full {
                 p.1 = true;
             }
             if !p.1 {
-                p.0.extend(paths);
+                p.0.extend(paths.into_iter().map(|path| (path, settled)));
                 if p.0.len() > WATCH_QUEUE {
                     tracing::warn!("more than {WATCH_QUEUE} paths changed at once; scheduling a full rescan");
                     p.0.clear();
@@ -2197,16 +2212,63 @@ impl Changes {
     }
 
     /// The pending paths (empty: everything), or `None` if nothing is pending.
-    fn take(&self) -> Option<Vec<String>> {
+    fn take(&self) -> Option<Pending> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let full = std::mem::take(&mut p.1);
-        let paths: Vec<String> = p.0.drain().collect();
-        match (full, paths.is_empty()) {
-            (true, _) => Some(Vec::new()),
-            (false, true) => None,
-            (false, false) => Some(paths),
+        let paths = std::mem::take(&mut p.0);
+        (full || !paths.is_empty()).then(|| Pending { paths: if full { HashMap::new() } else { paths } })
+    }
+}
+
+/// Changed paths gathered for one scan, each with whether its change is complete.
+/// No paths: scan everything.
+#[derive(Debug, Default)]
+struct Pending {
+    paths: HashMap<String, bool>,
+}
+
+impl Pending {
+    /// Paths from a request rather than the watcher (the API, a rescan): nothing
+    /// is being written there that a wait would let finish.
+    fn asked(paths: Vec<String>) -> Self {
+        Self { paths: paths.into_iter().map(|p| (p, true)).collect() }
+    }
+
+    /// Adds later changes; a path's later event decides whether it is complete.
+    /// Anything merged with "everything" is everything.
+    fn merge(&mut self, later: Pending) {
+        if self.paths.is_empty() || later.paths.is_empty() {
+            self.paths.clear();
+        } else {
+            self.paths.extend(later.paths);
         }
     }
+
+    /// When to scan, given when the first and the latest of these changes came.
+    fn scan_at(&self, first: tokio::time::Instant, latest: tokio::time::Instant) -> tokio::time::Instant {
+        if self.paths.values().all(|settled| *settled) {
+            (latest + SETTLED).min(first + DEBOUNCE)
+        } else {
+            first + DEBOUNCE
+        }
+    }
+}
+
+/// Whether an event says the change it reports is complete: a written file was
+/// closed, a name moved (a finished file moved in, the usual atomic save), an entry
+/// was deleted, attributes or a directory changed. A file created or modified may
+/// still be being written: the full debounce lets the writer finish. Backends
+/// without close events (macOS, Windows) get the full debounce for writes.
+fn settles(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Remove(_)
+            | EventKind::Create(CreateKind::Folder)
+            | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Metadata(_))
+    )
 }
 
 fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::RecommendedWatcher, String> {
@@ -2216,7 +2278,7 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::Recommend
         Ok(ev) => {
             if ev.need_rescan() {
                 tracing::warn!("the file watcher lost events; scheduling a full rescan");
-                changes.add([], true);
+                changes.add([], true, true);
                 return;
             }
             // Opening and reading change nothing, and serving a file to a member
@@ -2234,12 +2296,12 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::Recommend
                 .filter(|s| !s.is_empty() && s.split('/').all(|seg| !seg.starts_with(".peerbox") || seg == IGNORE_FILE))
                 .collect();
             if !paths.is_empty() {
-                changes.add(paths, false);
+                changes.add(paths, settles(&ev.kind), false);
             }
         }
         Err(e) => {
             tracing::warn!("file watcher error ({e}); scheduling a full rescan");
-            changes.add([], true);
+            changes.add([], true, true);
         }
     };
     notify::recommended_watcher(handler)
@@ -2662,6 +2724,56 @@ mod tests {
             let got = in_blocking_chunks((0..n).collect(), |i| i * 2).await.expect("ran");
             assert_eq!(got, (0..n).map(|i| i * 2).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn closed_moved_and_deleted_files_are_settled_while_written_ones_are_not() {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+        for done in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Create(CreateKind::Folder),
+        ] {
+            assert!(settles(&done), "{done:?} ends a change");
+        }
+        for writing in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Any,
+        ] {
+            assert!(!settles(&writing), "{writing:?} may be followed by more writes");
+        }
+    }
+
+    #[test]
+    fn a_scan_waits_for_quiet_after_complete_changes_and_for_the_debounce_after_others() {
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let changed =
+            |paths: &[(&str, bool)]| Pending { paths: paths.iter().map(|(p, s)| ((*p).into(), *s)).collect() };
+        // A file moved in: scanned as soon as the burst is quiet.
+        let mut p = changed(&[("a", true)]);
+        assert_eq!(p.scan_at(t0, t0), t0 + SETTLED);
+        // More of the burst pushes the scan back, never past the debounce.
+        p.merge(changed(&[("b", true)]));
+        assert_eq!(p.scan_at(t0, t0 + ms(10)), t0 + ms(10) + SETTLED);
+        assert_eq!(p.scan_at(t0, t0 + ms(140)), t0 + DEBOUNCE);
+        // A file still being written holds the batch for the debounce ...
+        p.merge(changed(&[("c", false)]));
+        assert_eq!(p.scan_at(t0, t0 + ms(10)), t0 + DEBOUNCE);
+        // ... until its writer closes it.
+        p.merge(changed(&[("c", true)]));
+        assert_eq!(p.scan_at(t0, t0 + ms(30)), t0 + ms(30) + SETTLED);
+        // Everything absorbs paths; what a request asks for is complete.
+        p.merge(Pending::asked(vec![]));
+        assert!(p.paths.is_empty(), "a full scan stays a full scan");
+        p.merge(changed(&[("d", false)]));
+        assert!(p.paths.is_empty());
+        assert_eq!(Pending::asked(vec!["x".into()]).scan_at(t0, t0), t0 + SETTLED);
     }
 
     #[test]
