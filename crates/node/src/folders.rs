@@ -1192,7 +1192,13 @@ impl FolderTask {
     ) {
         let Ok(Some(row)) = lock(&folders.store).folder(&id) else { return };
         let changes = Arc::new(Changes::default());
-        let watcher = start_watcher(&row.path, changes.clone());
+        // Adding the watches walks the tree's folders: not on a runtime thread.
+        let watcher = {
+            let (root, changes) = (row.path.clone(), changes.clone());
+            tokio::task::spawn_blocking(move || start_watcher(&root, changes))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
         let every = match &watcher {
             Ok(_) => FULL_RESCAN,
             Err(why) => {
@@ -2304,7 +2310,12 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::Recommend
             changes.add([], true, true);
         }
     };
-    notify::recommended_watcher(handler)
+    // Links are not synced, so the watcher does not follow them either: following
+    // one, it would walk and watch whatever it points to outside the folder, and a
+    // link to a large tree could use up the system's inotify watches (the folder
+    // then falls back to a rescan every 10 s).
+    let config = notify::Config::default().with_follow_symlinks(false);
+    notify::RecommendedWatcher::new(handler, config)
         .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w))
         .map_err(|e| e.to_string())
 }
@@ -2774,6 +2785,29 @@ mod tests {
         p.merge(changed(&[("d", false)]));
         assert!(p.paths.is_empty());
         assert_eq!(Pending::asked(vec!["x".into()]).scan_at(t0, t0), t0 + SETTLED);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_watcher_does_not_follow_a_link_out_of_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("f"), dir.path().join("outside"));
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let changes = Arc::new(Changes::default());
+        let _watcher = start_watcher(&root, changes.clone()).unwrap();
+        std::fs::write(outside.join("sub/x"), b"x").unwrap();
+        std::fs::write(root.join("inside"), b"y").unwrap();
+        // One inotify queue delivers in order: once the later write inside is
+        // seen, the earlier one outside would have been, had it been watched.
+        let mut seen = HashSet::new();
+        while !seen.contains("inside") {
+            let woke = tokio::time::timeout(Duration::from_secs(30), changes.wake.notified()).await;
+            assert!(woke.is_ok(), "the write inside the folder was never reported");
+            seen.extend(changes.take().into_iter().flat_map(|p| p.paths.into_keys()));
+        }
+        assert!(seen.iter().all(|p| !p.starts_with("link")), "reported through the link: {seen:?}");
     }
 
     #[test]
