@@ -132,9 +132,9 @@ pub fn scan_folder(
     let hashed: Vec<Hashed> = crate::scan::on_readers(
         &to_hash,
         |(_, e)| e.stamp.size,
-        |(p, _)| {
+        |(p, e)| {
             let local = p.split('/').fold(root.to_owned(), |a, s| a.join(s));
-            let (hashes, stamp) = crate::scan::hash_stable(&local, &|_| {})?;
+            let (hashes, stamp) = crate::scan::hash_stable_since(&local, Some(e.stamp), &|_| {})?;
             Ok(((*p).clone(), hashes, stamp))
         },
     );

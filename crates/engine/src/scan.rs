@@ -261,9 +261,25 @@ pub(crate) fn stat_all<T: Sync>(items: &[T], path_of: impl Fn(&T) -> &Path + Syn
 /// after); gives up after a few tries. Returns the hashes and the stamp they
 /// belong to.
 pub fn hash_stable(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
+    hash_stable_since(path, None, progress)
+}
+
+/// [`hash_stable`] of a file a walk just saw at `seen`: that stamp stands for the
+/// one taken before the first read (a stat less per file, 100,000 of them in the
+/// first scan of a folder of small files). If the file changed since, the stamp
+/// after the read differs and it is read again.
+pub fn hash_stable_since(
+    path: &Path,
+    seen: Option<Stamp>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
+    let mut seen = seen;
     for _ in 0..3 {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
-        let before = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        let before = match seen.take() {
+            Some(stamp) => stamp,
+            None => stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?),
+        };
         let hashes = hash_file(&file, before.size, progress);
         let after = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
         match hashes {
@@ -440,6 +456,30 @@ mod tests {
         let want: Vec<BlockHash> = second.chunks(MIN_BLOCK_SIZE as usize).map(hash_block).collect();
         assert_eq!(hashes, want, "the hashes are of the saved version");
         assert_eq!(stamp, stamp_of(&std::fs::metadata(&path).unwrap()));
+    }
+
+    /// The walk's stamp stands for the first stat; a file saved again between the
+    /// walk and its read (shorter, longer, or the same size) is read again.
+    #[test]
+    fn a_file_changed_after_the_walk_saw_it_is_hashed_as_it_is_now() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("notes.txt");
+        let block = MIN_BLOCK_SIZE as usize;
+        for now in [vec![2u8; block / 2], vec![3u8; 2 * block + 5], vec![4u8; 3 * block]] {
+            std::fs::write(&path, vec![1u8; 3 * block]).unwrap();
+            let seen = stamp_of(&std::fs::symlink_metadata(&path).unwrap());
+            // Saved again after the walk, with a different modification time.
+            std::fs::write(&path, &now).unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1)).unwrap();
+            let (hashes, stamp) = hash_stable_since(&path, Some(seen), &|_| {}).unwrap();
+            let want: Vec<BlockHash> = now.chunks(block).map(hash_block).collect();
+            assert_eq!(hashes, want, "the hashes are of what is there now ({} bytes)", now.len());
+            assert_eq!(stamp, stamp_of(&std::fs::metadata(&path).unwrap()));
+        }
+        // Unchanged since the walk: its stamp is taken as it is.
+        let seen = stamp_of(&std::fs::symlink_metadata(&path).unwrap());
+        assert_eq!(hash_stable_since(&path, Some(seen), &|_| {}).unwrap().1, seen);
     }
 
     #[test]
