@@ -270,10 +270,9 @@ pub fn hash_stable(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vec<
 /// after the read differs and it is read again.
 pub fn hash_stable_since(
     path: &Path,
-    seen: Option<Stamp>,
+    mut seen: Option<Stamp>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
-    let mut seen = seen;
     for _ in 0..3 {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
         let before = match seen.take() {

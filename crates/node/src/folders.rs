@@ -1231,7 +1231,7 @@ impl FolderTask {
                     Kick::Pull
                 }
             };
-            let pending = match k {
+            let mut pending = match k {
                 Kick::Scan(paths) => Pending::asked(paths),
                 Kick::Changed(p) => p,
                 Kick::Pull => {
@@ -1244,7 +1244,6 @@ impl FolderTask {
                 }
             };
             // Coalesce whatever else arrives before the scan is due.
-            let mut pending = pending;
             let mut pull = false;
             let first = tokio::time::Instant::now();
             let mut latest = first;
@@ -2189,40 +2188,46 @@ fn adopt_same_bytes(
     Ok(())
 }
 
-/// Paths the watcher saw change, waiting for the folder task, each with whether
-/// its last event said the change is complete ([`settles`]). Bounded: past
-/// [`WATCH_QUEUE`] paths it degrades to "rescan everything".
+/// What the watcher saw change, waiting for the folder task (see [`Pending`]).
+/// Bounded: past [`WATCH_QUEUE`] paths it degrades to "rescan everything".
 #[derive(Default)]
 struct Changes {
-    pending: Mutex<(HashMap<String, bool>, bool)>,
+    pending: Mutex<Option<Pending>>,
     wake: tokio::sync::Notify,
 }
 
 impl Changes {
-    fn add(&self, paths: impl IntoIterator<Item = String>, settled: bool, full: bool) {
+    /// `paths` (not empty) changed; `settled`: their event said the change is
+    /// complete ([`settles`]).
+    fn add(&self, paths: Vec<String>, settled: bool) {
+        if !paths.is_empty() {
+            self.merge(Pending { paths: paths.into_iter().map(|p| (p, settled)).collect() });
+        }
+    }
+
+    /// Events were lost: everything is to be scanned.
+    fn add_everything(&self) {
+        self.merge(Pending::default());
+    }
+
+    fn merge(&self, later: Pending) {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if full {
-                p.1 = true;
+            match p.as_mut() {
+                Some(p) => p.merge(later),
+                None => *p = Some(later),
             }
-            if !p.1 {
-                p.0.extend(paths.into_iter().map(|path| (path, settled)));
-                if p.0.len() > WATCH_QUEUE {
-                    tracing::warn!("more than {WATCH_QUEUE} paths changed at once; scheduling a full rescan");
-                    p.0.clear();
-                    p.1 = true;
-                }
+            if p.as_ref().is_some_and(|p| p.paths.len() > WATCH_QUEUE) {
+                tracing::warn!("more than {WATCH_QUEUE} paths changed at once; scheduling a full rescan");
+                *p = Some(Pending::default());
             }
         }
         self.wake.notify_one();
     }
 
-    /// The pending paths (empty: everything), or `None` if nothing is pending.
+    /// What is pending, or `None` if nothing is.
     fn take(&self) -> Option<Pending> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let full = std::mem::take(&mut p.1);
-        let paths = std::mem::take(&mut p.0);
-        (full || !paths.is_empty()).then(|| Pending { paths: if full { HashMap::new() } else { paths } })
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -2284,7 +2289,7 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::Recommend
         Ok(ev) => {
             if ev.need_rescan() {
                 tracing::warn!("the file watcher lost events; scheduling a full rescan");
-                changes.add([], true, true);
+                changes.add_everything();
                 return;
             }
             // Opening and reading change nothing, and serving a file to a member
@@ -2301,13 +2306,11 @@ fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::Recommend
                 .filter_map(|p| p.to_str().map(|s| s.replace('\\', "/")))
                 .filter(|s| !s.is_empty() && s.split('/').all(|seg| !seg.starts_with(".peerbox") || seg == IGNORE_FILE))
                 .collect();
-            if !paths.is_empty() {
-                changes.add(paths, settles(&ev.kind), false);
-            }
+            changes.add(paths, settles(&ev.kind));
         }
         Err(e) => {
             tracing::warn!("file watcher error ({e}); scheduling a full rescan");
-            changes.add([], true, true);
+            changes.add_everything();
         }
     };
     // Links are not synced, so the watcher does not follow them either: following
