@@ -85,10 +85,23 @@ pub fn scan_folder(
     scope: Option<&[String]>,
     ignores: &Ignores,
 ) -> Result<ScanOutcome, EngineError> {
+    scan_folder_watching(root, known, me, scope, ignores, &|_| {})
+}
+
+/// [`scan_folder`], calling `watch` with each folder it walks just before it
+/// lists it: a watch added there misses no change the listing does not see.
+pub fn scan_folder_watching(
+    root: &Path,
+    known: &HashMap<String, FileRecord>,
+    me: u64,
+    scope: Option<&[String]>,
+    ignores: &Ignores,
+    watch: &dyn Fn(&Path),
+) -> Result<ScanOutcome, EngineError> {
     check_marker(root)?;
     let mut out = ScanOutcome::default();
     let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
-    let mut walker = Walker { ignores, found: &mut found, skipped: &mut out.skipped, temps: &mut out.temps };
+    let mut walker = Walker { ignores, watch, found: &mut found, skipped: &mut out.skipped, temps: &mut out.temps };
     match scope {
         None => walker.walk(root, None)?,
         Some(paths) => {
@@ -225,6 +238,7 @@ const WALK_CHUNK: usize = 4096;
 /// a synced name, or a link.
 struct Walker<'a> {
     ignores: &'a Ignores,
+    watch: &'a dyn Fn(&Path),
     found: &'a mut BTreeMap<String, LocalEntry>,
     skipped: &'a mut Vec<Skipped>,
     temps: &'a mut Vec<String>,
@@ -232,6 +246,7 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn walk(&mut self, dir: &Path, rel: Option<&RelPath>) -> Result<(), EngineError> {
+        (self.watch)(dir);
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {

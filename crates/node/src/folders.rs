@@ -1177,7 +1177,9 @@ struct FolderTask {
     kick: mpsc::Sender<Kick>,
     state: Arc<Mutex<FolderState>>,
     members: HashMap<Vec<u8>, tokio::task::JoinHandle<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    watch: Option<Arc<FolderWatch>>,
+    /// Whether some of the folder goes unwatched (and the user was told so).
+    watchless: bool,
     /// When a pull that could not finish is tried again, and the wait after that.
     retry: Option<(tokio::time::Instant, Duration)>,
 }
@@ -1192,30 +1194,30 @@ impl FolderTask {
     ) {
         let Ok(Some(row)) = lock(&folders.store).folder(&id) else { return };
         let changes = Arc::new(Changes::default());
-        // Adding the watches walks the tree's folders: not on a runtime thread.
-        let watcher = {
+        let watch = {
             let (root, changes) = (row.path.clone(), changes.clone());
-            tokio::task::spawn_blocking(move || start_watcher(&root, changes))
+            tokio::task::spawn_blocking(move || FolderWatch::start(&root, changes))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()))
         };
-        let every = match &watcher {
-            Ok(_) => FULL_RESCAN,
-            Err(why) => {
-                let warning = format!(
-                    "not watching for changes ({why}); looking for them every {} s instead",
-                    WATCHLESS_RESCAN.as_secs()
-                );
-                tracing::warn!("{:?}: {warning}", row.name);
-                state.lock().unwrap_or_else(|p| p.into_inner()).warnings.push(warning);
-                WATCHLESS_RESCAN
-            }
+        let mut t = FolderTask {
+            folders,
+            id,
+            kick,
+            state,
+            members: HashMap::new(),
+            watch: None,
+            watchless: false,
+            retry: None,
         };
-        let mut t =
-            FolderTask { folders, id, kick, state, members: HashMap::new(), _watcher: watcher.ok(), retry: None };
+        match watch {
+            Ok(w) => t.watch = Some(w),
+            Err(why) => t.go_watchless(&row.name, &why),
+        }
         t.start_members();
         t.scan(None).await;
         t.pull().await;
+        let every = t.rescan_every(&row.name);
         let mut rescan = tokio::time::interval(every);
         rescan.tick().await;
         loop {
@@ -1275,10 +1277,33 @@ impl FolderTask {
             } else {
                 t.scan(if full { None } else { Some(all) }).await;
             }
+            if let Some(every) = Some(t.rescan_every(&row.name)).filter(|e| *e != rescan.period()) {
+                rescan = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            }
             if pull {
                 t.pull().await;
             }
         }
+    }
+
+    /// Tells the user that changes are no longer seen as they happen, and why.
+    fn go_watchless(&mut self, name: &str, why: &str) {
+        let warning = format!(
+            "not watching for changes ({why}); looking for them every {} s instead",
+            WATCHLESS_RESCAN.as_secs()
+        );
+        tracing::warn!("{name:?}: {warning}");
+        self.watchless = true;
+        self.set(|s| s.warnings.push(warning));
+    }
+
+    /// How often to look for changes the watcher missed: often once some of the
+    /// folder is not watched (the system's watch limit was hit by a walk).
+    fn rescan_every(&mut self, name: &str) -> Duration {
+        if !self.watchless && self.watch.as_ref().is_some_and(|w| w.full.load(std::sync::atomic::Ordering::Relaxed)) {
+            self.go_watchless(name, "the system's limit of watched folders was reached");
+        }
+        if self.watchless { WATCHLESS_RESCAN } else { FULL_RESCAN }
     }
 
     fn set(&self, f: impl FnOnce(&mut FolderState)) {
@@ -1327,7 +1352,10 @@ impl FolderTask {
         let folders = self.folders.clone();
         let id = self.id;
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || scan_blocking(&folders, &row, id, scope, confirmed)).await;
+        let watch = self.watch.clone();
+        let result =
+            tokio::task::spawn_blocking(move || scan_blocking(&folders, &row, id, scope, confirmed, watch.as_deref()))
+                .await;
         tracing::debug!(folder = %hex::encode(self.id), "scan took {:?}", started.elapsed());
         match result {
             Ok(Ok(ScanReport::Done { seq })) => {
@@ -2045,6 +2073,7 @@ fn scan_blocking(
     id: FolderId,
     scope: Option<Vec<String>>,
     confirmed: bool,
+    watch: Option<&FolderWatch>,
 ) -> Result<ScanReport, NodeError> {
     if let Err(e) = disk::check_marker(&row.path) {
         lock(&folders.store).set_paused(&id, Some("stopped: marker missing"))?;
@@ -2059,7 +2088,12 @@ fn scan_blocking(
     // New patterns can bring back files they no longer ignore: look at everything.
     let scope = scope.filter(|paths| !paths.iter().any(|p| p == IGNORE_FILE));
     let ignores = folders.ignores(row);
-    let out = disk::scan_folder(&row.path, &known, folders.me_short, scope.as_deref(), &ignores)?;
+    let watch_dir = |dir: &Path| {
+        if let Some(w) = watch {
+            w.dir(dir)
+        }
+    };
+    let out = disk::scan_folder_watching(&row.path, &known, folders.me_short, scope.as_deref(), &ignores, &watch_dir)?;
     if !out.temps.is_empty() {
         folders
             .temps
@@ -2282,48 +2316,87 @@ fn settles(kind: &notify::EventKind) -> bool {
     )
 }
 
-fn start_watcher(root: &Path, changes: Arc<Changes>) -> Result<notify::RecommendedWatcher, String> {
-    use notify::{RecursiveMode, Watcher};
-    let root_owned = root.to_owned();
-    let handler = move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) => {
-            if ev.need_rescan() {
-                tracing::warn!("the file watcher lost events; scheduling a full rescan");
-                changes.add_everything();
-                return;
-            }
-            // Opening and reading change nothing, and serving a file to a member
-            // opens it for every block it asks: only a write's close counts.
-            if let notify::EventKind::Access(a) = ev.kind
-                && a != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
-            {
-                return;
-            }
-            let paths: Vec<String> = ev
-                .paths
-                .iter()
-                .filter_map(|p| p.strip_prefix(&root_owned).ok())
-                .filter_map(|p| p.to_str().map(|s| s.replace('\\', "/")))
-                .filter(|s| !s.is_empty() && s.split('/').all(|seg| !seg.starts_with(".peerbox") || seg == IGNORE_FILE))
-                .collect();
-            changes.add(paths, settles(&ev.kind));
-        }
-        Err(e) => {
-            tracing::warn!("file watcher error ({e}); scheduling a full rescan");
-            changes.add_everything();
-        }
-    };
-    // Links are not synced, so the watcher does not follow them either: following
-    // one, it would walk and watch whatever it points to outside the folder, and a
-    // link to a large tree could use up the system's inotify watches (the folder
-    // then falls back to a rescan every 10 s).
-    let config = notify::Config::default().with_follow_symlinks(false);
-    notify::RecommendedWatcher::new(handler, config)
-        .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w))
-        .map_err(|e| e.to_string())
+/// Whether each directory is watched on its own, as inotify (Linux) watches:
+/// elsewhere the system watches a whole tree from its root.
+const WATCH_PER_DIRECTORY: bool = cfg!(target_os = "linux");
+
+/// A folder's file watcher. Where watches are per directory, the scan's walk adds
+/// one to each directory just before it lists it ([`FolderWatch::dir`]), so no
+/// change escapes both the listing and the watch, and the walk is the only pass
+/// over the tree: notify's recursive mode would first walk it again and stat
+/// every file in it (half a second for 100,000 cold files). Ignored directories
+/// are then not watched; a directory made or moved in later is watched by the
+/// scan its event brings, which walks it.
+struct FolderWatch {
+    watcher: Mutex<notify::RecommendedWatcher>,
+    /// The system's limit of watches was reached: some directories go unwatched.
+    full: std::sync::atomic::AtomicBool,
 }
 
-/// Long-polls one member's index for one folder and stores what arrives.
+impl FolderWatch {
+    fn start(root: &Path, changes: Arc<Changes>) -> Result<Arc<Self>, String> {
+        use notify::{RecursiveMode, Watcher};
+        let root_owned = root.to_owned();
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                if ev.need_rescan() {
+                    tracing::warn!("the file watcher lost events; scheduling a full rescan");
+                    changes.add_everything();
+                    return;
+                }
+                // Opening and reading change nothing, and serving a file to a member
+                // opens it for every block it asks: only a write's close counts.
+                if let notify::EventKind::Access(a) = ev.kind
+                    && a != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+                {
+                    return;
+                }
+                let paths: Vec<String> = ev
+                    .paths
+                    .iter()
+                    .filter_map(|p| p.strip_prefix(&root_owned).ok())
+                    .filter_map(|p| p.to_str().map(|s| s.replace('\\', "/")))
+                    .filter(|s| {
+                        !s.is_empty() && s.split('/').all(|seg| !seg.starts_with(".peerbox") || seg == IGNORE_FILE)
+                    })
+                    .collect();
+                changes.add(paths, settles(&ev.kind));
+            }
+            Err(e) => {
+                tracing::warn!("file watcher error ({e}); scheduling a full rescan");
+                changes.add_everything();
+            }
+        };
+        // Links are not synced, so the watcher does not follow them either: following
+        // one, it would walk and watch whatever it points to outside the folder, and a
+        // link to a large tree could use up the system's watches.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher = notify::RecommendedWatcher::new(handler, config).map_err(|e| e.to_string())?;
+        if !WATCH_PER_DIRECTORY {
+            watcher.watch(root, RecursiveMode::Recursive).map_err(|e| e.to_string())?;
+        }
+        Ok(Arc::new(Self { watcher: Mutex::new(watcher), full: Default::default() }))
+    }
+
+    /// Watches `dir`, about to be listed by a scan (where watches are per
+    /// directory; watching one again is harmless).
+    fn dir(&self, dir: &Path) {
+        use notify::Watcher;
+        use std::sync::atomic::Ordering;
+        if !WATCH_PER_DIRECTORY || self.full.load(Ordering::Relaxed) {
+            return;
+        }
+        let added =
+            self.watcher.lock().unwrap_or_else(|p| p.into_inner()).watch(dir, notify::RecursiveMode::NonRecursive);
+        match added {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => self.full.store(true, Ordering::Relaxed),
+            // Gone or unreadable since: the walk reports what it cannot list.
+            Err(e) => tracing::debug!("cannot watch {}: {e}", dir.display()),
+        }
+    }
+}
+
 async fn member_task(folders: Arc<Folders>, id: FolderId, peer: PeerId, kick: mpsc::Sender<Kick>) {
     let mut backoff = Duration::from_millis(250);
     let mut budget = Budget { since: tokio::time::Instant::now(), records: 0 };
@@ -2790,27 +2863,73 @@ mod tests {
         assert_eq!(Pending::asked(vec!["x".into()]).scan_at(t0, t0), t0 + SETTLED);
     }
 
+    /// Walks the folder at `root` as a scan does (all of it, or `scope`), watching
+    /// each directory before listing it.
+    fn walk_watching(root: &Path, watch: &FolderWatch, scope: Option<&[String]>) {
+        let watch_dir = |d: &Path| watch.dir(d);
+        disk::scan_folder_watching(root, &HashMap::new(), 1, scope, &Ignores::default(), &watch_dir).unwrap();
+    }
+
+    /// Waits until the watcher reports `path`; returns every path it reported.
+    async fn reported(changes: &Changes, path: &str) -> HashSet<String> {
+        let mut seen = HashSet::new();
+        while !seen.contains(path) {
+            let woke = tokio::time::timeout(Duration::from_secs(30), changes.wake.notified()).await;
+            assert!(woke.is_ok(), "{path} was never reported (saw {seen:?})");
+            seen.extend(changes.take().into_iter().flat_map(|p| p.paths.into_keys()));
+        }
+        seen
+    }
+
+    fn watched_folder() -> (tempfile::TempDir, PathBuf, Arc<Changes>, Arc<FolderWatch>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("f");
+        disk::create_marker(&root).unwrap();
+        let changes = Arc::new(Changes::default());
+        let watch = FolderWatch::start(&root, changes.clone()).unwrap();
+        (dir, root, changes, watch)
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_watcher_does_not_follow_a_link_out_of_the_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let (root, outside) = (dir.path().join("f"), dir.path().join("outside"));
+        let (dir, root, changes, watch) = watched_folder();
+        let outside = dir.path().join("outside");
         std::fs::create_dir_all(outside.join("sub")).unwrap();
-        std::fs::create_dir_all(&root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
-        let changes = Arc::new(Changes::default());
-        let _watcher = start_watcher(&root, changes.clone()).unwrap();
+        walk_watching(&root, &watch, None);
         std::fs::write(outside.join("sub/x"), b"x").unwrap();
         std::fs::write(root.join("inside"), b"y").unwrap();
         // One inotify queue delivers in order: once the later write inside is
         // seen, the earlier one outside would have been, had it been watched.
-        let mut seen = HashSet::new();
-        while !seen.contains("inside") {
-            let woke = tokio::time::timeout(Duration::from_secs(30), changes.wake.notified()).await;
-            assert!(woke.is_ok(), "the write inside the folder was never reported");
-            seen.extend(changes.take().into_iter().flat_map(|p| p.paths.into_keys()));
-        }
+        let seen = reported(&changes, "inside").await;
         assert!(seen.iter().all(|p| !p.starts_with("link")), "reported through the link: {seen:?}");
+    }
+
+    /// Per-directory watches: a folder made after the scan is watched once the
+    /// scan its creation brings has walked it, and what is written in it then is
+    /// reported like anything else.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_folder_made_later_is_watched_once_its_scan_walks_it() {
+        let (_dir, root, changes, watch) = watched_folder();
+        std::fs::create_dir_all(root.join("old/deep")).unwrap();
+        walk_watching(&root, &watch, None);
+        std::fs::write(root.join("old/deep/a.txt"), b"a").unwrap();
+        reported(&changes, "old/deep/a.txt").await;
+
+        std::fs::create_dir(root.join("new")).unwrap();
+        reported(&changes, "new").await;
+        walk_watching(&root, &watch, Some(&["new".to_owned()]));
+        std::fs::create_dir(root.join("new/sub")).unwrap();
+        std::fs::write(root.join("new/sub/b.txt"), b"b").unwrap();
+        std::fs::write(root.join("new/c.txt"), b"c").unwrap();
+        let seen = reported(&changes, "new/c.txt").await;
+        // Made after that walk, "new/sub" is reported, and its own scan watches it.
+        assert!(seen.contains("new/sub"), "{seen:?}");
+        walk_watching(&root, &watch, Some(&["new/sub".to_owned()]));
+        std::fs::write(root.join("new/sub/d.txt"), b"d").unwrap();
+        reported(&changes, "new/sub/d.txt").await;
     }
 
     #[test]
