@@ -26,7 +26,7 @@ use crate::download::{
     TEMP_PREFIX, TempFile, ensure_dir, lazy_temp, open_temp, parent_of, set_mtime_and_mode, sync_parent,
 };
 use crate::ignores::{IGNORE_FILE, Ignores};
-use crate::scan::{Skipped, Stamp, stamp_of};
+use crate::scan::{Listed, Skipped, Stamp, stamp_of};
 
 /// The marker directory in every folder root; holds the trash. Its absence means
 /// the folder is not there (an unplugged drive): sync stops, nothing is deleted.
@@ -70,8 +70,9 @@ pub struct ScanOutcome {
 
 struct LocalEntry {
     dir: bool,
-    stamp: Stamp,
-    executable: bool,
+    /// From the walk's stat: folders and files the index has (to compare with
+    /// it); a new file's is taken when it is hashed, from the open file.
+    stamp: Option<Stamp>,
 }
 
 /// Scans the folder at `root` against this device's records `known` (by path).
@@ -101,9 +102,10 @@ pub fn scan_folder_watching(
     check_marker(root)?;
     let mut out = ScanOutcome::default();
     let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
-    let mut walker = Walker { ignores, watch, found: &mut found, skipped: &mut out.skipped, temps: &mut out.temps };
+    let mut walker =
+        Walker { ignores, watch, known, found: &mut found, skipped: &mut out.skipped, temps: &mut out.temps };
     match scope {
-        None => walker.walk(root, None)?,
+        None => walker.walk(root, None, true)?,
         Some(paths) => {
             for p in paths {
                 let Ok(rel) = RelPath::new(p) else { continue };
@@ -112,7 +114,7 @@ pub fn scan_folder_watching(
                     Ok(m) if ignores.is_ignored(p, m.is_dir()) => {}
                     Ok(m) if m.is_dir() => {
                         walker.found.insert(p.clone(), entry(&m, true));
-                        walker.walk(&local, Some(&rel))?;
+                        walker.walk(&local, Some(&rel), true)?;
                     }
                     Ok(m) if m.is_file() => {
                         walker.found.insert(p.clone(), entry(&m, false));
@@ -130,37 +132,61 @@ pub fn scan_folder_watching(
         Some(set) => set.contains(path) || path.match_indices('/').any(|(i, _)| set.contains(&path[..i])),
     };
 
-    // Files whose stamp moved are hashed (in parallel); the rest are skipped.
+    // Files whose stamp moved, or that the walk did not stat (new ones), are hashed
+    // (in parallel); the rest are skipped.
     let to_hash: Vec<(&String, &LocalEntry)> = found
         .iter()
         .filter(|(p, e)| {
             !e.dir
                 && match known.get(*p) {
-                    Some(k) if !k.deleted && !k.dir => k.local != Some(e.stamp),
+                    Some(k) if !k.deleted && !k.dir => e.stamp.is_none() || k.local != e.stamp,
                     _ => true,
                 }
         })
         .collect();
-    type Hashed = Result<(String, Vec<[u8; 32]>, Stamp), EngineError>;
-    let hashed: Vec<Hashed> = crate::scan::on_readers(
-        &to_hash,
-        |(_, e)| e.stamp.size,
-        |(p, e)| {
-            let local = p.split('/').fold(root.to_owned(), |a, s| a.join(s));
-            let (hashes, stamp) = crate::scan::hash_stable_since(&local, Some(e.stamp), &|_| {})?;
-            Ok(((*p).clone(), hashes, stamp))
-        },
+    let local = |p: &str| p.split('/').fold(root.to_owned(), |a, s| a.join(s));
+    // A new file's size is known once it is open: its blocks are read among the
+    // small files unless they turn out larger, then with the large ones after.
+    let hash = |(p, e): &(&String, &LocalEntry)| {
+        let max = if e.stamp.is_some() { u32::MAX } else { crate::scan::READER_MAX_BLOCK };
+        crate::scan::hash_listed(&local(p), e.stamp, max, &|_| {})
+    };
+    let mut hashed = crate::scan::on_readers(&to_hash, |(_, e)| e.stamp.map_or(0, |s| s.size), hash);
+    let larger: Vec<(usize, u64)> = hashed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match h {
+            Ok(Listed::Larger(size)) => Some((i, *size)),
+            _ => None,
+        })
+        .collect();
+    let again = crate::scan::on_readers(
+        &larger,
+        |(_, size)| *size,
+        |(i, _)| crate::scan::hash_listed(&local(to_hash[*i].0), None, u32::MAX, &|_| {}),
     );
-    for h in hashed {
-        let (path, blocks, stamp) = match h {
-            Ok(x) => x,
-            // Vanished or unreadable between the walk and the read: the next scan sees it.
+    for ((i, _), h) in larger.iter().zip(again) {
+        hashed[*i] = h;
+    }
+    for ((path, e), h) in to_hash.iter().zip(hashed) {
+        let (blocks, meta) = match h {
+            Ok(Listed::Hashed(blocks, meta)) => (blocks, meta),
+            Ok(Listed::Larger(_)) => continue,
+            // A new file gone since it was listed (a temp file, most likely): as if
+            // it never was, as when the walk's stat finds nothing.
+            Err(EngineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && e.stamp.is_none() =>
+            {
+                continue;
+            }
+            // Unreadable, or gone since the walk: the next scan sees it.
             Err(e) => {
                 out.skipped.push(Skipped { path: PathBuf::from(e.to_string()), reason: "could not be read".into() });
                 continue;
             }
         };
-        let e = &found[&path];
+        let stamp = stamp_of(&meta);
+        let path = (*path).clone();
         let prev = known.get(&path);
         let same = prev.is_some_and(|k| !k.deleted && !k.dir && k.blocks == blocks && k.size == stamp.size);
         if same {
@@ -174,7 +200,7 @@ pub fn scan_folder_watching(
             deleted: false,
             size: stamp.size,
             mtime_ns: stamp.mtime_ns,
-            executable: e.executable,
+            executable: crate::scan::executable(&meta),
             block_size: block_size_for(stamp.size),
             blocks,
             version,
@@ -187,7 +213,7 @@ pub fn scan_folder_watching(
     for (path, e) in &found {
         if e.dir && !known.get(path).is_some_and(|k| k.dir && !k.deleted) {
             let version = known.get(path).map(|k| k.version.clone()).unwrap_or_default().bump(me);
-            out.changed.push(dir_record(path, version, me, false, e.stamp.mtime_ns));
+            out.changed.push(dir_record(path, version, me, false, e.stamp.map_or(0, |s| s.mtime_ns)));
         }
     }
     // Deletions: known, live, in scope, not on disk, not ignored.
@@ -221,14 +247,7 @@ fn dir_record(path: &str, version: Version, me: u64, deleted: bool, mtime_ns: i6
 }
 
 fn entry(m: &std::fs::Metadata, dir: bool) -> LocalEntry {
-    #[cfg(unix)]
-    let executable = {
-        use std::os::unix::fs::PermissionsExt;
-        m.permissions().mode() & 0o100 != 0
-    };
-    #[cfg(not(unix))]
-    let executable = false;
-    LocalEntry { dir, stamp: stamp_of(m), executable }
+    LocalEntry { dir, stamp: Some(stamp_of(m)) }
 }
 
 /// Children of a directory listed, then stat'ed, at a time.
@@ -239,13 +258,16 @@ const WALK_CHUNK: usize = 4096;
 struct Walker<'a> {
     ignores: &'a Ignores,
     watch: &'a dyn Fn(&Path),
+    known: &'a HashMap<String, FileRecord>,
     found: &'a mut BTreeMap<String, LocalEntry>,
     skipped: &'a mut Vec<Skipped>,
     temps: &'a mut Vec<String>,
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, dir: &Path, rel: Option<&RelPath>) -> Result<(), EngineError> {
+    /// Walks `dir`, at `rel` in the folder. `exact`: `dir` is where `rel` leads
+    /// (no name on the way was normalised to reach `rel`).
+    fn walk(&mut self, dir: &Path, rel: Option<&RelPath>, exact: bool) -> Result<(), EngineError> {
         (self.watch)(dir);
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
@@ -279,7 +301,10 @@ impl Walker<'_> {
                 }
                 let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
                 match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
-                    Ok(child_rel) => named.push((path, child_rel)),
+                    Ok(child_rel) => {
+                        let exact = exact && child_rel.file_name() == name;
+                        named.push((path, child_rel, child.file_type().ok(), exact))
+                    }
                     Err(e) => self.skipped.push(Skipped { path, reason: e.to_string() }),
                 }
                 if named.len() >= WALK_CHUNK {
@@ -287,10 +312,38 @@ impl Walker<'_> {
                     break;
                 }
             }
-            let metas = crate::scan::stat_all(&named, |(path, _)| path);
-            for ((path, child_rel), meta) in named.into_iter().zip(metas) {
-                let Some(meta) = meta else { continue };
-                if self.ignores.is_ignored(child_rel.as_str(), meta.is_dir()) {
+            // The listing gives each entry's type. A file is stat'ed only if the
+            // index has it, to compare; a new one is hashed anyway, and its stamp
+            // comes from the open file (on a cold disk, its inode is then loaded
+            // once, by the read, rather than by a stat and again by the read).
+            // One whose path was normalised is stat'ed too: the read, by its
+            // recorded path, will not find it, and the stat shows it was there.
+            let known_file = |rel: &RelPath| self.known.get(rel.as_str()).is_some_and(|k| !k.deleted && !k.dir);
+            // None: not stat'ed; Some(None): gone since it was listed.
+            let mut metas: Vec<Option<Option<std::fs::Metadata>>> =
+                std::iter::repeat_with(|| None).take(named.len()).collect();
+            {
+                let wanted: Vec<(usize, &Path)> = (named.iter().enumerate())
+                    .filter(|(_, (_, rel, kind, exact))| {
+                        !exact || kind.is_none_or(|k| k.is_dir() || (k.is_file() && known_file(rel)))
+                    })
+                    .map(|(i, (path, ..))| (i, path.as_path()))
+                    .collect();
+                for ((i, _), m) in wanted.iter().zip(crate::scan::stat_all(&wanted, |(_, path)| path)) {
+                    metas[*i] = Some(m);
+                }
+            }
+            for ((path, child_rel, kind, exact), meta) in named.into_iter().zip(metas) {
+                let (meta, (is_dir, is_link, is_file)) = match (meta, kind) {
+                    (Some(Some(m)), _) => {
+                        let kind = (m.is_dir(), m.file_type().is_symlink(), m.is_file());
+                        (Some(m), kind)
+                    }
+                    (None, Some(k)) => (None, (k.is_dir(), k.is_symlink(), k.is_file())),
+                    // Gone since it was listed.
+                    _ => continue,
+                };
+                if self.ignores.is_ignored(child_rel.as_str(), is_dir) {
                     continue;
                 }
                 if !seen.insert(child_rel.collision_key()) {
@@ -298,13 +351,14 @@ impl Walker<'_> {
                         .push(Skipped { path, reason: "another name differs only in case or Unicode form".into() });
                     continue;
                 }
-                if meta.file_type().is_symlink() {
+                if is_link {
                     self.skipped.push(Skipped { path, reason: "symbolic links are not synced".into() });
-                } else if meta.is_dir() {
-                    self.found.insert(child_rel.as_str().to_owned(), entry(&meta, true));
-                    self.walk(&path, Some(&child_rel))?;
-                } else if meta.is_file() {
-                    self.found.insert(child_rel.as_str().to_owned(), entry(&meta, false));
+                } else if let Some(meta) = meta.as_ref().filter(|_| is_dir) {
+                    self.found.insert(child_rel.as_str().to_owned(), entry(meta, true));
+                    self.walk(&path, Some(&child_rel), exact)?;
+                } else if is_file {
+                    let stamp = meta.as_ref().map(stamp_of);
+                    self.found.insert(child_rel.as_str().to_owned(), LocalEntry { dir: false, stamp });
                 }
             }
             if !more {

@@ -201,7 +201,7 @@ fn hash_all(
 
 /// Largest block read on the reader pool: its buffers stay small (one block per
 /// reader) while files of up to 2 GiB use it.
-const READER_MAX_BLOCK: u32 = 1 << 20;
+pub(crate) const READER_MAX_BLOCK: u32 = 1 << 20;
 
 /// Threads that read files to hash them. Reading many small files is bound by the
 /// disk's latency, not by the cores: with more reads in flight a cold tree is read
@@ -261,28 +261,68 @@ pub(crate) fn stat_all<T: Sync>(items: &[T], path_of: impl Fn(&T) -> &Path + Syn
 /// after); gives up after a few tries. Returns the hashes and the stamp they
 /// belong to.
 pub fn hash_stable(path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
-    hash_stable_since(path, None, progress)
+    match hash_until_stable(path, || File::open(path), None, None, progress)? {
+        Listed::Hashed(hashes, meta) => Ok((hashes, stamp_of(&meta))),
+        Listed::Larger(_) => unreachable!("no block size was too large"),
+    }
 }
 
-/// [`hash_stable`] of a file a walk just saw at `seen`: that stamp stands for the
-/// one taken before the first read (a stat less per file, 100,000 of them in the
-/// first scan of a folder of small files). If the file changed since, the stamp
-/// after the read differs and it is read again.
-pub fn hash_stable_since(
+/// What [`hash_listed`] made of a file.
+#[derive(Debug)]
+pub enum Listed {
+    /// Its blocks' hashes, and its metadata as they were taken.
+    Hashed(Vec<BlockHash>, Metadata),
+    /// Its blocks are larger than the caller reads here; its size.
+    Larger(u64),
+}
+
+/// Hashes a file a folder's walk listed, again if it changed meanwhile (see
+/// [`hash_stable`]). `seen` is the stamp the walk took, if it took one: it stands
+/// for the stat before the first read, and a file saved since has another stamp
+/// after the read and is read again. Without it, the stamp comes from the open
+/// file, and a file whose blocks are larger than `max_block` is left for the
+/// caller to hash where large blocks are read ([`Listed::Larger`]).
+///
+/// The file is opened without following a link or waiting on a pipe: what the
+/// walk listed may have been replaced by either since.
+pub fn hash_listed(
     path: &Path,
-    mut seen: Option<Stamp>,
+    seen: Option<Stamp>,
+    max_block: u32,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(Vec<BlockHash>, Stamp), EngineError> {
+) -> Result<Listed, EngineError> {
+    hash_until_stable(path, || open_listed(path), seen, Some(max_block), progress)
+}
+
+/// Opens the file with `open` and hashes it until its stamp is the same before
+/// and after a read, a few times at most.
+fn hash_until_stable(
+    path: &Path,
+    open: impl Fn() -> std::io::Result<File>,
+    mut seen: Option<Stamp>,
+    max_block: Option<u32>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Listed, EngineError> {
     for _ in 0..3 {
-        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let file = open().map_err(|e| EngineError::io(path, e))?;
         let before = match seen.take() {
             Some(stamp) => stamp,
-            None => stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?),
+            None => {
+                let meta = file.metadata().map_err(|e| EngineError::io(path, e))?;
+                if !meta.is_file() {
+                    return Err(EngineError::io(path, std::io::Error::other("not a regular file")));
+                }
+                if max_block.is_some_and(|max| block_size_for(meta.len()) > max) {
+                    return Ok(Listed::Larger(meta.len()));
+                }
+                stamp_of(&meta)
+            }
         };
         let hashes = hash_file(&file, before.size, progress);
-        let after = stamp_of(&file.metadata().map_err(|e| EngineError::io(path, e))?);
+        let meta = file.metadata().map_err(|e| EngineError::io(path, e))?;
+        let after = stamp_of(&meta);
         match hashes {
-            Ok(hashes) if after == before => return Ok((hashes, after)),
+            Ok(hashes) if after == before => return Ok(Listed::Hashed(hashes, meta)),
             // Shrunk while it was read (a save truncates first): read it again.
             Err(e) if after == before || e.kind() != std::io::ErrorKind::UnexpectedEof => {
                 return Err(EngineError::io(path, e));
@@ -291,6 +331,18 @@ pub fn hash_stable_since(
         }
     }
     Err(EngineError::KeepsChanging(path.to_owned()))
+}
+
+#[cfg(unix)]
+fn open_listed(path: &Path) -> std::io::Result<File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32).open(path)
+}
+
+#[cfg(not(unix))]
+fn open_listed(path: &Path) -> std::io::Result<File> {
+    File::open(path)
 }
 
 /// Files of at most this many blocks are read in order on one thread. Split across
@@ -350,13 +402,13 @@ fn inode(_: &Metadata) -> u64 {
 }
 
 #[cfg(unix)]
-fn executable(meta: &Metadata) -> bool {
+pub(crate) fn executable(meta: &Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o100 != 0
 }
 
 #[cfg(not(unix))]
-fn executable(_: &Metadata) -> bool {
+pub(crate) fn executable(_: &Metadata) -> bool {
     false
 }
 
@@ -471,14 +523,18 @@ mod tests {
             std::fs::write(&path, &now).unwrap();
             let f = std::fs::File::options().write(true).open(&path).unwrap();
             f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1)).unwrap();
-            let (hashes, stamp) = hash_stable_since(&path, Some(seen), &|_| {}).unwrap();
+            let Listed::Hashed(hashes, meta) = hash_listed(&path, Some(seen), u32::MAX, &|_| {}).unwrap() else {
+                panic!("hashed whatever its blocks")
+            };
+            let stamp = stamp_of(&meta);
             let want: Vec<BlockHash> = now.chunks(block).map(hash_block).collect();
             assert_eq!(hashes, want, "the hashes are of what is there now ({} bytes)", now.len());
             assert_eq!(stamp, stamp_of(&std::fs::metadata(&path).unwrap()));
         }
         // Unchanged since the walk: its stamp is taken as it is.
         let seen = stamp_of(&std::fs::symlink_metadata(&path).unwrap());
-        assert_eq!(hash_stable_since(&path, Some(seen), &|_| {}).unwrap().1, seen);
+        let Listed::Hashed(_, meta) = hash_listed(&path, Some(seen), u32::MAX, &|_| {}).unwrap() else { panic!() };
+        assert_eq!(stamp_of(&meta), seen);
     }
 
     #[test]
