@@ -1080,6 +1080,26 @@ mod tests {
         }
     }
 
+    /// New files are sized only once open: one too large for the small-file
+    /// readers (blocks over 1 MiB, so over 2,000 MiB) is hashed after them, and
+    /// recorded like any other.
+    #[test]
+    fn a_new_file_with_large_blocks_is_hashed_and_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("f");
+        create_marker(&root).unwrap();
+        let size = 2001 << 20;
+        std::fs::File::create(root.join("disk.img")).unwrap().set_len(size).unwrap();
+        std::fs::write(root.join("small.txt"), b"small").unwrap();
+        let out = scan_folder(&root, &HashMap::new(), 1, None, &Ignores::default()).unwrap();
+        assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+        let big = out.changed.iter().find(|r| r.path == "disk.img").expect("recorded");
+        assert!(big.block_size > crate::scan::READER_MAX_BLOCK);
+        assert_eq!((big.size, big.blocks.len() as u64), (size, block_count(size, big.block_size)));
+        assert_eq!(big.blocks[0], crate::scan::hash_block(&vec![0; big.block_size as usize]));
+        assert!(out.changed.iter().any(|r| r.path == "small.txt"));
+    }
+
     #[test]
     fn conflict_names_keep_the_extension() {
         let r = RelPath::new("d/report.final.pdf").unwrap();

@@ -537,6 +537,39 @@ mod tests {
         assert_eq!(stamp_of(&meta), seen);
     }
 
+    /// THREATS.md, "symlink swapped in" (here during a read): what a folder's walk listed as a file
+    /// may have been replaced by a link or a pipe before it is read. Neither is
+    /// followed or waited on.
+    #[cfg(unix)]
+    #[test]
+    fn a_listed_file_replaced_by_a_link_or_a_pipe_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, b"not in the folder").unwrap();
+        let link = d.path().join("was-a-file");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert!(matches!(hash_listed(&link, None, u32::MAX, &|_| {}), Err(EngineError::Io { .. })));
+        let pipe = d.path().join("pipe");
+        rustix::fs::mknodat(rustix::fs::CWD, &pipe, rustix::fs::FileType::Fifo, rustix::fs::Mode::RWXU, 0).unwrap();
+        assert!(matches!(hash_listed(&pipe, None, u32::MAX, &|_| {}), Err(EngineError::Io { .. })));
+    }
+
+    /// A file the walk did not stat is sized once open: one whose blocks are
+    /// larger than the caller reads is handed back unread.
+    #[test]
+    fn a_listed_file_with_larger_blocks_is_handed_back_unread() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("disk.img");
+        let size = 2001 * MIN_BLOCK_SIZE as u64;
+        std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let progress = |n| {
+            read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        assert!(matches!(hash_listed(&path, None, MIN_BLOCK_SIZE, &progress), Ok(Listed::Larger(s)) if s == size));
+        assert_eq!(read.into_inner(), 0);
+    }
+
     #[test]
     fn a_file_that_never_stops_changing_is_reported_not_recorded() {
         let d = tempfile::tempdir().unwrap();
