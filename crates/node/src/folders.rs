@@ -782,24 +782,23 @@ impl Folders {
         {
             return Ok(sum.clone());
         }
-        let (generation, local, remote, members) = {
+        // What is needed comes from what members announced: with nothing announced
+        // (a folder no one joined yet, or a first scan still recording), the
+        // records are counted by SQLite rather than read out.
+        let (generation, (local_files, local_bytes), conflicts, local, remote, members) = {
             let st = lock(&self.store);
-            (st.generation(), st.files(&f.id)?, st.remote_files(&f.id)?, st.members(&f.id)?)
+            let remote = st.remote_files(&f.id)?;
+            let local = if remote.is_empty() { Vec::new() } else { st.files(&f.id)? };
+            (st.generation(), st.local_totals(&f.id)?, st.conflict_paths(&f.id)?, local, remote, st.members(&f.id)?)
         };
         let pins = Pins(key.pins);
         let plan = needs(f, &local, &remote, &members, self.me_short, &|p| pins.covers(p), &key.ignores);
-        let (local_files, local_bytes) =
-            local.iter().filter(|r| r.have && !r.deleted && !r.dir).fold((0, 0), |(n, b), r| (n + 1, b + r.size));
         let sum = Summary {
             local_files,
             local_bytes,
             need_files: plan.len() as u64,
             need_bytes: plan.iter().filter(|a| !a.remote.deleted).map(|a| a.remote.size).sum(),
-            conflicts: local
-                .iter()
-                .filter(|r| !r.deleted && !r.dir && r.path.contains(".sync-conflict-"))
-                .map(|r| r.path.clone())
-                .collect(),
+            conflicts,
             members: members
                 .iter()
                 .filter_map(|m| {

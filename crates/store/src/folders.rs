@@ -403,6 +403,28 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The files this device has in a folder (not deleted, not folders): how many,
+    /// and their bytes. Counted by SQLite, without reading the records out.
+    pub fn local_totals(&self, folder: &FolderId) -> Result<(u64, u64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files
+             WHERE folder_id = ?1 AND have AND NOT deleted AND NOT dir",
+        )?;
+        let (n, bytes): (i64, i64) = stmt.query_row([&folder[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((n as u64, bytes as u64))
+    }
+
+    /// Paths of the live files of a folder whose names mark them as conflict
+    /// copies (`.sync-conflict-`), in path order.
+    pub fn conflict_paths(&self, folder: &FolderId) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM files WHERE folder_id = ?1 AND NOT deleted AND NOT dir
+             AND instr(path, '.sync-conflict-') > 0 ORDER BY path",
+        )?;
+        let rows = stmt.query_map([&folder[..]], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Records changes to this device's view, giving each the next sequence
     /// number, all in one transaction. Returns the folder's new sequence.
     pub fn put_files(&mut self, folder: &FolderId, records: &mut [FileRecord]) -> Result<u64> {

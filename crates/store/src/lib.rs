@@ -585,6 +585,50 @@ mod tests {
         assert_eq!(s.block_record(&[8; 16], "a", 0).unwrap(), None, "another folder");
     }
 
+    /// The folder status counts what this device has without reading records out:
+    /// the counts must be what reading them would give.
+    #[test]
+    fn local_totals_count_the_files_had_and_conflicts_are_listed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
+        let id = [7; 16];
+        s.add_folder(&folder_row(id, dir.path())).unwrap();
+        let rec = |path: &str, size: u64, dir: bool, deleted: bool, have: bool| FileRecord {
+            path: path.into(),
+            dir,
+            deleted,
+            size,
+            mtime_ns: 0,
+            executable: false,
+            block_size: 1 << 17,
+            blocks: vec![],
+            version: Default::default(),
+            seq: 0,
+            modified_by: 1,
+            have,
+            local: None,
+        };
+        s.put_files(
+            &id,
+            &mut [
+                rec("a.txt", 10, false, false, true),
+                rec("b.sync-conflict-20261206-101010-ABC.txt", 20, false, false, true),
+                rec("a.sync-conflict-20261206-101010-ABC.txt", 5, false, false, false),
+                rec("docs", 0, true, false, true),
+                rec("old.txt", 1000, false, true, true),
+                rec("gone.sync-conflict-20261206-101010-ABC.txt", 1, false, true, true),
+                rec("not-yet.bin", 300, false, false, false),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.local_totals(&id).unwrap(), (2, 30));
+        assert_eq!(
+            s.conflict_paths(&id).unwrap(),
+            ["a.sync-conflict-20261206-101010-ABC.txt", "b.sync-conflict-20261206-101010-ABC.txt"]
+        );
+        assert_eq!(s.local_totals(&[8; 16]).unwrap(), (0, 0), "another folder");
+    }
+
     fn file(path: &str, size: u64) -> SharedEntry {
         SharedEntry {
             entry: Entry {
