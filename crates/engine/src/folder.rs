@@ -86,19 +86,52 @@ pub fn scan_folder(
     scope: Option<&[String]>,
     ignores: &Ignores,
 ) -> Result<ScanOutcome, EngineError> {
-    scan_folder_watching(root, known, me, scope, ignores, &|_| {})
+    scan_folder_with(root, known, me, scope, ignores, &|_| {}, None::<&mut NoRecorder>)
+}
+
+/// Files hashed between two early records (see [`Recorder`]); a scan with no more
+/// to hash than this returns everything at the end.
+const EARLY_BATCH: usize = 8192;
+
+/// Takes the records of paths the index has never seen while a large scan still
+/// hashes, so they are written while the next files are read.
+pub trait Recorder: Send {
+    /// What recording can fail with.
+    type Error: From<EngineError> + Send;
+    /// Called once the walk is done, with how many recorded files the scan will
+    /// mark deleted; false keeps every record for the outcome.
+    fn start(&mut self, deletes: usize) -> bool;
+    /// Records a batch: new folders first, then new files as they are hashed.
+    fn record(&mut self, batch: Vec<FileRecord>) -> Result<(), Self::Error>;
+}
+
+/// No early records.
+pub struct NoRecorder;
+
+impl Recorder for NoRecorder {
+    type Error = EngineError;
+    fn start(&mut self, _: usize) -> bool {
+        false
+    }
+    fn record(&mut self, _: Vec<FileRecord>) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 /// [`scan_folder`], calling `watch` with each folder it walks just before it
-/// lists it: a watch added there misses no change the listing does not see.
-pub fn scan_folder_watching(
+/// lists it (a watch added there misses no change the listing does not see), and
+/// handing the records of new paths to `recorder` as they are made (they are then
+/// not in the outcome). Changes to paths the index knows, and deletions, are
+/// always in the outcome.
+pub fn scan_folder_with<R: Recorder>(
     root: &Path,
     known: &HashMap<String, FileRecord>,
     me: u64,
     scope: Option<&[String]>,
     ignores: &Ignores,
     watch: &dyn Fn(&Path),
-) -> Result<ScanOutcome, EngineError> {
+    recorder: Option<&mut R>,
+) -> Result<ScanOutcome, R::Error> {
     check_marker(root)?;
     let mut out = ScanOutcome::default();
     let mut found: BTreeMap<String, LocalEntry> = BTreeMap::new();
@@ -132,6 +165,18 @@ pub fn scan_folder_watching(
         Some(set) => set.contains(path) || path.match_indices('/').any(|(i, _)| set.contains(&path[..i])),
     };
 
+    // Deletions: known, live, in scope, not on disk, not ignored. They are known
+    // before anything is hashed, so a recorder can weigh them first.
+    let mut deletions = Vec::new();
+    for (path, k) in known {
+        if k.deleted || found.contains_key(path) || !in_scope(path) || !k.have || ignores.is_ignored(path, k.dir) {
+            continue;
+        }
+        let mut t = dir_record(path, k.version.bump(me), me, true, k.mtime_ns);
+        t.dir = k.dir;
+        deletions.push(t);
+    }
+
     // Files whose stamp moved, or that the walk did not stat (new ones), are hashed
     // (in parallel); the rest are skipped.
     let to_hash: Vec<(&String, &LocalEntry)> = found
@@ -144,87 +189,124 @@ pub fn scan_folder_watching(
                 }
         })
         .collect();
-    let local = |p: &str| p.split('/').fold(root.to_owned(), |a, s| a.join(s));
-    // A new file's size is known once it is open: its blocks are read among the
-    // small files unless they turn out larger, then with the large ones after.
-    let hash = |(p, e): &(&String, &LocalEntry)| {
-        let max = if e.stamp.is_some() { u32::MAX } else { crate::scan::READER_MAX_BLOCK };
-        crate::scan::hash_listed(&local(p), e.stamp, max, &|_| {})
-    };
-    let mut hashed = crate::scan::on_readers(&to_hash, |(_, e)| e.stamp.map_or(0, |s| s.size), hash);
-    let larger: Vec<(usize, u64)> = hashed
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| match h {
-            Ok(Listed::Larger(size)) => Some((i, *size)),
-            _ => None,
-        })
-        .collect();
-    let again = crate::scan::on_readers(
-        &larger,
-        |(_, size)| *size,
-        |(i, _)| crate::scan::hash_listed(&local(to_hash[*i].0), None, u32::MAX, &|_| {}),
-    );
-    for ((i, _), h) in larger.iter().zip(again) {
-        hashed[*i] = h;
-    }
-    for ((path, e), h) in to_hash.iter().zip(hashed) {
-        let (blocks, meta) = match h {
-            Ok(Listed::Hashed(blocks, meta)) => (blocks, meta),
-            Ok(Listed::Larger(_)) => continue,
-            // A new file gone since it was listed (a temp file, most likely): as if
-            // it never was, as when the walk's stat finds nothing.
-            Err(EngineError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && e.stamp.is_none() =>
-            {
-                continue;
-            }
-            // Unreadable, or gone since the walk: the next scan sees it.
-            Err(e) => {
-                out.skipped.push(Skipped { path: PathBuf::from(e.to_string()), reason: "could not be read".into() });
-                continue;
-            }
-        };
-        let stamp = stamp_of(&meta);
-        let path = (*path).clone();
-        let prev = known.get(&path);
-        let same = prev.is_some_and(|k| !k.deleted && !k.dir && k.blocks == blocks && k.size == stamp.size);
-        if same {
-            out.restamped.push((path, stamp));
-            continue;
-        }
-        let version = prev.map(|k| k.version.clone()).unwrap_or_default().bump(me);
-        out.changed.push(FileRecord {
-            path,
-            dir: false,
-            deleted: false,
-            size: stamp.size,
-            mtime_ns: stamp.mtime_ns,
-            executable: crate::scan::executable(&meta),
-            block_size: block_size_for(stamp.size),
-            blocks,
-            version,
-            seq: 0,
-            modified_by: me,
-            have: true,
-            local: Some(stamp),
-        });
-    }
+    let deletes = deletions.iter().filter(|r| !r.dir).count();
+    let early = recorder.filter(|_| to_hash.len() > EARLY_BATCH).and_then(|r| r.start(deletes).then_some(r));
+    // Records of paths the index has never seen go to the recorder, if any.
+    let recording = early.is_some();
+    let fresh = |path: &str| recording && !known.contains_key(path);
+
+    let mut dirs = Vec::new();
+    let mut new_dirs = Vec::new();
     for (path, e) in &found {
         if e.dir && !known.get(path).is_some_and(|k| k.dir && !k.deleted) {
             let version = known.get(path).map(|k| k.version.clone()).unwrap_or_default().bump(me);
-            out.changed.push(dir_record(path, version, me, false, e.stamp.map_or(0, |s| s.mtime_ns)));
+            let r = dir_record(path, version, me, false, e.stamp.map_or(0, |s| s.mtime_ns));
+            if fresh(path) { new_dirs.push(r) } else { dirs.push(r) }
         }
     }
-    // Deletions: known, live, in scope, not on disk, not ignored.
-    for (path, k) in known {
-        if k.deleted || found.contains_key(path) || !in_scope(path) || !k.have || ignores.is_ignored(path, k.dir) {
-            continue;
+
+    // Hashes `jobs`, putting what changed into `out`, or into `new` if fresh.
+    let hash = |jobs: &[(&String, &LocalEntry)], out: &mut ScanOutcome, new: &mut Vec<FileRecord>| {
+        let local = |p: &str| p.split('/').fold(root.to_owned(), |a, s| a.join(s));
+        // A new file's size is known once it is open: its blocks are read among the
+        // small files unless they turn out larger, then with the large ones after.
+        let first = |(p, e): &(&String, &LocalEntry)| {
+            let max = if e.stamp.is_some() { u32::MAX } else { crate::scan::READER_MAX_BLOCK };
+            crate::scan::hash_listed(&local(p), e.stamp, max, &|_| {})
+        };
+        let mut hashed = crate::scan::on_readers(jobs, |(_, e)| e.stamp.map_or(0, |s| s.size), first);
+        let larger: Vec<(usize, u64)> = hashed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h {
+                Ok(Listed::Larger(size)) => Some((i, *size)),
+                _ => None,
+            })
+            .collect();
+        let again = crate::scan::on_readers(
+            &larger,
+            |(_, size)| *size,
+            |(i, _)| crate::scan::hash_listed(&local(jobs[*i].0), None, u32::MAX, &|_| {}),
+        );
+        for ((i, _), h) in larger.iter().zip(again) {
+            hashed[*i] = h;
         }
-        let mut t = dir_record(path, k.version.bump(me), me, true, k.mtime_ns);
-        t.dir = k.dir;
-        out.changed.push(t);
+        for ((path, e), h) in jobs.iter().zip(hashed) {
+            let (blocks, meta) = match h {
+                Ok(Listed::Hashed(blocks, meta)) => (blocks, meta),
+                Ok(Listed::Larger(_)) => continue,
+                // A new file gone since it was listed (a temp file, most likely): as
+                // if it never was, as when the walk's stat finds nothing.
+                Err(EngineError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && e.stamp.is_none() =>
+                {
+                    continue;
+                }
+                // Unreadable, or gone since the walk: the next scan sees it.
+                Err(e) => {
+                    out.skipped
+                        .push(Skipped { path: PathBuf::from(e.to_string()), reason: "could not be read".into() });
+                    continue;
+                }
+            };
+            let stamp = stamp_of(&meta);
+            let path = (*path).clone();
+            let prev = known.get(&path);
+            let same = prev.is_some_and(|k| !k.deleted && !k.dir && k.blocks == blocks && k.size == stamp.size);
+            if same {
+                out.restamped.push((path, stamp));
+                continue;
+            }
+            let version = prev.map(|k| k.version.clone()).unwrap_or_default().bump(me);
+            let r = FileRecord {
+                path,
+                dir: false,
+                deleted: false,
+                size: stamp.size,
+                mtime_ns: stamp.mtime_ns,
+                executable: crate::scan::executable(&meta),
+                block_size: block_size_for(stamp.size),
+                blocks,
+                version,
+                seq: 0,
+                modified_by: me,
+                have: true,
+                local: Some(stamp),
+            };
+            if fresh(&r.path) { new.push(r) } else { out.changed.push(r) }
+        }
+    };
+    match early {
+        None => hash(&to_hash, &mut out, &mut Vec::new()),
+        // New paths are recorded a batch at a time on a thread of their own while
+        // the next batch is read: in a first scan, recording 100,000 records is
+        // otherwise a pass of its own after the last read.
+        Some(recorder) => std::thread::scope(|s| -> Result<(), R::Error> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FileRecord>>(1);
+            let writer = s.spawn(move || -> Result<(), R::Error> {
+                for batch in rx {
+                    recorder.record(batch)?;
+                }
+                Ok(())
+            });
+            let batches =
+                std::iter::once(std::mem::take(&mut new_dirs)).chain(to_hash.chunks(EARLY_BATCH).map(|jobs| {
+                    let mut new = Vec::new();
+                    hash(jobs, &mut out, &mut new);
+                    new
+                }));
+            // A writer that failed has hung up: stop reading, and report its error.
+            for batch in batches {
+                if !batch.is_empty() && tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?,
     }
+    out.changed.extend(dirs);
+    out.changed.extend(deletions);
     Ok(out)
 }
 
@@ -1098,6 +1180,75 @@ mod tests {
         assert_eq!((big.size, big.blocks.len() as u64), (size, block_count(size, big.block_size)));
         assert_eq!(big.blocks[0], crate::scan::hash_block(&vec![0; big.block_size as usize]));
         assert!(out.changed.iter().any(|r| r.path == "small.txt"));
+    }
+
+    /// Collects early records; refuses to start when told to.
+    struct Collect {
+        go: bool,
+        deletes: Option<usize>,
+        batches: Vec<Vec<FileRecord>>,
+        fail_at: Option<usize>,
+    }
+
+    impl Recorder for Collect {
+        type Error = EngineError;
+        fn start(&mut self, deletes: usize) -> bool {
+            self.deletes = Some(deletes);
+            self.go
+        }
+        fn record(&mut self, batch: Vec<FileRecord>) -> Result<(), EngineError> {
+            if self.fail_at == Some(self.batches.len()) {
+                return Err(EngineError::Refused("the index is full".into()));
+            }
+            self.batches.push(batch);
+            Ok(())
+        }
+    }
+
+    /// A large scan hands new paths over in batches while it reads the rest: every
+    /// path exactly once, folders first; known paths and deletions stay in the
+    /// outcome; a recorder that declines (the deletions would pause the folder)
+    /// gets nothing, and one that fails stops the scan with its error.
+    #[test]
+    fn a_large_scan_records_new_paths_early_and_the_rest_at_the_end() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("f");
+        create_marker(&root).unwrap();
+        let n = EARLY_BATCH * 2 + 10;
+        for i in 0..n {
+            let dir = root.join(format!("d{}", i % 7));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{i}.txt")), i.to_string()).unwrap();
+        }
+        std::fs::write(root.join("known.txt"), b"edited").unwrap();
+        let mut known: HashMap<String, FileRecord> = HashMap::new();
+        for path in ["known.txt", "gone.txt"] {
+            let mut r = dir_record(path, Version::default().bump(9), 9, false, 0);
+            r.dir = false;
+            known.insert(path.into(), r);
+        }
+        let scan =
+            |rec: &mut Collect| scan_folder_with(&root, &known, 1, None, &Ignores::default(), &|_| {}, Some(rec));
+
+        let mut rec = Collect { go: true, deletes: None, batches: vec![], fail_at: None };
+        let out = scan(&mut rec).unwrap();
+        assert_eq!(rec.deletes, Some(1));
+        assert!(rec.batches.len() >= 3, "folders, then files in batches: {}", rec.batches.len());
+        assert!(rec.batches[0].iter().all(|r| r.dir) && rec.batches[1..].iter().flatten().all(|r| !r.dir));
+        let early: Vec<&str> = rec.batches.iter().flatten().map(|r| r.path.as_str()).collect();
+        assert_eq!(early.len(), n + 7);
+        assert_eq!(early.iter().collect::<HashSet<_>>().len(), early.len(), "each path once");
+        let mut rest: Vec<(&str, bool)> = out.changed.iter().map(|r| (r.path.as_str(), r.deleted)).collect();
+        rest.sort();
+        assert_eq!(rest, [("gone.txt", true), ("known.txt", false)]);
+
+        let mut declined = Collect { go: false, deletes: None, batches: vec![], fail_at: None };
+        let out = scan(&mut declined).unwrap();
+        assert!(declined.batches.is_empty());
+        assert_eq!(out.changed.len(), n + 7 + 2, "everything in the outcome");
+
+        let mut failing = Collect { go: true, deletes: None, batches: vec![], fail_at: Some(1) };
+        assert!(matches!(scan(&mut failing), Err(EngineError::Refused(m)) if m == "the index is full"));
     }
 
     #[test]

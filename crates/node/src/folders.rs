@@ -2092,7 +2092,26 @@ fn scan_blocking(
             w.dir(dir)
         }
     };
-    let out = disk::scan_folder_watching(&row.path, &known, folders.me_short, scope.as_deref(), &ignores, &watch_dir)?;
+    let live = known.values().filter(|r| !r.deleted && r.have && !r.dir).count();
+    // Local changes of a folder that sends none are reverted below, never recorded.
+    let mut early = (row.read_write && row.mode != FolderMode::ReceiveOnly).then_some(EarlyRecords {
+        folders,
+        id,
+        known: &known,
+        live,
+        confirmed,
+        seq: None,
+    });
+    let out = disk::scan_folder_with(
+        &row.path,
+        &known,
+        folders.me_short,
+        scope.as_deref(),
+        &ignores,
+        &watch_dir,
+        early.as_mut(),
+    )?;
+    let settled = early.and_then(|e| e.seq).or(settled);
     if !out.temps.is_empty() {
         folders
             .temps
@@ -2125,9 +2144,8 @@ fn scan_blocking(
     if changed.is_empty() {
         return Ok(ScanReport::Done { seq: settled });
     }
-    let live = known.values().filter(|r| !r.deleted && r.have && !r.dir).count();
     let deletes = changed.iter().filter(|r| r.deleted && !r.dir).count();
-    if !confirmed && live >= MASS_DELETE_MIN && deletes * 2 > live {
+    if mass_delete(confirmed, live, deletes) {
         let why = format!(
             "paused: {deletes} of {live} files in {:?} were deleted at once; nothing was sent. If this was intended, run `peerbox folder resume {}`",
             row.name,
@@ -2160,6 +2178,42 @@ fn scan_blocking(
     adopt_same_bytes(folders, &id, &known, &mut changed)?;
     let seq = lock(&folders.store).put_files(&id, &mut changed)?;
     Ok(ScanReport::Done { seq: Some(seq) })
+}
+
+/// Whether `deletes` of `live` files gone at once look like a drive unmounted or
+/// a folder emptied by mistake rather than a user's cleanup: the scan then pauses
+/// until the user confirms.
+fn mass_delete(confirmed: bool, live: usize, deletes: usize) -> bool {
+    !confirmed && live >= MASS_DELETE_MIN && deletes * 2 > live
+}
+
+/// Records a large scan's new paths while it still reads files (see
+/// [`disk::Recorder`]), publishing each batch to the members as it lands. Nothing
+/// is recorded early when the scan's deletions would pause the folder.
+struct EarlyRecords<'a> {
+    folders: &'a Folders,
+    id: FolderId,
+    known: &'a HashMap<String, FileRecord>,
+    live: usize,
+    confirmed: bool,
+    /// The folder's sequence after the last batch recorded.
+    seq: Option<u64>,
+}
+
+impl disk::Recorder for EarlyRecords<'_> {
+    type Error = NodeError;
+
+    fn start(&mut self, deletes: usize) -> bool {
+        !mass_delete(self.confirmed, self.live, deletes)
+    }
+
+    fn record(&mut self, mut batch: Vec<FileRecord>) -> Result<(), NodeError> {
+        adopt_same_bytes(self.folders, &self.id, self.known, &mut batch)?;
+        let seq = lock(&self.folders.store).put_files(&self.id, &mut batch)?;
+        self.folders.publish_seq(&self.id, seq);
+        self.seq = Some(seq);
+        Ok(())
+    }
 }
 
 /// Settles pulls journalled by `expect_landings` that the index never recorded
@@ -2866,7 +2920,8 @@ mod tests {
     /// each directory before listing it.
     fn walk_watching(root: &Path, watch: &FolderWatch, scope: Option<&[String]>) {
         let watch_dir = |d: &Path| watch.dir(d);
-        disk::scan_folder_watching(root, &HashMap::new(), 1, scope, &Ignores::default(), &watch_dir).unwrap();
+        let none = None::<&mut disk::NoRecorder>;
+        disk::scan_folder_with(root, &HashMap::new(), 1, scope, &Ignores::default(), &watch_dir, none).unwrap();
     }
 
     /// Waits until the watcher reports `path`; returns every path it reported.
