@@ -1276,7 +1276,8 @@ impl FolderTask {
             } else {
                 t.scan(if full { None } else { Some(all) }).await;
             }
-            if let Some(every) = Some(t.rescan_every(&row.name)).filter(|e| *e != rescan.period()) {
+            let every = t.rescan_every(&row.name);
+            if every != rescan.period() {
                 rescan = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             }
             if pull {
@@ -2175,9 +2176,20 @@ fn scan_blocking(
         }
         return Ok(ScanReport::Done { seq: settled });
     }
-    adopt_same_bytes(folders, &id, &known, &mut changed)?;
-    let seq = lock(&folders.store).put_files(&id, &mut changed)?;
+    let seq = record_changes(folders, &id, &known, &mut changed)?;
     Ok(ScanReport::Done { seq: Some(seq) })
+}
+
+/// Records changes made on this device (a file a member already has byte for
+/// byte takes that member's version); returns the folder's new sequence.
+fn record_changes(
+    folders: &Folders,
+    id: &FolderId,
+    known: &HashMap<String, FileRecord>,
+    changed: &mut [FileRecord],
+) -> Result<u64, NodeError> {
+    adopt_same_bytes(folders, id, known, changed)?;
+    Ok(lock(&folders.store).put_files(id, changed)?)
 }
 
 /// Whether `deletes` of `live` files gone at once look like a drive unmounted or
@@ -2208,8 +2220,7 @@ impl disk::Recorder for EarlyRecords<'_> {
     }
 
     fn record(&mut self, mut batch: Vec<FileRecord>) -> Result<(), NodeError> {
-        adopt_same_bytes(self.folders, &self.id, self.known, &mut batch)?;
-        let seq = lock(&self.folders.store).put_files(&self.id, &mut batch)?;
+        let seq = record_changes(self.folders, &self.id, self.known, &mut batch)?;
         self.folders.publish_seq(&self.id, seq);
         self.seq = Some(seq);
         Ok(())

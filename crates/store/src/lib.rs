@@ -514,26 +514,31 @@ mod tests {
         s.files(&id).unwrap();
         s.remote_files(&id).unwrap();
         assert_eq!(s.generation(), added, "reads change nothing");
-        let rec = FileRecord {
-            path: "a.txt".into(),
-            dir: false,
-            deleted: false,
-            size: 1,
-            mtime_ns: 0,
-            executable: false,
-            block_size: 1 << 17,
-            blocks: vec![[1; 32]],
-            version: Default::default(),
-            seq: 0,
-            modified_by: 1,
-            have: true,
-            local: None,
-        };
+        let rec = FileRecord { size: 1, blocks: vec![[1; 32]], ..record("a.txt") };
         s.put_files(&id, &mut [rec.clone()]).unwrap();
         let local = s.generation();
         assert!(local > added);
         s.put_remote(&id, b"peer", &[rec], 1).unwrap();
         assert!(s.generation() > local);
+    }
+
+    /// A live file of this device with no blocks, at `path`.
+    fn record(path: &str) -> FileRecord {
+        FileRecord {
+            path: path.into(),
+            dir: false,
+            deleted: false,
+            size: 0,
+            mtime_ns: 0,
+            executable: false,
+            block_size: 1 << 17,
+            blocks: vec![],
+            version: Default::default(),
+            seq: 0,
+            modified_by: 1,
+            have: true,
+            local: None,
+        }
     }
 
     fn folder_row(id: [u8; 16], dir: &Path) -> FolderRow {
@@ -556,19 +561,11 @@ mod tests {
         s.add_folder(&folder_row(id, dir.path())).unwrap();
         let stamp = FileStamp { size: 300_000, mtime_ns: 5, inode: 9 };
         let rec = |path: &str, deleted: bool| FileRecord {
-            path: path.into(),
-            dir: false,
             deleted,
             size: 300_000,
-            mtime_ns: 0,
-            executable: false,
-            block_size: 1 << 17,
             blocks: vec![[1; 32], [2; 32], [3; 32]],
-            version: Default::default(),
-            seq: 0,
-            modified_by: 1,
-            have: true,
             local: Some(stamp),
+            ..record(path)
         };
         s.put_files(&id, &mut [rec("a", false), rec("gone", true)]).unwrap();
         let at = |path: &str, i: u32| s.block_record(&id, path, i).unwrap();
@@ -594,19 +591,11 @@ mod tests {
         let id = [7; 16];
         s.add_folder(&folder_row(id, dir.path())).unwrap();
         let rec = |path: &str, size: u64, dir: bool, deleted: bool, have: bool| FileRecord {
-            path: path.into(),
             dir,
             deleted,
             size,
-            mtime_ns: 0,
-            executable: false,
-            block_size: 1 << 17,
-            blocks: vec![],
-            version: Default::default(),
-            seq: 0,
-            modified_by: 1,
             have,
-            local: None,
+            ..record(path)
         };
         s.put_files(
             &id,
