@@ -437,11 +437,18 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             // Recorded now: a journal entry for the same path has served its purpose.
+            // Asked once: there is rarely any, and a scan records thousands of paths.
+            let journalled: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM landing WHERE folder_id = ?1)", [&folder[..]], |r| {
+                    r.get(0)
+                })?;
             let mut landed = tx.prepare_cached("DELETE FROM landing WHERE folder_id = ?1 AND path = ?2")?;
             for f in records.iter_mut() {
                 seq += 1;
                 f.seq = seq as u64;
-                landed.execute(params![&folder[..], f.path])?;
+                if journalled {
+                    landed.execute(params![&folder[..], f.path])?;
+                }
                 stmt.execute(params_from_iter(
                     [Value::Blob(folder.to_vec())].into_iter().chain(file_values(f)).chain(stamp_values(f.local)),
                 ))?;

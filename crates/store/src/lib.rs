@@ -618,6 +618,31 @@ mod tests {
         assert_eq!(s.local_totals(&[8; 16]).unwrap(), (0, 0), "another folder");
     }
 
+    #[test]
+    fn recording_a_journalled_pull_settles_its_journal_entry_and_no_other() {
+        // A restart settles what is still journalled: an entry left behind after the
+        // path was recorded would overwrite a later edit with the pull's version.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("i.sqlite")).unwrap();
+        let (id, other) = ([7; 16], [8; 16]);
+        s.add_folder(&folder_row(id, dir.path())).unwrap();
+        s.add_folder(&FolderRow { path: dir.path().join("g"), ..folder_row(other, dir.path()) }).unwrap();
+        let stamp = Some(FileStamp { size: 1, mtime_ns: 2, inode: 3 });
+        let landing = [FileRecord { local: stamp, ..record("a") }, FileRecord { local: stamp, ..record("b") }];
+        s.expect_landings(&id, &landing).unwrap();
+        s.expect_landings(&other, &landing).unwrap();
+        let paths = |v: Vec<FileRecord>| v.into_iter().map(|r| r.path).collect::<Vec<_>>();
+
+        s.put_files(&id, &mut [record("a"), record("c")]).unwrap();
+        assert_eq!(paths(s.landings(&id).unwrap()), ["b"]);
+        assert_eq!(paths(s.landings(&other).unwrap()), ["a", "b"], "another folder's journal");
+        s.put_files(&id, &mut [record("b")]).unwrap();
+        assert!(s.landings(&id).unwrap().is_empty());
+        // With nothing journalled, records go in as before.
+        s.put_files(&id, &mut [record("d")]).unwrap();
+        assert_eq!(s.files(&id).unwrap().len(), 4);
+    }
+
     fn file(path: &str, size: u64) -> SharedEntry {
         SharedEntry {
             entry: Entry {
