@@ -381,8 +381,7 @@ impl Walker<'_> {
                     }
                     continue;
                 }
-                let segs: Vec<&str> = rel.map(|r| r.segments().collect()).unwrap_or_default();
-                match RelPath::from_local_segments(segs.into_iter().chain([name.as_str()])) {
+                match RelPath::join_local(rel, &name) {
                     Ok(child_rel) => {
                         let exact = exact && child_rel.file_name() == name;
                         named.push((path, child_rel, child.file_type().ok(), exact))
@@ -414,6 +413,19 @@ impl Walker<'_> {
                 for ((i, _), m) in wanted.iter().zip(crate::scan::stat_all(&wanted, |(_, path)| path)) {
                     metas[*i] = Some(m);
                 }
+            }
+            // New folders (whole trees, in a first scan) are read ahead, several at
+            // a time: the walk lists them one by one. Known ones are likely cached.
+            let new_dirs: Vec<PathBuf> = (named.iter().zip(&metas))
+                .filter(|((_, rel, ..), meta)| {
+                    meta.as_ref().and_then(Option::as_ref).is_some_and(std::fs::Metadata::is_dir)
+                        && !self.known.get(rel.as_str()).is_some_and(|k| k.dir && !k.deleted)
+                        && !self.ignores.is_ignored(rel.as_str(), true)
+                })
+                .map(|((path, ..), _)| path.clone())
+                .collect();
+            if new_dirs.len() > 1 {
+                crate::scan::list_ahead(new_dirs);
             }
             for ((path, child_rel, kind, exact), meta) in named.into_iter().zip(metas) {
                 let (meta, (is_dir, is_link, is_file)) = match (meta, kind) {

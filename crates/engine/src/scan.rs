@@ -244,6 +244,20 @@ pub(crate) fn on_readers<J: Sync, R: Send>(
     out.into_iter().flatten().collect()
 }
 
+/// Lists `dirs` on the reader pool in the background, several at a time, so that
+/// a walk about to list them one after the other finds them read: on a cold disk
+/// each listing otherwise waits for its blocks in turn.
+pub(crate) fn list_ahead(dirs: Vec<PathBuf>) {
+    let Some(pool) = readers() else { return };
+    for dir in dirs {
+        pool.spawn(move || {
+            if let Ok(listing) = std::fs::read_dir(&dir) {
+                listing.for_each(drop);
+            }
+        });
+    }
+}
+
 /// Children of a directory past which their metadata is read on the reader pool.
 const PARALLEL_STAT_MIN: usize = 64;
 

@@ -78,6 +78,27 @@ impl RelPath {
         Self::new(&joined)
     }
 
+    /// Local name `name` inside `parent` (None: at the top), normalised to NFC: what
+    /// [`RelPath::from_local_segments`] makes of `parent`'s segments and `name`,
+    /// without going over `parent` again (already valid, so NFC). A scan builds one
+    /// for every entry it lists.
+    pub fn join_local(parent: Option<&RelPath>, name: &str) -> Result<Self, PathError> {
+        let name: std::borrow::Cow<'_, str> =
+            if is_nfc(name) { name.into() } else { name.nfc().collect::<String>().into() };
+        let joined = match parent {
+            None => name.into_owned(),
+            Some(p) => {
+                let mut s = String::with_capacity(p.0.len() + 1 + name.len());
+                s.push_str(&p.0);
+                s.push('/');
+                s.push_str(&name);
+                s
+            }
+        };
+        validate(&joined)?;
+        Ok(Self(joined))
+    }
+
     /// The path as a `/`-separated string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -314,6 +335,18 @@ mod properties {
                 prop_assert!(is_nfc(p.as_str()));
                 prop_assert_eq!(RelPath::from_local_segments(p.segments()).ok(), Some(p.clone()));
             }
+        }
+
+        #[test]
+        fn joining_a_local_name_is_normalising_all_segments(parent in hostile(), name in hostile()) {
+            // Whatever the parent (valid or not) and the name (a segment or not,
+            // NFC or not), both ways give the same path or both refuse it.
+            let parent = RelPath::new(&parent).ok();
+            let segments: Vec<&str> = parent.iter().flat_map(|p| p.segments()).chain([name.as_str()]).collect();
+            prop_assert_eq!(
+                RelPath::join_local(parent.as_ref(), &name).ok(),
+                RelPath::from_local_segments(segments).ok()
+            );
         }
 
         #[test]
