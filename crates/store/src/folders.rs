@@ -443,15 +443,42 @@ impl Store {
                     r.get(0)
                 })?;
             let mut landed = tx.prepare_cached("DELETE FROM landing WHERE folder_id = ?1 AND path = ?2")?;
+            let mut versions: Option<(&Version, String)> = None;
             for f in records.iter_mut() {
                 seq += 1;
                 f.seq = seq as u64;
                 if journalled {
                     landed.execute(params![&folder[..], f.path])?;
                 }
-                stmt.execute(params_from_iter(
-                    [Value::Blob(folder.to_vec())].into_iter().chain(file_values(f)).chain(stamp_values(f.local)),
-                ))?;
+                // A scan's new files share one version: encoded once.
+                if versions.as_ref().is_none_or(|(v, _)| *v != &f.version) {
+                    versions = Some((&f.version, serde_json::to_string(&f.version).unwrap_or_default()));
+                }
+                let version = versions.as_ref().map_or("", |(_, s)| s.as_str());
+                // Bound by reference, not copied into owned values first: a first scan
+                // records a row per file, and the copies were ~6 % of the work.
+                let (size, mtime, inode) = match f.local {
+                    Some(s) => (Some(s.size as i64), Some(s.mtime_ns), Some(s.inode as i64)),
+                    None => (None, None, None),
+                };
+                stmt.execute(params![
+                    &folder[..],
+                    f.path,
+                    f.dir,
+                    f.deleted,
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.executable,
+                    f.block_size,
+                    f.blocks.as_flattened(),
+                    version,
+                    f.seq as i64,
+                    f.modified_by as i64,
+                    f.have,
+                    size,
+                    mtime,
+                    inode,
+                ])?;
             }
         }
         tx.execute("UPDATE folders SET seq = ?2 WHERE id = ?1", params![&folder[..], seq])?;
