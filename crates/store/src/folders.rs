@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use peerbox_proto::index::{FolderId, Version};
 use peerbox_proto::manifest::BlockHash;
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use crate::{FileStamp, Result, Store, path_bytes, path_from_bytes, split_hashes};
@@ -140,29 +140,55 @@ pub struct BlockRecord {
 }
 
 /// A record's values in `FILE_COLS` order: what every table of file records
-/// stores, so the three that do cannot drift apart.
-fn file_values(f: &FileRecord) -> [Value; 12] {
+/// stores, so the three that do cannot drift apart. Borrowed, not copied: a
+/// first scan writes a row per file, and the copies were ~6 % of that work.
+/// `version` is the record's version as [`Versions::text`] encodes it.
+fn file_values<'a>(f: &'a FileRecord, version: &'a str) -> [ValueRef<'a>; 12] {
     [
-        Value::Text(f.path.clone()),
-        Value::Integer(f.dir.into()),
-        Value::Integer(f.deleted.into()),
-        Value::Integer(f.size as i64),
-        Value::Integer(f.mtime_ns),
-        Value::Integer(f.executable.into()),
-        Value::Integer(f.block_size.into()),
-        Value::Blob(f.blocks.concat()),
-        Value::Text(serde_json::to_string(&f.version).unwrap_or_default()),
-        Value::Integer(f.seq as i64),
-        Value::Integer(f.modified_by as i64),
-        Value::Integer(f.have.into()),
+        ValueRef::Text(f.path.as_bytes()),
+        ValueRef::Integer(f.dir.into()),
+        ValueRef::Integer(f.deleted.into()),
+        ValueRef::Integer(f.size as i64),
+        ValueRef::Integer(f.mtime_ns),
+        ValueRef::Integer(f.executable.into()),
+        ValueRef::Integer(f.block_size.into()),
+        ValueRef::Blob(f.blocks.as_flattened()),
+        ValueRef::Text(version.as_bytes()),
+        ValueRef::Integer(f.seq as i64),
+        ValueRef::Integer(f.modified_by as i64),
+        ValueRef::Integer(f.have.into()),
     ]
 }
 
 /// A local stamp's values for `local_size, local_mtime_ns, local_inode`.
-fn stamp_values(s: Option<FileStamp>) -> [Value; 3] {
+fn stamp_values(s: Option<FileStamp>) -> [ValueRef<'static>; 3] {
     match s {
-        Some(s) => [Value::Integer(s.size as i64), Value::Integer(s.mtime_ns), Value::Integer(s.inode as i64)],
-        None => [Value::Null, Value::Null, Value::Null],
+        Some(s) => [ValueRef::Integer(s.size as i64), ValueRef::Integer(s.mtime_ns), ValueRef::Integer(s.inode as i64)],
+        None => [ValueRef::Null, ValueRef::Null, ValueRef::Null],
+    }
+}
+
+/// A row of `files` or `landing` (this device's records): the folder, the
+/// record, its local stamp.
+fn local_row<'a>(folder: &'a FolderId, f: &'a FileRecord, version: &'a str) -> impl Iterator<Item = ToSqlOutput<'a>> {
+    [ValueRef::Blob(&folder[..])]
+        .into_iter()
+        .chain(file_values(f, version))
+        .chain(stamp_values(f.local))
+        .map(ToSqlOutput::Borrowed)
+}
+
+/// Versions as stored, each encoded once for a run of records that share it (a
+/// scan's new files all do).
+#[derive(Default)]
+struct Versions(Option<(Version, String)>);
+
+impl Versions {
+    fn text(&mut self, v: &Version) -> &str {
+        if self.0.as_ref().is_none_or(|(last, _)| last != v) {
+            self.0 = Some((v.clone(), serde_json::to_string(v).unwrap_or_default()));
+        }
+        self.0.as_ref().map_or("", |(_, text)| text)
     }
 }
 
@@ -443,42 +469,14 @@ impl Store {
                     r.get(0)
                 })?;
             let mut landed = tx.prepare_cached("DELETE FROM landing WHERE folder_id = ?1 AND path = ?2")?;
-            let mut versions: Option<(&Version, String)> = None;
+            let mut versions = Versions::default();
             for f in records.iter_mut() {
                 seq += 1;
                 f.seq = seq as u64;
                 if journalled {
                     landed.execute(params![&folder[..], f.path])?;
                 }
-                // A scan's new files share one version: encoded once.
-                if versions.as_ref().is_none_or(|(v, _)| *v != &f.version) {
-                    versions = Some((&f.version, serde_json::to_string(&f.version).unwrap_or_default()));
-                }
-                let version = versions.as_ref().map_or("", |(_, s)| s.as_str());
-                // Bound by reference, not copied into owned values first: a first scan
-                // records a row per file, and the copies were ~6 % of the work.
-                let (size, mtime, inode) = match f.local {
-                    Some(s) => (Some(s.size as i64), Some(s.mtime_ns), Some(s.inode as i64)),
-                    None => (None, None, None),
-                };
-                stmt.execute(params![
-                    &folder[..],
-                    f.path,
-                    f.dir,
-                    f.deleted,
-                    f.size as i64,
-                    f.mtime_ns,
-                    f.executable,
-                    f.block_size,
-                    f.blocks.as_flattened(),
-                    version,
-                    f.seq as i64,
-                    f.modified_by as i64,
-                    f.have,
-                    size,
-                    mtime,
-                    inode,
-                ])?;
+                stmt.execute(params_from_iter(local_row(folder, f, versions.text(&f.version))))?;
             }
         }
         tx.execute("UPDATE folders SET seq = ?2 WHERE id = ?1", params![&folder[..], seq])?;
@@ -498,13 +496,12 @@ impl Store {
                    version, seq, modified_by, have, local_size, local_mtime_ns, local_inode)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
+            let mut versions = Versions::default();
             for f in records {
                 if f.local.is_none() {
                     continue;
                 }
-                stmt.execute(params_from_iter(
-                    [Value::Blob(folder.to_vec())].into_iter().chain(file_values(f)).chain(stamp_values(f.local)),
-                ))?;
+                stmt.execute(params_from_iter(local_row(folder, f, versions.text(&f.version))))?;
             }
         }
         tx.commit()?;
@@ -571,9 +568,13 @@ impl Store {
                    block_size, blocks, version, seq, modified_by, have)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
+            let mut versions = Versions::default();
             for f in records {
                 stmt.execute(params_from_iter(
-                    [Value::Blob(folder.to_vec()), Value::Blob(peer.to_vec())].into_iter().chain(file_values(f)),
+                    [ValueRef::Blob(&folder[..]), ValueRef::Blob(peer)]
+                        .into_iter()
+                        .chain(file_values(f, versions.text(&f.version)))
+                        .map(ToSqlOutput::Borrowed),
                 ))?;
             }
         }
