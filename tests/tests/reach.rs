@@ -22,11 +22,17 @@ async fn relay(home: &Path) -> (Daemon, String) {
     (r, addr)
 }
 
-/// A sharer bootstrapped through the relay, once the relay holds a slot for it.
+/// A sharer bootstrapped through the relay, once the relay holds a slot for it
+/// and it listens there (libp2p reports the reservation and the circuit address
+/// as two events, in either order).
 async fn sharer(home: &Path, bootstrap: &str) -> (Daemon, serde_json::Value) {
     let a = Daemon::start_with(home, &["--bootstrap", bootstrap]).await;
     let st = wait_status(&a, |st| {
-        st["network"]["relays"].as_array().is_some_and(|r| !r.is_empty()) && st["network"]["dht_mode"] == "server"
+        st["network"]["relays"].as_array().is_some_and(|r| !r.is_empty())
+            && st["network"]["dht_mode"] == "server"
+            && st["listen"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l.as_str().is_some_and(|l| l.contains("/p2p-circuit"))))
     })
     .await;
     assert!(
