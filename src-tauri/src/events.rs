@@ -1,5 +1,6 @@
 //! What the node tells the window while it runs: the event `change` `{"gen": n}` at
-//! most ~10 times a second however fast the node's change counter moves, the event
+//! most ~10 times a second however fast the node's change counter moves (at once
+//! when something finishes), the event
 //! `notice` with each [`Notice`], an OS notification for notices (at most one every
 //! two seconds; a burst becomes one summary), and the tray's status line.
 //!
@@ -7,7 +8,7 @@
 
 use std::time::Duration;
 
-use peerbox_node::{Node, Notice, Request};
+use peerbox_node::{Node, Notice, Pacer, Request};
 use serde_json::json;
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_notification::NotificationExt as _;
@@ -15,7 +16,8 @@ use tokio::sync::{broadcast, watch};
 
 use crate::MAIN_WINDOW;
 
-/// Pause after each `change` event: changes during it coalesce into the next one.
+/// Pause after each `change` event: changes during it coalesce into the next one
+/// (something finishing is sent at once).
 const CHANGE_GAP: Duration = Duration::from_millis(100);
 /// Pause after each tray status update (it reads the folder list).
 const TRAY_GAP: Duration = Duration::from_secs(1);
@@ -28,19 +30,17 @@ const MAX_FIELD_CHARS: usize = 200;
 
 /// Starts the loops.
 pub(crate) fn start(app: &AppHandle, node: &Node) {
-    tauri::async_runtime::spawn(forward_changes(app.clone(), node.changes()));
+    tauri::async_runtime::spawn(forward_changes(app.clone(), node.paced_changes(CHANGE_GAP)));
     tauri::async_runtime::spawn(forward_notices(app.clone(), node.notices()));
     tauri::async_runtime::spawn(notify(app.clone(), node.notices()));
     tauri::async_runtime::spawn(tray_status(app.clone(), node.changes()));
 }
 
-async fn forward_changes(app: AppHandle, mut changes: watch::Receiver<u64>) {
-    while changes.changed().await.is_ok() {
-        let generation = *changes.borrow_and_update();
+async fn forward_changes(app: AppHandle, mut changes: Pacer) {
+    while let Some(generation) = changes.next().await {
         if let Err(e) = app.emit_to(MAIN_WINDOW, "change", json!({ "gen": generation })) {
             tracing::debug!("cannot send a change event: {e}");
         }
-        tokio::time::sleep(CHANGE_GAP).await;
     }
 }
 

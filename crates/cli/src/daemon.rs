@@ -233,25 +233,23 @@ async fn events(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
         return *r;
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
-    let mut changes = api.node.changes();
+    let mut changes = api.node.paced_changes(EVENT_GAP);
     let mut notices = api.node.notices();
     let mut stopping = api.stopping.clone();
     tokio::spawn(async move {
+        let change = |n: u64| Event::default().event("change").data(format!("{{\"gen\":{n}}}"));
         // The first event tells the client the stream is live.
-        let mut pending = true;
+        let mut pending = Some(changes.current());
         loop {
-            if pending {
-                let n = *changes.borrow_and_update();
-                if tx.send(Event::default().event("change").data(format!("{{\"gen\":{n}}}"))).await.is_err() {
-                    return;
-                }
-                pending = false;
-                tokio::time::sleep(EVENT_GAP).await;
+            if let Some(n) = pending.take()
+                && tx.send(change(n)).await.is_err()
+            {
+                return;
             }
             tokio::select! {
-                c = changes.changed() => match c {
-                    Ok(()) => pending = true,
-                    Err(_) => return,
+                c = changes.next() => match c {
+                    Some(n) => pending = Some(n),
+                    None => return,
                 },
                 n = notices.recv() => match n {
                     Ok(notice) => {
@@ -260,7 +258,7 @@ async fn events(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
                             return;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pending = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pending = Some(changes.current()),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
                 () = tx.closed() => return,

@@ -1330,8 +1330,14 @@ impl FolderTask {
     }
 
     fn set(&self, f: impl FnOnce(&mut FolderState)) {
-        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
-        self.folders.live.bump();
+        let moved = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let was = s.state.clone();
+            f(&mut s);
+            s.state != was
+        };
+        // Scanning → idle, syncing → idle: views show it at once.
+        if moved { self.folders.live.settle() } else { self.folders.live.bump() }
     }
 
     fn row(&self) -> Option<FolderRow> {

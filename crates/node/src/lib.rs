@@ -42,7 +42,7 @@ pub use fds::raise_open_file_limit;
 pub use folders::{Added, FolderInfo, FolderState, MemberInfo};
 pub use get::{GetOptions, GetOutcome, GetProgress, Hold};
 pub use home::Home;
-pub use live::Notice;
+pub use live::{Notice, Pacer};
 pub use peerbox_store::now;
 pub use transfers::TransferInfo;
 
@@ -298,6 +298,12 @@ impl Node {
     /// Consumers throttle: it can move thousands of times a second during a sync.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.live.changes()
+    }
+
+    /// Changes paced for a view: at most one per `gap`, but something finishing
+    /// (a folder going idle, a download ending) is told at once.
+    pub fn paced_changes(&self, gap: std::time::Duration) -> Pacer {
+        self.live.pacer(gap)
     }
 
     /// Things to tell the user about, as they happen.

@@ -265,7 +265,7 @@ impl Transfers {
             }
         }
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        self.live.bump();
+        self.live.settle();
     }
 
     fn save_progress(&self, id: i64, p: &GetProgress) {
