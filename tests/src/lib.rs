@@ -261,7 +261,7 @@ impl ShareReader for FakeReader {
     fn entries(&self) -> &[Entry] {
         &self.entries
     }
-    fn read_block(&self, file: u32, block: u32) -> Result<Bytes, MissingReason> {
+    fn read_block(&self, file: u32, block: u32, _: &peerbox_net::Buffers) -> Result<Bytes, MissingReason> {
         (self.answer)(file, block)
     }
 }
@@ -528,7 +528,15 @@ impl peerbox_net::sync::SyncSource for FakeIndex {
     fn watch(&self, _: PeerId, _: peerbox_proto::index::FolderId) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
-    fn block(&self, _: PeerId, _: peerbox_proto::index::FolderId, _: &str, _: u32, _: [u8; 32]) -> Option<Bytes> {
+    fn block(
+        &self,
+        _: PeerId,
+        _: peerbox_proto::index::FolderId,
+        _: &str,
+        _: u32,
+        _: [u8; 32],
+        _: &peerbox_net::Buffers,
+    ) -> Option<Bytes> {
         Some(self.block_data.clone())
     }
 }

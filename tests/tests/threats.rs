@@ -360,7 +360,15 @@ impl peerbox_net::sync::SyncSource for Flood {
     fn watch(&self, _: peerbox_net::PeerId, _: FolderId) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
-    fn block(&self, _: peerbox_net::PeerId, _: FolderId, _: &str, _: u32, _: BlockHash) -> Option<Bytes> {
+    fn block(
+        &self,
+        _: peerbox_net::PeerId,
+        _: FolderId,
+        _: &str,
+        _: u32,
+        _: BlockHash,
+        _: &peerbox_net::Buffers,
+    ) -> Option<Bytes> {
         None
     }
 }
@@ -435,7 +443,15 @@ impl peerbox_net::sync::SyncSource for Serving {
     fn watch(&self, _: peerbox_net::PeerId, _: FolderId) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
-    fn block(&self, _: peerbox_net::PeerId, _: FolderId, _: &str, _: u32, _: BlockHash) -> Option<Bytes> {
+    fn block(
+        &self,
+        _: peerbox_net::PeerId,
+        _: FolderId,
+        _: &str,
+        _: u32,
+        _: BlockHash,
+        _: &peerbox_net::Buffers,
+    ) -> Option<Bytes> {
         *self.asked.lock().expect("lock") += 1;
         Some(self.block.clone())
     }

@@ -49,17 +49,26 @@ pub trait SyncSource: Send + Sync + 'static {
     /// Something that changes whenever the folder's index or its members do, to
     /// hold long-polls on, for a member.
     fn watch(&self, peer: PeerId, folder: FolderId) -> Option<watch::Receiver<u64>>;
-    /// A block of a file, checked against `hash`. Blocking.
-    fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: BlockHash) -> Option<Bytes>;
+    /// A block of a file, checked against `hash`, read into a buffer from
+    /// `buffers` (the stream's: each comes back once its block is sent). Blocking.
+    fn block(
+        &self,
+        peer: PeerId,
+        folder: FolderId,
+        path: &str,
+        index: u32,
+        hash: BlockHash,
+        buffers: &Buffers,
+    ) -> Option<Bytes>;
     /// Blocks asked in a row, answered in order like [`Self::block`]. May stop
     /// early, once the answers hold `budget` bytes, but answers at least one. A
     /// source can check permission once for the lot (small files come as many
     /// small blocks, where the checks cost more than the reads). Blocking.
-    fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
+    fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize, buffers: &Buffers) -> Vec<Option<Bytes>> {
         let mut out = Vec::new();
         let mut held = 0;
         for a in asks {
-            let data = self.block(peer, a.folder, &a.path, a.index, a.hash);
+            let data = self.block(peer, a.folder, &a.path, a.index, a.hash, buffers);
             held += data.as_ref().map_or(0, Bytes::len);
             out.push(data);
             if held >= budget {
@@ -142,12 +151,14 @@ where
     // Dropped whenever a block read finishes first: it must keep partial frames.
     let mut rd = FrameReader::new(rd);
     let mut served = Served::default();
+    // The blocks in flight, reused (see `blocks::serve_blocks`).
+    let buffers = Buffers::default();
     let mut queued: VecDeque<(u32, BlockAsk)> = VecDeque::new();
     let mut reading: Option<tokio::task::JoinHandle<BatchRead>> = None;
     let mut ended = false;
     loop {
         if reading.is_none() && !queued.is_empty() {
-            reading = Some(read_batch(peer, &source, &mut queued));
+            reading = Some(read_batch(peer, &source, &mut queued, &buffers));
         }
         if ended && reading.is_none() {
             wr.flush().await?;
@@ -159,10 +170,10 @@ where
                 let answers = take_answers(done, &mut queued)?;
                 // The next batch is read while this one goes out.
                 if !queued.is_empty() {
-                    reading = Some(read_batch(peer, &source, &mut queued));
+                    reading = Some(read_batch(peer, &source, &mut queued, &buffers));
                 }
                 for a in answers {
-                    served.answer(&mut wr, a).await?;
+                    served.answer(&mut wr, a, &buffers).await?;
                 }
                 // Out now, not when the next read is done: that read may be slow.
                 wr.flush().await?;
@@ -196,12 +207,13 @@ where
                 continue;
             }
             // Answers go out in the order asked.
-            while let Some(r) =
-                reading.take().or_else(|| (!queued.is_empty()).then(|| read_batch(peer, &source, &mut queued)))
+            while let Some(r) = reading
+                .take()
+                .or_else(|| (!queued.is_empty()).then(|| read_batch(peer, &source, &mut queued, &buffers)))
             {
                 let answers = take_answers(r.await, &mut queued)?;
                 for a in answers {
-                    served.answer(&mut wr, a).await?;
+                    served.answer(&mut wr, a, &buffers).await?;
                 }
             }
             let answer = answer_request(peer, req, &source).await?;
@@ -228,11 +240,12 @@ fn read_batch(
     peer: PeerId,
     source: &Arc<dyn SyncSource>,
     queued: &mut VecDeque<(u32, BlockAsk)>,
+    buffers: &Buffers,
 ) -> tokio::task::JoinHandle<BatchRead> {
     let (reqs, asks): (Vec<u32>, Vec<BlockAsk>) = queued.drain(..).unzip();
-    let s = source.clone();
+    let (s, buffers) = (source.clone(), buffers.clone());
     tokio::task::spawn_blocking(move || {
-        let got = s.blocks(peer, &asks, READ_BATCH_BYTES);
+        let got = s.blocks(peer, &asks, READ_BATCH_BYTES, &buffers);
         // A source answering none would stall the stream: the first then counts as missing.
         let n = got.len().clamp(1, asks.len());
         let mut asks = reqs.into_iter().zip(asks);
@@ -259,6 +272,7 @@ impl Served {
         &mut self,
         wr: &mut W,
         (req, key, data): BlockAnswer,
+        buffers: &Buffers,
     ) -> Result<(), SessionError> {
         match data {
             Some(data) => {
@@ -269,6 +283,7 @@ impl Served {
                 }
                 wr.write_all(&SyncFrame::block_header(req, data.len())).await?;
                 wr.write_all(&data).await?;
+                buffers.give_back(data);
             }
             None => {
                 self.misses += 1;
@@ -440,6 +455,8 @@ mod tests {
         size: usize,
         stingy: bool,
         batches: std::sync::atomic::AtomicUsize,
+        /// Blocks read into a fresh (all-zero) buffer rather than one given back.
+        fresh: std::sync::atomic::AtomicUsize,
     }
 
     impl SyncSource for Blocks {
@@ -457,16 +474,32 @@ mod tests {
         fn watch(&self, _: PeerId, _: FolderId) -> Option<watch::Receiver<u64>> {
             None
         }
-        fn block(&self, _: PeerId, _: FolderId, path: &str, index: u32, _: BlockHash) -> Option<Bytes> {
-            (path != "gone").then(|| Bytes::from(vec![index as u8; self.size]))
+        fn block(
+            &self,
+            _: PeerId,
+            _: FolderId,
+            path: &str,
+            index: u32,
+            _: BlockHash,
+            buffers: &Buffers,
+        ) -> Option<Bytes> {
+            if path == "gone" {
+                return None;
+            }
+            let mut buf = buffers.take(self.size);
+            if buf.iter().all(|&b| b == 0) {
+                self.fresh.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            buf.fill(index as u8);
+            Some(buf.freeze())
         }
-        fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
+        fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize, buffers: &Buffers) -> Vec<Option<Bytes>> {
             self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let asks = if self.stingy { &asks[..0] } else { asks };
             asks.iter()
                 .scan(0, |held, a| {
                     (*held < budget).then(|| {
-                        let data = self.block(peer, a.folder, &a.path, a.index, a.hash);
+                        let data = self.block(peer, a.folder, &a.path, a.index, a.hash, buffers);
                         *held += data.as_ref().map_or(0, Bytes::len);
                         data
                     })
@@ -476,7 +509,7 @@ mod tests {
     }
 
     fn source(size: usize, stingy: bool) -> Arc<Blocks> {
-        Arc::new(Blocks { size, stingy, batches: Default::default() })
+        Arc::new(Blocks { size, stingy, batches: Default::default(), fresh: Default::default() })
     }
 
     async fn fetch(src: Arc<Blocks>, asks: Vec<FolderBlock>, window: usize) -> Vec<(FolderBlock, Option<Bytes>)> {
@@ -513,6 +546,10 @@ mod tests {
         }
         let batches = src.batches.load(std::sync::atomic::Ordering::Relaxed);
         assert!(batches >= 10, "memory held per read is bounded: {batches} batches");
+        // The batch being sent and the one being read hold buffers; the rest are
+        // those given back (one that held block 0's zeros counts as fresh again).
+        let fresh = src.fresh.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(fresh <= 2 * READ_BATCH_BYTES / (1 << 20) + 1, "{fresh} of 39 blocks read into fresh buffers");
     }
 
     /// A stream the other side drops unread (as libp2p-stream does when its

@@ -2860,12 +2860,26 @@ impl SyncSource for FolderSource {
         self.0.running.lock().unwrap_or_else(|p| p.into_inner()).get(&folder).map(|r| r.seq.subscribe())
     }
 
-    fn block(&self, peer: PeerId, folder: FolderId, path: &str, index: u32, hash: [u8; 32]) -> Option<Bytes> {
+    fn block(
+        &self,
+        peer: PeerId,
+        folder: FolderId,
+        path: &str,
+        index: u32,
+        hash: [u8; 32],
+        buffers: &peerbox_net::Buffers,
+    ) -> Option<Bytes> {
         let ask = BlockAsk { folder, path: path.to_owned(), index, hash };
-        self.blocks(peer, &[ask], usize::MAX).pop().flatten()
+        self.blocks(peer, &[ask], usize::MAX, buffers).pop().flatten()
     }
 
-    fn blocks(&self, peer: PeerId, asks: &[BlockAsk], budget: usize) -> Vec<Option<Bytes>> {
+    fn blocks(
+        &self,
+        peer: PeerId,
+        asks: &[BlockAsk],
+        budget: usize,
+        buffers: &peerbox_net::Buffers,
+    ) -> Vec<Option<Bytes>> {
         // Permission, patterns and the folder's root once per folder of the lot;
         // the records under one lock, before any file is read.
         let mut folders: HashMap<FolderId, Option<(Arc<Ignores>, cap_std::fs::Dir)>> = HashMap::new();
@@ -2883,7 +2897,7 @@ impl SyncSource for FolderSource {
                 });
                 let data = match (f, rec) {
                     (Some((ignores, root)), Some(rec)) => {
-                        read_served_block(root, ignores, &rec, &a.path, a.index, a.hash)
+                        read_served_block(root, ignores, &rec, &a.path, a.index, a.hash, buffers)
                     }
                     _ => None,
                 };
@@ -2915,6 +2929,7 @@ fn read_served_block(
     path: &str,
     index: u32,
     hash: [u8; 32],
+    buffers: &peerbox_net::Buffers,
 ) -> Option<Bytes> {
     let rel = RelPath::new(path).ok()?;
     if ignores.is_ignored(rel.as_str(), false) {
@@ -2925,12 +2940,13 @@ fn read_served_block(
     }
     let f = root.open(rel.as_str()).ok()?.into_std();
     let len = block_len(rec.size, rec.block_size, index as u64) as usize;
-    let buf = peerbox_engine::io::read_new(&f, len, index as u64 * rec.block_size as u64).ok()?;
+    let mut buf = buffers.take(len);
+    peerbox_engine::io::read_at(&f, &mut buf, index as u64 * rec.block_size as u64).ok()?;
     // The file may have changed since it was scanned: serve only what matches.
     // Unchanged since (its stamp, taken after the read, is the index's), it is
     // what was hashed; only a changed one is hashed again here.
     let unchanged = rec.local.is_some() && f.metadata().ok().map(|m| peerbox_engine::stamp_of(&m)) == rec.local;
-    (unchanged || peerbox_engine::hash_block(&buf) == hash).then(|| Bytes::from(buf))
+    (unchanged || peerbox_engine::hash_block(&buf) == hash).then(|| buf.freeze())
 }
 
 #[cfg(test)]

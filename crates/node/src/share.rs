@@ -182,7 +182,7 @@ impl ShareReader for OpenShare {
         &self.manifest
     }
 
-    fn read_block(&self, file: u32, block: u32) -> Result<Bytes, MissingReason> {
+    fn read_block(&self, file: u32, block: u32, buffers: &peerbox_net::Buffers) -> Result<Bytes, MissingReason> {
         let Some(Entry { kind: EntryKind::File(meta), .. }) = self.manifest.get(file as usize) else {
             return Err(MissingReason::OutOfRange);
         };
@@ -191,9 +191,10 @@ impl ShareReader for OpenShare {
         }
         let f = self.file(file).ok_or(MissingReason::Changed)?;
         let len = block_len(meta.size, meta.block_size, block as u64) as usize;
-        let buf = peerbox_engine::io::read_new(&f, len, block as u64 * meta.block_size as u64)
+        let mut buf = buffers.take(len);
+        peerbox_engine::io::read_at(&f, &mut buf, block as u64 * meta.block_size as u64)
             .map_err(|_| MissingReason::Unreadable)?;
-        Ok(Bytes::from(buf))
+        Ok(buf.freeze())
     }
 
     fn still_valid(&self) -> bool {
@@ -291,7 +292,7 @@ mod tests {
         let secret = link(&store, id, Limits::default()).await;
         let reader = source(&store).open(PeerId::random(), id, secret, None).unwrap();
         std::fs::write(&file, b"changed!").unwrap();
-        assert_eq!(reader.read_block(0, 0).err(), Some(MissingReason::Changed));
-        assert_eq!(reader.read_block(7, 0).err(), Some(MissingReason::OutOfRange));
+        assert_eq!(reader.read_block(0, 0, &Default::default()).err(), Some(MissingReason::Changed));
+        assert_eq!(reader.read_block(7, 0, &Default::default()).err(), Some(MissingReason::OutOfRange));
     }
 }
