@@ -7,6 +7,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
+/// The goal of a figure shown for information only (the summary's "met" cell is
+/// then empty).
+pub(crate) const INFORMATION: &str = "(information)";
+
 /// One case's result against its reference (or its absolute goal).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Headline {

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use crate::Sample;
-use crate::headline::Headline;
+use crate::headline::{Headline, INFORMATION};
 
 /// Goal: peerbox reaches at least this share of the plain TCP copy.
 const GOAL_RATIO: f64 = 0.8;
@@ -17,6 +17,10 @@ const GOAL_RSS_MIB: f64 = 100.0;
 /// and this many times sendme's speed.
 const HEADLINE_GOAL_PLAIN: f64 = 0.8;
 const HEADLINE_GOAL_SENDME: f64 = 2.5;
+/// The file size those two goals are set for; other sizes' ratios are shown
+/// for information (a 10 GiB file is there for its memory, which has a goal at
+/// every size: [`GOAL_RSS_MIB`]).
+const HEADLINE_GOAL_SIZE: u64 = 1 << 30;
 /// Goals for many small files (issue 8): the share of tar over TCP, the
 /// multiple of sendme's speed, and the seconds for [`GOAL_FILES_WORKLOAD`].
 const GOAL_FILES_TAR: f64 = 0.5;
@@ -163,10 +167,18 @@ impl Report {
             _ => "sendme".to_owned(),
         };
         match self.workload {
-            Workload::File(_) => {
+            Workload::File(size) => {
                 let rate = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.0} MB/s"));
                 let plain_ratio = self.ratio(Case::Peerbox, Case::Plain);
                 let peerbox = rate(self.median_mbps(Case::Peerbox));
+                let goal = |text: String, met: Option<bool>| {
+                    if size == HEADLINE_GOAL_SIZE { (text, met) } else { (INFORMATION.to_owned(), None) }
+                };
+                let (plain_goal, plain_met) =
+                    goal(format!("ratio ≥ {HEADLINE_GOAL_PLAIN}"), plain_ratio.map(|r| r >= HEADLINE_GOAL_PLAIN));
+                let (sendme_goal, sendme_met) =
+                    goal(format!("≥ {HEADLINE_GOAL_SENDME}× sendme"), sendme_ratio.map(|r| r >= HEADLINE_GOAL_SENDME));
+                let (get, share, rss_met) = self.peak_rss();
                 vec![
                     Headline {
                         case: case.clone(),
@@ -174,17 +186,26 @@ impl Report {
                         peerbox: peerbox.clone(),
                         theirs: rate(self.median_mbps(Case::Plain)),
                         ratio: plain_ratio,
-                        goal: format!("ratio ≥ {HEADLINE_GOAL_PLAIN}"),
-                        met: plain_ratio.map(|r| r >= HEADLINE_GOAL_PLAIN),
+                        goal: plain_goal,
+                        met: plain_met,
                     },
                     Headline {
-                        case,
+                        case: case.clone(),
                         reference: sendme_ref,
                         peerbox,
                         theirs: rate(self.median_mbps(Case::Sendme)),
                         ratio: sendme_ratio,
-                        goal: format!("≥ {HEADLINE_GOAL_SENDME}× sendme"),
-                        met: sendme_ratio.map(|r| r >= HEADLINE_GOAL_SENDME),
+                        goal: sendme_goal,
+                        met: sendme_met,
+                    },
+                    Headline {
+                        case: format!("{case}: peak RSS of get / share"),
+                        reference: String::new(),
+                        peerbox: format!("{} / {} MiB", fmt(get, 0), fmt(share, 0)),
+                        theirs: String::new(),
+                        ratio: None,
+                        goal: format!("< {GOAL_RSS_MIB} MiB each, at any size"),
+                        met: rss_met,
                     },
                 ]
             }
@@ -223,6 +244,17 @@ impl Report {
                 ]
             }
         }
+    }
+
+    /// Peerbox's peak RSS over rounds, get's and share's (MiB), and whether both
+    /// are under the goal.
+    fn peak_rss(&self) -> (Option<f64>, Option<f64>, Option<bool>) {
+        let (get, share) = (self.peak(Case::Peerbox, |s| s.rss_get), self.peak(Case::Peerbox, |s| s.rss_share));
+        let met = match (get, share) {
+            (Some(g), Some(s)) => Some(g < GOAL_RSS_MIB && s < GOAL_RSS_MIB),
+            _ => None,
+        };
+        (get, share, met)
     }
 
     /// Whether the median seconds meet the absolute goal; `None` when it could
@@ -371,11 +403,7 @@ impl Report {
             fmt(ratio, 2),
             verdict(ratio.map(|r| r >= GOAL_RATIO))
         );
-        let (get, share) = (self.peak(Case::Peerbox, |s| s.rss_get), self.peak(Case::Peerbox, |s| s.rss_share));
-        let rss_ok = match (get, share) {
-            (Some(g), Some(s)) => Some(g < GOAL_RSS_MIB && s < GOAL_RSS_MIB),
-            _ => None,
-        };
+        let (get, share, rss_ok) = self.peak_rss();
         let _ = writeln!(
             out,
             "peak RSS get {} MiB / share {} MiB (goal < {GOAL_RSS_MIB}): {}",
@@ -493,7 +521,7 @@ mod tests {
             r.add(round, Case::Sendme, s(plain * 4.0));
         }
         let h = r.headlines(None);
-        assert_eq!(h.len(), 2);
+        assert_eq!(h.len(), 3);
         assert_eq!(h[0].case, "1 GiB file by link");
         assert_eq!(h[0].reference, "plain TCP copy + fsync");
         assert_eq!(h[0].ratio, Some(0.8));
@@ -501,6 +529,17 @@ mod tests {
         assert_eq!(h[0].theirs, "1074 MB/s");
         assert_eq!(h[1].ratio, Some(3.2));
         assert_eq!((h[1].goal.as_str(), h[1].met), ("≥ 2.5× sendme", Some(true)));
+        assert_eq!(h[2].case, "1 GiB file by link: peak RSS of get / share");
+        assert_eq!((h[2].peerbox.as_str(), h[2].ratio, h[2].met), ("40 / 60 MiB", None, Some(true)));
+
+        // Another size: the same ratios, for information; the memory goal holds at every size.
+        let mut r = Report::new(10 << 30, 1);
+        r.add(1, Case::Plain, s(1.0));
+        r.add(1, Case::Peerbox, Sample { secs: 2.0, rss_get: Some(140 << 20), rss_share: Some(60 << 20) });
+        let h = r.headlines(None);
+        assert_eq!(h[0].case, "10 GiB file by link");
+        assert_eq!((h[0].ratio, h[0].goal.as_str(), h[0].met), (Some(0.5), INFORMATION, None));
+        assert_eq!((h[2].peerbox.as_str(), h[2].met), ("140 / 60 MiB", Some(false)));
 
         let mut r = Report::new(1 << 30, 1);
         r.add(1, Case::Plain, s(1.0));

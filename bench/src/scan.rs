@@ -53,7 +53,7 @@ use tokio::process::Command;
 
 use crate::data::{self, CHUNK};
 use crate::ext4::Image;
-use crate::headline::Headline;
+use crate::headline::{Headline, INFORMATION};
 use crate::http::Events;
 use crate::report::{fmt, median};
 use crate::sync_peerbox::{Daemon, folder_status};
@@ -811,7 +811,7 @@ impl ScanReport {
             peerbox: secs(start),
             theirs: String::new(),
             ratio: None,
-            goal: "(information)".into(),
+            goal: INFORMATION.into(),
             met: None,
         });
         let rss = self.rounds.iter().filter_map(|r| r.rss).max().map(crate::mib);

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::headline::{self, Headline};
+use crate::headline::{self, Headline, INFORMATION};
 
 /// Options of `peerbox-bench suite`.
 #[derive(Args, Debug)]
@@ -184,7 +184,7 @@ fn render_summary(outcomes: &[Outcome], version: &str, rounds: u32, quick: bool)
                 cell(&h.theirs),
                 crate::report::fmt(h.ratio, 2),
                 cell(&h.goal),
-                crate::report::verdict(h.met),
+                if h.goal == INFORMATION { "–" } else { crate::report::verdict(h.met) },
             );
         }
         if o.lines.is_empty() {
@@ -351,13 +351,14 @@ mod tests {
             Outcome {
                 step: step("transfer"),
                 ok: true,
-                lines: vec![h("one", Some(1.5), "≥ 2× x", Some(false))],
+                lines: vec![h("one", Some(1.5), "≥ 2× x", Some(false)), h("two", Some(0.5), INFORMATION, None)],
                 why: None,
             },
             Outcome { step: step("sync"), ok: false, lines: vec![], why: Some("exited with 1".into()) },
         ];
         let text = render_summary(&outcomes, "peerbox 0.1.0", 3, false);
         assert!(text.contains("| one | 1 s | ref <x> | 2 s | 1.50 | ≥ 2× x | NOT met |"), "{text}");
+        assert!(text.contains("| two | 1 s | ref <x> | 2 s | 0.50 | (information) | – |"), "{text}");
         assert!(text.contains("| what it does | FAILED |"), "{text}");
         assert!(text.contains("- `sync` (transfer): FAILED — exited with 1"), "{text}");
     }
