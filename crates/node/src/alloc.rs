@@ -17,7 +17,10 @@
 /// Allocations from this size on get pages of their own (`mmap`) and return
 /// them when freed; below it they come from a heap and are reused. Fixed, it
 /// also stops glibc from moving the threshold (and the trim threshold) by what
-/// it sees freed. Above the largest block (1 MiB).
+/// it sees freed. Above every frame and record, and the blocks of files up to
+/// ~8 GiB (at most 4 MiB); blocks of 8 and 16 MiB (larger files) are at or past it,
+/// so the block paths keep theirs for reuse (`peerbox_net::Buffers`) rather
+/// than freeing them.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 8 << 20;
 
