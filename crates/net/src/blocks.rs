@@ -230,8 +230,8 @@ where
     let mut asked: HashMap<(u32, u32), u8> = HashMap::new();
     let mut misses = 0usize;
     // The blocks in flight, reused: a fresh buffer per block costs a page fault
-    // per 4 KiB once blocks pass glibc's `mmap` threshold (8 MiB, files of 8 GiB
-    // and more), half again the sharer's CPU.
+    // per 4 KiB once blocks reach glibc's `mmap` threshold (8 MiB, files of 8 GiB
+    // and more): a third more of the sharer's CPU.
     let buffers = Buffers::default();
     loop {
         while reads.len() < READ_AHEAD {

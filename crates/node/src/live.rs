@@ -90,7 +90,10 @@ pub struct Pacer {
 impl Pacer {
     /// The counter now, reported as of now (the next change waits out the gap).
     pub fn current(&mut self) -> u64 {
-        self.reported()
+        self.last = Some(Instant::now());
+        // Settles before this report are in it.
+        self.settled.borrow_and_update();
+        *self.changes.borrow_and_update()
     }
 
     /// The counter once it has moved since the last report and the gap since it
@@ -104,14 +107,7 @@ impl Pacer {
             }
         }
         self.changes.changed().await.ok()?;
-        Some(self.reported())
-    }
-
-    fn reported(&mut self) -> u64 {
-        self.last = Some(Instant::now());
-        // Settles before this report are in it.
-        self.settled.borrow_and_update();
-        *self.changes.borrow_and_update()
+        Some(self.current())
     }
 }
 
