@@ -238,40 +238,53 @@ async fn row09_a_symlink_in_the_destination_is_not_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn row10_a_directory_swapped_for_a_symlink_mid_write_cannot_redirect_it() {
-    let data = pattern(4 * BLOCK, 9);
-    let entries = vec![Entry { path: "sub".into(), kind: EntryKind::Dir }, file_entry("sub/big.bin", &data)];
-    // The sharer holds block 2 until the swap is done.
-    let (release, held) = std::sync::mpsc::sync_channel::<()>(0);
-    let held = Arc::new(Mutex::new(held));
-    let served = data.clone();
-    let sharer = FakeSharer::start(
-        entries,
-        Arc::new(move |f, b| {
-            if b == 2 {
-                let _ = held.lock().expect("lock").recv();
-            }
-            serve_slice(&[Vec::new(), served.clone()], f, b)
-        }),
-    )
-    .await;
-    let parent = tempfile::tempdir().expect("tmp");
-    let victim = parent.path().join("victim");
-    std::fs::create_dir(&victim).expect("victim");
-    let dest = parent.path().join("dest");
-    let link = sharer.link.clone();
-    let d = dest.clone();
-    let getter = tokio::spawn(async move { get(&link, &d, &[]).await });
-    // Once the temp file is being filled, swap its directory for a symlink out.
-    assert!(wait_until(|| std::fs::read_dir(dest.join("sub")).is_ok_and(|mut r| r.next().is_some())).await);
-    std::fs::rename(dest.join("sub"), dest.join("sub-moved")).expect("move");
-    std::os::unix::fs::symlink(&victim, dest.join("sub")).expect("swap");
-    let before = tree(&victim);
-    release.send(()).expect("release");
-    let run = tokio::time::timeout(STEP, getter).await.expect("get ended").expect("join");
-    assert_ne!(run.code, 0, "the confined rename fails: {}", run.stderr);
-    assert!(run.stderr.contains("symbolic link"), "says why: {}", run.stderr);
-    assert_eq!(tree(&victim), before, "nothing escaped through the swapped-in symlink");
-    assert!(tree(&victim).is_empty());
+    // A folder already at the destination, and a new one (filled under a temp name).
+    for there in [true, false] {
+        let data = pattern(4 * BLOCK, 9);
+        let entries = vec![Entry { path: "sub".into(), kind: EntryKind::Dir }, file_entry("sub/big.bin", &data)];
+        // The sharer holds block 2 until the swap is done.
+        let (release, held) = std::sync::mpsc::sync_channel::<()>(0);
+        let held = Arc::new(Mutex::new(held));
+        let served = data.clone();
+        let sharer = FakeSharer::start(
+            entries,
+            Arc::new(move |f, b| {
+                if b == 2 {
+                    let _ = held.lock().expect("lock").recv();
+                }
+                serve_slice(&[Vec::new(), served.clone()], f, b)
+            }),
+        )
+        .await;
+        let parent = tempfile::tempdir().expect("tmp");
+        let victim = parent.path().join("victim");
+        std::fs::create_dir(&victim).expect("victim");
+        let dest = parent.path().join("dest");
+        if there {
+            std::fs::create_dir_all(dest.join("sub")).expect("sub");
+        }
+        let link = sharer.link.clone();
+        let d = dest.clone();
+        let getter = tokio::spawn(async move { get(&link, &d, &[]).await });
+        // Once the temp file is being filled, swap its directory for a symlink out.
+        let filling = || {
+            let dirs = std::fs::read_dir(&dest).into_iter().flatten().flatten().map(|e| e.path());
+            dirs.filter(|p| p.is_dir()).find(|p| std::fs::read_dir(p).is_ok_and(|mut r| r.next().is_some()))
+        };
+        assert!(wait_until(|| filling().is_some()).await, "there: {there}");
+        let folder = filling().expect("a folder being filled");
+        assert_eq!(folder == dest.join("sub"), there, "{}", folder.display());
+        std::fs::rename(&folder, dest.join("moved")).expect("move");
+        std::os::unix::fs::symlink(&victim, &folder).expect("swap");
+        let before = tree(&victim);
+        release.send(()).expect("release");
+        let run = tokio::time::timeout(STEP, getter).await.expect("get ended").expect("join");
+        assert_ne!(run.code, 0, "the confined rename fails: {}", run.stderr);
+        assert!(run.stderr.contains("symbolic link"), "says why: {}", run.stderr);
+        assert_eq!(tree(&victim), before, "nothing escaped through the swapped-in symlink");
+        assert!(tree(&victim).is_empty());
+        assert_eq!(dest.join("sub").is_symlink(), there, "a swapped stage is not moved in");
+    }
 }
 
 // ------------------------------------------------------------------ frames and sizes

@@ -106,7 +106,8 @@ pub struct GetProgress {
     pub files_done: usize,
     /// What the share holds, as its top names say it (peer data).
     pub label: String,
-    /// Temp files this download fills (under the destination), for a cancel to remove.
+    /// Temp files and folders this download fills (under the destination), for a
+    /// cancel to remove.
     #[serde(skip)]
     pub temps: Vec<PathBuf>,
     /// Devices sending blocks this round (the sharer and others that have them).
@@ -530,6 +531,7 @@ async fn start_plan(
                 FileStatus::Pending(t) => Some(opts.dest.join(t.rel_path())),
                 _ => None,
             })
+            .chain(p.dl.temp_folders().map(|d| opts.dest.join(d)))
             .collect();
     progress.send_modify(|pr| {
         pr.label = label;
@@ -626,12 +628,11 @@ impl Plan {
         let done = tokio::task::spawn_blocking(move || {
             let ready: Vec<usize> = {
                 let finished = finished.lock().unwrap_or_else(|p| p.into_inner());
-                (0..dl.files.len())
-                    .filter(|i| !finished.contains(i))
-                    .filter(|&i| match &dl.files[i].status {
-                        FileStatus::InPlace => true,
-                        FileStatus::Pending(t) => t.is_complete(),
-                    })
+                dl.ready()
+                    .into_iter()
+                    .enumerate()
+                    .filter(|&(i, r)| r && !finished.contains(&i))
+                    .map(|(i, _)| i)
                     .collect()
             };
             // One durability pass for all of them (see `Download::finish_batch`).

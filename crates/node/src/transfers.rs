@@ -319,7 +319,12 @@ impl Transfers {
         } else {
             if let Some(p) = self.stop(id) {
                 for t in &p.temps {
-                    let _ = std::fs::remove_file(t);
+                    // A staged folder holds only this download's files.
+                    if std::fs::symlink_metadata(t).is_ok_and(|m| m.is_dir()) {
+                        let _ = std::fs::remove_dir_all(t);
+                    } else {
+                        let _ = std::fs::remove_file(t);
+                    }
                 }
             }
             lock(&self.store).set_transfer_state(id, "canceled", None)?;
