@@ -14,7 +14,7 @@
 //! All paths are opened through a `cap_std` handle on the destination, so neither a
 //! hostile name nor a symlink can lead a write outside it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -109,12 +109,7 @@ struct Stage {
 }
 
 impl Stage {
-    /// Whether `path` is this folder or under it.
-    fn holds(&self, path: &str) -> bool {
-        path.split('/').next() == Some(self.top.as_str())
-    }
-
-    /// Where `path` (one it [holds](Stage::holds)) is while the download runs.
+    /// Where `path` (this folder or one under it) is while the download runs.
     fn staged(&self, path: &str) -> String {
         match path.strip_prefix(self.top.as_str()).and_then(|rest| rest.strip_prefix('/')) {
             Some(rest) => format!("{}/{rest}", self.tmp),
@@ -123,15 +118,22 @@ impl Stage {
     }
 }
 
-/// The temp name of the top folder `top`: a hash of everything the manifest puts
-/// under it, so a rerun of the same manifest resumes there and a changed one
-/// never finds another's files.
-fn stage_name(top: &str, entries: &[(RelPath, Entry)]) -> String {
-    let mut h = Sha256::new();
-    h.update(b"stage\0");
-    h.update(top.as_bytes());
-    h.update([0]);
-    for (path, entry) in entries.iter().filter(|(p, _)| p.ancestors().next() == Some(top)) {
+/// The temp names of the top folders `tops`: each a hash of everything the
+/// manifest puts under it, so a rerun of the same manifest resumes there and a
+/// changed one never finds another's files. One pass over the manifest.
+fn stage_names<'a>(tops: &BTreeSet<&'a str>, entries: &[(RelPath, Entry)]) -> HashMap<&'a str, String> {
+    let mut hashers: HashMap<&str, Sha256> = tops
+        .iter()
+        .map(|&top| {
+            let mut h = Sha256::new();
+            h.update(b"stage\0");
+            h.update(top.as_bytes());
+            h.update([0]);
+            (top, h)
+        })
+        .collect();
+    for (path, entry) in entries {
+        let Some(h) = path.ancestors().next().and_then(|top| hashers.get_mut(top)) else { continue };
         h.update(path.as_str().as_bytes());
         h.update([0]);
         match &entry.kind {
@@ -146,7 +148,7 @@ fn stage_name(top: &str, entries: &[(RelPath, Entry)]) -> String {
             }
         }
     }
-    format!("{TEMP_PREFIX}{}", hex::encode(&h.finalize()[..16]))
+    hashers.into_iter().map(|(top, h)| (top, format!("{TEMP_PREFIX}{}", hex::encode(&h.finalize()[..16])))).collect()
 }
 
 /// A sync started every so often while a download goes on, on a thread of its
@@ -318,17 +320,15 @@ impl Download {
         // one left by an earlier run of the same manifest is resumed.
         let mut stages: Vec<(Stage, bool)> = Vec::new();
         if STAGE_FOLDERS {
-            let tops: BTreeSet<&str> = wanted.iter().filter_map(|(_, path, _)| path.ancestors().next()).collect();
-            for top in tops {
-                if root.symlink_metadata(top).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-                    let tmp = stage_name(top, entries);
-                    let resumed = root.symlink_metadata(&tmp).is_ok();
-                    let stage = Stage { top: top.to_owned(), tmp, dirs: Vec::new(), files: Vec::new() };
-                    stages.push((stage, resumed));
-                }
+            let mut tops: BTreeSet<&str> = wanted.iter().filter_map(|(_, path, _)| path.ancestors().next()).collect();
+            tops.retain(|top| root.symlink_metadata(top).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound));
+            for (top, tmp) in stage_names(&tops, entries) {
+                let resumed = root.symlink_metadata(&tmp).is_ok();
+                stages.push((Stage { top: top.to_owned(), tmp, dirs: Vec::new(), files: Vec::new() }, resumed));
             }
         }
-        let stage_of = |path: &str| stages.iter().position(|(s, _)| s.holds(path));
+        let by_top: HashMap<String, usize> = stages.iter().enumerate().map(|(i, (s, _))| (s.top.clone(), i)).collect();
+        let stage_of = |path: &str| path.split('/').next().and_then(|top| by_top.get(top).copied());
         let at = |path: &str| stage_of(path).map_or_else(|| path.to_owned(), |i| stages[i].0.staged(path));
         let check = |path: &RelPath, meta: &FileMeta| {
             if in_absent(path) { Ok(false) } else { existing_matches(&root, dest, path, meta, overwrite) }
@@ -497,9 +497,10 @@ impl Download {
         let mut out: Vec<Result<PathBuf, EngineError>> = Vec::with_capacity(files.len());
         // Files of staged folders: their position in `out`, and their folder's.
         let mut staged: Vec<(usize, usize)> = Vec::new();
+        let by_top: HashMap<&str, usize> = self.stages.iter().enumerate().map(|(i, s)| (s.top.as_str(), i)).collect();
         for f in files {
             let dest = self.final_path(&f.path);
-            let stage = self.stages.iter().position(|s| s.holds(f.path.as_str()));
+            let stage = f.path.as_str().split('/').next().and_then(|top| by_top.get(top).copied());
             let r = match &f.status {
                 FileStatus::InPlace => Ok(dest),
                 FileStatus::Pending(tmp) if !tmp.is_complete() => Err(EngineError::Incomplete(dest)),
@@ -542,14 +543,16 @@ impl Download {
             out.push(r);
         }
         let durable = matches!(at_once, Some(Ok(())));
-        let touched: BTreeSet<usize> = staged.iter().map(|(_, i)| *i).collect();
-        for i in touched {
-            let in_batch: HashSet<u32> =
-                staged.iter().filter(|(_, s)| *s == i).map(|(at, _)| files[*at].index).collect();
+        let mut touched: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (at, i) in staged {
+            touched.entry(i).or_default().push(at);
+        }
+        for (i, ats) in touched {
+            let in_batch: HashSet<u32> = ats.iter().map(|&at| files[at].index).collect();
             let mut failed = self.place_stage(&self.stages[i], durable, &in_batch, &mut dirs);
-            for (at, _) in staged.iter().filter(|(_, s)| *s == i) {
-                if let Some(e) = failed.remove(&files[*at].index) {
-                    out[*at] = Err(e);
+            for at in ats {
+                if let Some(e) = failed.remove(&files[at].index) {
+                    out[at] = Err(e);
                 }
             }
         }
@@ -1413,6 +1416,23 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("new/a")).unwrap(), b"aaa");
         assert_eq!(std::fs::read(d.path().join("new/sub/big")).unwrap(), big);
         assert_eq!(listing(d.path()), ["new", "new/a", "new/empty", "new/sub", "new/sub/big", "old", "old/b", "top"]);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn several_new_folders_each_move_in_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let entries = [entry("x/1", b"1"), entry("y/2", b"2"), entry("z/sub/3", b"3"), entry("x/4", b"4")];
+        let dl = Download::prepare(d.path(), &entries, false).unwrap();
+        assert_eq!(dl.temp_folders().count(), 3);
+        let names: HashSet<&Path> = dl.temp_folders().collect();
+        assert_eq!(names.len(), 3, "each folder has a temp name of its own");
+        for (f, data) in dl.files.iter().zip([b"1", b"2", b"3", b"4"]) {
+            pending(f).write_block(0, data).unwrap();
+        }
+        let out = dl.finish_batch(&dl.files.iter().collect::<Vec<_>>());
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
+        assert_eq!(listing(d.path()), ["x", "x/1", "x/4", "y", "y/2", "z", "z/sub", "z/sub/3"]);
     }
 
     #[test]
