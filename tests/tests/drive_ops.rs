@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
+use peerbox_proto::manifest::{Entry, EntryKind};
 use peerbox_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -184,10 +185,13 @@ impl Gate {
 }
 
 async fn gated_sharer(data: Vec<u8>, from: u32) -> (FakeSharer, Gate) {
+    gated(vec![file_entry("film.bin", &data)], vec![data], from).await
+}
+
+/// A sharer of `entries` (with `files`, by entry) whose blocks from `from` on wait for the gate.
+async fn gated(entries: Vec<Entry>, files: Vec<Vec<u8>>, from: u32) -> (FakeSharer, Gate) {
     let gate = Gate::default();
     let g = gate.clone();
-    let entries = vec![file_entry("film.bin", &data)];
-    let files = vec![data];
     let sharer = FakeSharer::start(
         entries,
         Arc::new(move |f, b| {
@@ -264,6 +268,18 @@ async fn downloads_pause_resume_survive_a_restart_and_cancel_cleanly() {
     assert!(tree(&dest3).is_empty(), "{:?}", tree(&dest3));
     // Its blocked block readers must end, or the runtime waits for them forever.
     gate3.open();
+
+    // A folder too: the folder it was filling under a temp name goes with its files.
+    let data4 = pattern(4 << 20, 6);
+    let album = vec![Entry { path: "album".into(), kind: EntryKind::Dir }, file_entry("album/film.bin", &data4)];
+    let (sharer4, gate4) = gated(album, vec![Vec::new(), data4], 4).await;
+    let dest4 = tmp.path().join("downloads4");
+    let id4: u64 = b.ok(&["download", &sharer4.link, s(&dest4)]).await.parse().expect("id");
+    wait_status(&b, |s| got_some(&transfer(s, id4))).await;
+    assert!(!tree(&dest4).is_empty(), "the download had begun writing");
+    b.ok(&["transfers", "cancel", &id4.to_string()]).await;
+    assert!(tree(&dest4).is_empty(), "{:?}", tree(&dest4));
+    gate4.open();
 
     // Bad links are refused up front.
     for bad in ["peerbox://garbage", "not a link", &tamper(&sharer.link, 5)] {
