@@ -612,8 +612,8 @@ impl Download {
         }
         // Its files were written through handles confined to the destination, but
         // a stage swapped for a link would move in as that link, without them.
-        if let Some(link) = link_in(&self.root, Path::new(&stage.tmp).join("_").as_path()) {
-            return all(&|f| symlink_refused(&self.final_path(&f.path), &self.root_path, &link));
+        if self.root.symlink_metadata(&stage.tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+            return all(&|f| symlink_refused(&self.final_path(&f.path), &self.root_path, &stage.tmp));
         }
         let top = self.root_path.join(&stage.top);
         match rename_no_replace(&self.root, Path::new(&stage.tmp), &stage.top) {
