@@ -294,7 +294,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{} bytes in all, {} interleaved round{} (tar, peerbox, sendme), each case on a fresh ext4 image \
+            "{} bytes in all, {} interleaved round{} (tar, peerbox, sendme), each case on a fresh ext4 image (loop device with direct I/O) \
              that holds both sides; seconds from starting the transfer until the copy is durable (tar: one \
              `sync -f` after `tar -x`; peerbox: its `get` process; sendme: its `receive` process, which does \
              not sync); every file's SHA-256 checked after each case; \

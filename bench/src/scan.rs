@@ -837,7 +837,7 @@ impl ScanReport {
         );
         let _ = writeln!(
             out,
-            "{n} round{}, each on a fresh ext4 image holding both trees (random bytes) and every program's home; \
+            "{n} round{}, each on a fresh ext4 image (loop device with direct I/O) holding both trees (random bytes) and every program's home; \
              page cache {}. Initial scan: from the `folder_add` call on a running daemon (fresh home) until its status \
              shows the folder idle, checked against the files written; references on the same files in the same round: \
              the 2-core sha2 limit (SHA-256 of every file with the `sha2` crate on {LIMIT_THREADS} threads, in process, \

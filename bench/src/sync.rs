@@ -766,7 +766,7 @@ impl SyncReport {
         let _ = writeln!(out, "## peerbox-bench sync: folder sync between two devices, loopback, against Syncthing\n");
         let _ = writeln!(
             out,
-            "{n} interleaved round{} (Syncthing, then Peerbox), each on a fresh ext4 image, all four processes in one \
+            "{n} interleaved round{} (Syncthing, then Peerbox), each on a fresh ext4 image (loop device with direct I/O), all four processes in one \
              loopback-only network namespace; both devices joined and idle before each case. \
              Times are medians over rounds (latency: the median of {} samples within each round first); \
              ratio = Syncthing's time ÷ Peerbox's time in the same round, median over rounds (> 1: Peerbox is faster); \
