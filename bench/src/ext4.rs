@@ -54,27 +54,29 @@ impl Image {
         Ok(image)
     }
 
-    /// Switches the image's loop device to direct I/O (see the module docs). A
-    /// file system under the image that cannot do it (tmpfs) leaves it buffered,
-    /// with a warning: the figures are then less repeatable, not wrong.
+    /// Switches the image's loop device to direct I/O (see the module docs). If
+    /// it cannot be (a file system under the image without direct I/O, a block
+    /// size it does not allow), it stays buffered, with a warning: the figures
+    /// are then less repeatable, not wrong.
     async fn direct_io(&self) {
         let dev = match Command::new("findmnt").args(["-n", "-o", "SOURCE"]).arg(&self.mount).output().await {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
             _ => String::new(),
         };
-        let switched = match dev.strip_prefix("/dev/") {
+        let why = match dev.strip_prefix("/dev/") {
             Some(name) => {
-                let _ = run(Command::new("losetup").arg("--direct-io=on").arg(&dev), "losetup --direct-io=on").await;
-                std::fs::read_to_string(format!("/sys/block/{name}/loop/dio")).is_ok_and(|v| v.trim() == "1")
+                let tried =
+                    run(Command::new("losetup").arg("--direct-io=on").arg(&dev), "losetup --direct-io=on").await;
+                let on = std::fs::read_to_string(format!("/sys/block/{name}/loop/dio")).is_ok_and(|v| v.trim() == "1");
+                match tried {
+                    _ if on => return,
+                    Ok(()) => "the device did not take it".to_owned(),
+                    Err(e) => format!("{e:#}"),
+                }
             }
-            None => false,
+            None => format!("no loop device found for it ({dev:?})"),
         };
-        if !switched {
-            eprintln!(
-                "  (the loop device of {} ({dev:?}) stays buffered: no direct I/O on the file system under it)",
-                self.file.display()
-            );
-        }
+        eprintln!("  ({} stays on a buffered loop device: {why})", self.file.display());
     }
 
     /// Where it is mounted.
