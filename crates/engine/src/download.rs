@@ -120,9 +120,10 @@ impl Stage {
 
 /// The temp names of the top folders `tops`: each a hash of everything the
 /// manifest puts under it, so a rerun of the same manifest resumes there and a
-/// changed one never finds another's files. One pass over the manifest.
-fn stage_names<'a>(tops: &BTreeSet<&'a str>, entries: &[(RelPath, Entry)]) -> HashMap<&'a str, String> {
-    let mut hashers: HashMap<&str, Sha256> = tops
+/// changed one never finds another's files. One pass over the manifest; in the
+/// order of `tops`, so the stages (and the temp list a cancel reads) keep it.
+fn stage_names<'a>(tops: &BTreeSet<&'a str>, entries: &[(RelPath, Entry)]) -> BTreeMap<&'a str, String> {
+    let mut hashers: BTreeMap<&str, Sha256> = tops
         .iter()
         .map(|&top| {
             let mut h = Sha256::new();
